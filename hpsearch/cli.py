@@ -1,0 +1,164 @@
+"""Command line: `hpsearch master start|status|stop`, `hpsearch worker`, `hpsearch report`.
+
+Commands are thin: they parse arguments and call the library. Every HpsearchError becomes one
+line on stderr and exit code 2 (the traceback only with --debug).
+"""
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Any, Callable
+
+import click
+
+from . import __version__
+from .errors import HpsearchError
+
+
+def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn our errors (and a few OS ones) into one clear line and exit code 2."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = click.get_current_context().find_root().params.get("debug")
+        try:
+            return fn(*args, **kwargs)
+        except HpsearchError as e:
+            if debug:
+                raise
+            click.echo(f"hpsearch: error: {e}", err=True)
+            sys.exit(2)
+        except (PermissionError, IsADirectoryError, NotADirectoryError) as e:
+            if debug:
+                raise
+            click.echo(f"hpsearch: error: {e.strerror}: {e.filename}", err=True)
+            sys.exit(2)
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="hpsearch")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+def main(debug: bool) -> None:
+    """Coarse-to-fine random hyperparameter search for PyTorch.
+
+    \b
+    Quick start:
+      hpsearch master start sweeps/demo.yaml --dir runs/demo
+      hpsearch report runs/demo
+    """
+
+
+@main.group()
+def master() -> None:
+    """Run a sweep: plan stages, launch and watch workers, narrow ranges."""
+
+
+@master.command("start")
+@click.argument("sweep_file", type=click.Path(dir_okay=False))
+@click.option("--dir", "root", type=click.Path(file_okay=False), help="Sweep directory (default runs/<name>). An existing one is resumed.")
+@click.option("--workers", "-w", type=click.IntRange(min=1), help="Worker processes (default: the sweep's `workers`, or one per GPU).")
+@click.option("--launcher", type=click.Choice(["local", "slurm"]), help="Where workers run (default: the sweep's `launcher`).")
+@click.option("--resume", is_flag=True, help="Require DIR to exist and continue it.")
+@click.option("--force", is_flag=True, help="Continue DIR even though it was started with a different sweep file.")
+@click.option("--device", help="Device for every worker, e.g. cpu or cuda (default: cuda when available).")
+@click.option("--workers-per-gpu", type=click.IntRange(min=1), help="Pack K small workers on each GPU.")
+@click.option("--dry-run", is_flag=True, help="Slurm: print the batch script instead of submitting it.")
+@click.option("--no-workers", is_flag=True, help="Start no workers; plan and watch while you start `hpsearch worker` by hand.")
+@friendly
+def master_start(sweep_file: str, root: str | None, **kw: Any) -> None:
+    """Start (or resume) the sweep in SWEEP_FILE.
+
+    \b
+    Example:
+      hpsearch master start sweeps/demo.yaml --dir runs/demo --workers 2
+
+    Stage 1 samples the declared ranges; each later stage samples ranges narrowed
+    around the previous stage's best runs (moved outward where a best value sits on
+    a border). Re-running the same command on the same --dir continues where it stopped.
+    """
+    from .master import StartOptions, start
+
+    if kw.get("dry_run"):
+        from .launchers.slurm import dry_run
+        click.echo(dry_run(sweep_file, root, kw.get("workers")))
+        return
+    sys.exit(start(sweep_file, root, StartOptions(**kw)))
+
+
+@master.command("stop")
+@click.argument("root", type=click.Path(file_okay=False))
+@friendly
+def master_stop(root: str) -> None:
+    """Stop the sweep in ROOT: workers release their trials, the master exits.
+
+    \b
+    Example:
+      hpsearch master stop runs/demo
+    """
+    from .master import request_stop
+
+    request_stop(root)
+    click.echo(f"Stop requested for {root}; workers release their trials at their next epoch.")
+
+
+@master.command("status")
+@click.argument("root", type=click.Path(file_okay=False))
+@friendly
+def master_status(root: str) -> None:
+    """Show what the sweep in ROOT is doing: stage, counts, workers and their trials.
+
+    \b
+    Example:
+      hpsearch master status runs/demo
+    """
+    from .status import status_text
+
+    click.echo(status_text(root))
+
+
+@main.command()
+@click.option("--dir", "root", required=True, type=click.Path(file_okay=False), help="The sweep directory to work on.")
+@click.option("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available).")
+@click.option("--threads", type=click.IntRange(min=1), help="torch threads (default: torch's choice).")
+@click.option("--max-trials", type=click.IntRange(min=1), help="Exit after this many trials.")
+@click.option("--exit-when-idle", is_flag=True, help="Exit when no trial is queued instead of waiting for the next stage.")
+@click.option("--id", "worker_id", help="Worker name (default host-pid-random).")
+@friendly
+def worker(root: str, device: str | None, threads: int | None, max_trials: int | None, exit_when_idle: bool,
+           worker_id: str | None) -> None:
+    """Claim and train trials of the sweep in --dir until it is done.
+
+    \b
+    Example (join a running sweep from another terminal or host):
+      hpsearch worker --dir /shared/runs/demo
+
+    Stop it with Ctrl-C or SIGTERM: the trial in hand keeps its checkpoint and goes
+    back to the queue.
+    """
+    from .worker import WorkerOptions, run_worker
+
+    sys.exit(run_worker(root, WorkerOptions(worker_id=worker_id, device=device, threads=threads,
+                                            max_trials=max_trials, exit_when_idle=exit_when_idle)))
+
+
+@main.command()
+@click.argument("root", type=click.Path(file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--stage", type=click.IntRange(min=1), help="Only this stage's runs.")
+@click.option("--top", type=click.IntRange(min=1), help="Only the N best runs.")
+@friendly
+def report(root: str, fmt: str, stage: int | None, top: int | None) -> None:
+    """Rank the runs in ROOT; show border flags and the ranges of each stage.
+
+    \b
+    Examples:
+      hpsearch report runs/demo --top 10
+      hpsearch report runs/demo --format csv > runs.csv
+    """
+    from .report import render
+
+    click.echo(render(root, fmt, stage=stage, top=top))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,455 @@
+"""Sweep file (YAML, W&B conventions) -> validated, frozen `Sweep`. Validation happens here, once.
+
+Every problem is collected and reported together as one `ConfigError`; W&B keys that
+hpsearch does not use become warnings, never errors, so a W&B sweep file runs with only
+`trainable` and `stages` added.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import space as sp
+from .errors import ConfigError
+from .trainables import BUILTINS, OPTIMIZERS, builtin_defaults
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+TOP_KEYS = {
+    "name", "description", "metric", "seed", "trainable", "parameters", "stages", "workers",
+    "launcher", "border", "margin", "on_border", "retries", "heartbeat", "stale_after",
+    "checkpoints", "keep_top", "max_failures", "lock",
+}
+WANDB_UNUSED = {"method", "program", "command", "early_terminate", "project", "entity", "run_cap"}
+PARAM_KEYS = {"distribution", "min", "max", "values", "value", "probabilities", "mu", "sigma",
+              "q", "a", "b", "bounds", "parameters", "on_border"}
+STAGE_KEYS = {"trials", "epochs", "top", "promote", "repeats", "name"}
+METRIC_KEYS = {"name", "goal", "target"}
+SLURM_KEYS = {"type", "partition", "account", "qos", "time", "gpus_per_worker", "cpus_per_worker",
+              "mem", "constraint", "extra", "setup", "max_resubmits", "signal_seconds", "python"}
+LOCAL_KEYS = {"type", "workers_per_gpu", "threads"}
+# W&B distribution names (and ours) -> how to build the dimension.
+LOG_VALUES = {"log_uniform_values", "inv_log_uniform_values", "q_log_uniform_values",
+              "int_log_uniform", "int_log_uniform_values"}
+LOG_EXPONENTS = {"log_uniform", "q_log_uniform", "inv_log_uniform"}
+DISTRIBUTIONS = sorted(
+    {"constant", "categorical", "uniform", "q_uniform", "int_uniform", "normal", "q_normal",
+     "log_normal", "q_log_normal", "beta", "q_beta"} | LOG_VALUES | LOG_EXPONENTS)
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str = "val_acc"
+    goal: str = "maximize"
+
+    def better(self, a: float, b: float) -> bool:
+        """True when a is strictly better than b under the goal (NaN is never better)."""
+        if a != a:
+            return False
+        if b != b:
+            return True
+        return a > b if self.goal == "maximize" else a < b
+
+
+@dataclass(frozen=True)
+class Stage:
+    trials: int
+    epochs: int
+    top: int | None = None          # how many top runs of this stage steer the next ranges
+    promote: float = 0              # K (int) or a fraction of the previous stage's runs
+    repeats: int = 1                # seeds per configuration; ranking uses the mean
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    metric: Metric
+    seed: int
+    trainable: dict[str, Any]       # {"builtin"|"python"|"command": ..., fixed settings...}
+    space: sp.Space
+    stages: tuple[Stage, ...]
+    workers: int = 1
+    launcher: dict[str, Any] = field(default_factory=lambda: {"type": "local"})
+    border: float = 0.1
+    margin: float = 0.25
+    on_border: str = "extend"
+    retries: int = 3
+    heartbeat: float = 5.0
+    stale_after: float = 30.0
+    checkpoints: str = "best_last"
+    keep_top: int | None = None
+    max_failures: int = 5
+    lock: str = "auto"
+    description: str = ""
+    source_dir: str = "."
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def trainable_kind(self) -> str:
+        return next(k for k in ("builtin", "python", "command") if k in self.trainable)
+
+    def fixed_settings(self) -> dict[str, Any]:
+        """Trainable settings with the trainable's own key removed (defaults filled for built-ins)."""
+        kind = self.trainable_kind
+        base = builtin_defaults(self.trainable["builtin"]) if kind == "builtin" else {}
+        base.update({k: v for k, v in self.trainable.items() if k != kind})
+        return base
+
+
+def load(path: str | Path, source_dir: str | None = None) -> tuple[Sweep, dict[str, Any]]:
+    """Read and validate a sweep file. Returns the Sweep and the raw mapping (kept verbatim)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError([f"no such file (sweep files usually live in sweeps/)"], str(path)) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError([f"cannot read it: {e}"], str(path)) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError([f"not valid YAML: {where}{problem}"], str(path)) from None
+    raw = raw if raw is not None else {}
+    source_dir = source_dir or str(path.resolve().parent)
+    return parse(raw, source_dir=source_dir, default_name=path.stem, source=str(path)), raw
+
+
+def fingerprint(raw: dict[str, Any]) -> str:
+    """Stable hash of a sweep's content, to tell a resumed sweep from a different one."""
+    return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def parse(raw: Any, source_dir: str = ".", default_name: str = "sweep", source: str = "sweep file") -> Sweep:
+    problems: list[str] = []
+    warnings: list[str] = []
+    if not isinstance(raw, dict):
+        raise ConfigError([f"the file must be a mapping of keys (name:, parameters:, stages:, ...), got {type(raw).__name__}"], source)
+    for key in raw:
+        if key in WANDB_UNUSED:
+            if not (key == "method" and raw[key] == "random"):
+                warnings.append(f"W&B key '{key}' is not used by hpsearch (it always runs staged random search); ignored")
+        elif key not in TOP_KEYS:
+            problems.append(f"unknown key '{key}' (valid keys: {', '.join(sorted(TOP_KEYS))})")
+
+    name = raw.get("name", default_name)
+    if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
+        problems.append(f"name: must be letters, digits, '.', '_' or '-' (no '/' or '..'), got {name!r}")
+    metric = _metric(raw.get("metric", {}), problems)
+    seed = _int(raw, "seed", 0, problems, minimum=0)
+    trainable = _trainable(raw.get("trainable"), source_dir, problems)
+    space = _parameters(raw.get("parameters", {}), problems, warnings)
+    stages = _stages(raw.get("stages"), problems)
+    workers = _int(raw, "workers", 1, problems, minimum=1)
+    launcher = _launcher(raw.get("launcher", {"type": "local"}), problems)
+    border = _float(raw, "border", 0.1, problems, 0.0, 0.5)
+    margin = _float(raw, "margin", 0.25, problems, 0.0, 10.0)
+    on_border = raw.get("on_border", "extend")
+    if on_border not in ("extend", "keep"):
+        problems.append(f"on_border: must be 'extend' or 'keep', got {on_border!r}")
+    retries = _int(raw, "retries", 3, problems, minimum=0)
+    heartbeat = _float(raw, "heartbeat", 5.0, problems, 0.05, 3600)
+    stale_after = _float(raw, "stale_after", max(30.0, 6 * heartbeat), problems, 0.1, 86400)
+    if stale_after <= heartbeat:
+        problems.append(f"stale_after: must exceed heartbeat ({heartbeat}), got {stale_after}")
+    checkpoints = raw.get("checkpoints", "best_last")
+    if checkpoints not in ("best_last", "all", "last"):
+        problems.append(f"checkpoints: must be best_last, last or all, got {checkpoints!r}")
+    keep_top = raw.get("keep_top")
+    if keep_top is not None and (not _is_int(keep_top) or keep_top < 1):
+        problems.append(f"keep_top: must be a positive integer, got {keep_top!r}")
+    max_failures = _int(raw, "max_failures", 5, problems, minimum=1)
+    lock = raw.get("lock", "auto")
+    if lock not in ("auto", "hard", "soft"):
+        problems.append(f"lock: must be auto, hard or soft, got {lock!r}")
+    if trainable and "builtin" in trainable:
+        _check_builtin_settings(trainable, space, problems)
+
+    if problems:
+        raise ConfigError(problems, source)
+    return Sweep(name=name, metric=metric, seed=seed, trainable=trainable, space=space,
+                 stages=tuple(stages), workers=workers, launcher=launcher, border=border,
+                 margin=margin, on_border=on_border, retries=retries, heartbeat=heartbeat,
+                 stale_after=stale_after, checkpoints=checkpoints, keep_top=keep_top,
+                 max_failures=max_failures, lock=lock, description=str(raw.get("description", "")),
+                 source_dir=source_dir, warnings=tuple(warnings))
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_num(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _int(raw: dict, key: str, default: int, problems: list[str], minimum: int) -> int:
+    v = raw.get(key, default)
+    if not _is_int(v) or v < minimum:
+        problems.append(f"{key}: must be an integer >= {minimum}, got {v!r}")
+        return default
+    return v
+
+
+def _float(raw: dict, key: str, default: float, problems: list[str], lo: float, hi: float) -> float:
+    v = raw.get(key, default)
+    if isinstance(v, str):
+        v = _yaml_number(v)
+    if not _is_num(v) or not lo <= v <= hi:
+        problems.append(f"{key}: must be a number in [{lo}, {hi}], got {raw.get(key)!r}")
+        return default
+    return float(v)
+
+
+def _yaml_number(v: Any) -> Any:
+    """YAML 1.1 reads `1e-3` (no dot) as a string; accept it as W&B does."""
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    return v
+
+
+def _metric(m: Any, problems: list[str]) -> Metric:
+    if not isinstance(m, dict):
+        problems.append(f"metric: must be a mapping like {{name: val_acc, goal: maximize}}, got {m!r}")
+        return Metric()
+    for k in m:
+        if k not in METRIC_KEYS:
+            problems.append(f"metric: unknown key '{k}' (valid keys: goal, name, target)")
+    name = m.get("name", "val_acc")
+    goal = m.get("goal", "maximize")
+    if not isinstance(name, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+        problems.append(f"metric.name: must be an identifier like val_acc, got {name!r}")
+        name = "val_acc"
+    if goal not in ("maximize", "minimize"):
+        problems.append(f"metric.goal: must be 'maximize' or 'minimize', got {goal!r}")
+        goal = "maximize"
+    return Metric(name=name, goal=goal)
+
+
+def _trainable(t: Any, source_dir: str, problems: list[str]) -> dict[str, Any]:
+    if t is None:
+        problems.append("trainable: missing; e.g. {builtin: classifier, dataset: digits}, "
+                        "{python: 'mypkg.train:fit'} or {command: [python, train.py, --lr, '{lr}']}")
+        return {}
+    if isinstance(t, str):
+        t = {"builtin": t}
+    if not isinstance(t, dict):
+        problems.append(f"trainable: must be a mapping, got {t!r}")
+        return {}
+    kinds = [k for k in ("builtin", "python", "command") if k in t]
+    if len(kinds) != 1:
+        problems.append("trainable: needs exactly one of builtin, python, command; got "
+                        + (", ".join(kinds) if kinds else "none"))
+        return {}
+    t = dict(t)
+    kind = kinds[0]
+    if kind == "builtin" and t["builtin"] not in BUILTINS:
+        problems.append(f"trainable.builtin: unknown built-in {t['builtin']!r} (valid: {', '.join(BUILTINS)})")
+    if kind == "python" and (not isinstance(t["python"], str) or not re.match(r"^[\w.]+:[\w.]+$", t["python"])):
+        problems.append(f"trainable.python: must look like 'package.module:function', got {t['python']!r}")
+    if kind == "command":
+        cmd = t["command"]
+        if isinstance(cmd, str):
+            cmd = shlex.split(cmd)
+        if not isinstance(cmd, list) or not cmd or not all(isinstance(a, (str, int, float)) for a in cmd):
+            problems.append(f"trainable.command: must be a non-empty list of arguments, got {t['command']!r}")
+        else:
+            t["command"] = [str(a) for a in cmd]
+    ds = t.get("dataset")
+    if isinstance(ds, str) and ds.startswith(("npz:", "cifar10:")):
+        prefix, _, p = ds.partition(":")
+        full = Path(p) if Path(p).is_absolute() else Path(source_dir) / p
+        if not full.exists() and not Path(p).exists():
+            problems.append(f"trainable.dataset: {prefix} data not found at {p!r} (relative paths are read from the sweep file's folder)")
+    return t
+
+
+def _check_builtin_settings(t: dict[str, Any], space: sp.Space, problems: list[str]) -> None:
+    defaults = builtin_defaults(t["builtin"])
+    valid = ", ".join(sorted(defaults))
+    for k in t:
+        if k != "builtin" and k not in defaults:
+            problems.append(f"trainable.{k}: not a setting of the {t['builtin']} built-in (valid: {valid})")
+    for k in space:
+        if k not in defaults:
+            problems.append(f"parameters.{k}: not a setting of the {t['builtin']} built-in (valid: {valid})")
+    ds = t.get("dataset", defaults.get("dataset"))
+    if t["builtin"] == "classifier":
+        if not isinstance(ds, str) or not (ds in ("digits", "spiral") or ds.startswith(("npz:", "cifar10:"))):
+            problems.append(f"trainable.dataset: must be digits, spiral, npz:PATH or cifar10:DIR, got {ds!r}")
+        opt = t.get("optimizer", "momentum")
+        if "optimizer" not in space and opt not in OPTIMIZERS:
+            problems.append(f"trainable.optimizer: must be one of {', '.join(OPTIMIZERS)}, got {opt!r}")
+
+
+def _launcher(launcher: Any, problems: list[str]) -> dict[str, Any]:
+    if isinstance(launcher, str):
+        launcher = {"type": launcher}
+    if not isinstance(launcher, dict) or launcher.get("type", "local") not in ("local", "slurm"):
+        problems.append(f"launcher: must be {{type: local}} or {{type: slurm, partition: ..., time: ...}}, got {launcher!r}")
+        return {"type": "local"}
+    launcher = {"type": "local", **launcher}
+    valid = SLURM_KEYS if launcher["type"] == "slurm" else LOCAL_KEYS
+    for k in launcher:
+        if k not in valid:
+            problems.append(f"launcher.{k}: unknown for type {launcher['type']} (valid keys: {', '.join(sorted(valid))})")
+    return launcher
+
+
+def _stages(stages: Any, problems: list[str]) -> list[Stage]:
+    if stages is None:
+        problems.append("stages: missing; e.g. [{trials: 60, epochs: 1}, {trials: 30, epochs: 5, top: 10}]")
+        return []
+    if not isinstance(stages, list) or not stages:
+        problems.append(f"stages: must be a non-empty list of {{trials: N, epochs: E}}, got {stages!r}")
+        return []
+    out = []
+    for i, s in enumerate(stages, 1):
+        where = f"stages[{i}]"
+        if not isinstance(s, dict):
+            problems.append(f"{where}: must be a mapping like {{trials: 30, epochs: 5}}, got {s!r}")
+            continue
+        for k in s:
+            if k not in STAGE_KEYS:
+                problems.append(f"{where}: unknown key '{k}' (valid keys: {', '.join(sorted(STAGE_KEYS))})")
+        n = len(problems)
+        trials = s.get("trials", 0)
+        if not _is_int(trials) or trials < 0:
+            problems.append(f"{where}.trials: must be an integer >= 0, got {trials!r}")
+        epochs = s.get("epochs", 1)
+        if not _is_int(epochs) or epochs < 1:
+            problems.append(f"{where}.epochs: must be an integer >= 1, got {epochs!r}")
+        top = s.get("top")
+        if top is not None and (not _is_int(top) or top < 1):
+            problems.append(f"{where}.top: must be an integer >= 1, got {top!r}")
+        promote = s.get("promote", 0)
+        if not _is_num(promote) or promote < 0 or (not _is_int(promote) and promote > 1):
+            problems.append(f"{where}.promote: must be a count (integer) or a fraction in (0, 1], got {promote!r}")
+        elif promote and i == 1:
+            problems.append(f"{where}.promote: the first stage has no earlier stage to promote from")
+        repeats = s.get("repeats", 1)
+        if not _is_int(repeats) or repeats < 1:
+            problems.append(f"{where}.repeats: must be an integer >= 1, got {repeats!r}")
+        if len(problems) == n:
+            if trials == 0 and not promote:
+                problems.append(f"{where}: has zero trials (set trials: N, or promote: K)")
+            else:
+                out.append(Stage(trials=trials, epochs=epochs, top=top, promote=promote, repeats=repeats))
+    return out
+
+
+def _parameters(params: Any, problems: list[str], warnings: list[str], prefix: str = "") -> sp.Space:
+    if not isinstance(params, dict):
+        problems.append(f"parameters{prefix}: must be a mapping of name -> distribution, got {params!r}")
+        return {}
+    space: sp.Space = {}
+    for name, spec in params.items():
+        where = f"parameters.{prefix}{name}"
+        if not isinstance(name, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+            problems.append(f"{where}: names must be identifiers (letters, digits, '_'), got {name!r}")
+            continue
+        if isinstance(spec, dict) and "parameters" in spec:  # W&B nested parameters
+            space.update(_parameters(spec["parameters"], problems, warnings, f"{prefix}{name}."))
+            continue
+        dim = _dim(spec, where, problems)
+        if dim is not None:
+            space[prefix + name] = dim
+    return space
+
+
+def _dim(spec: Any, where: str, problems: list[str]) -> sp.Dim | None:
+    if not isinstance(spec, dict):
+        problems.append(f"{where}: must be a mapping like {{distribution: log_uniform_values, min: 1e-4, max: 1}} or {{values: [...]}}, got {spec!r}")
+        return None
+    unknown = [k for k in spec if k not in PARAM_KEYS]
+    if unknown:
+        problems.append(f"{where}: unknown key '{unknown[0]}' (valid keys: {', '.join(sorted(PARAM_KEYS - {'parameters'}))})")
+        return None
+    spec = {k: _yaml_number(v) if k in ("min", "max", "mu", "sigma", "q", "a", "b") else v for k, v in spec.items()}
+    dist = spec.get("distribution") or _infer(spec)
+    if dist not in DISTRIBUTIONS:
+        problems.append(f"{where}.distribution: unknown {dist!r} (valid: {', '.join(DISTRIBUTIONS)})")
+        return None
+    n = len(problems)
+    if dist == "constant":
+        if "value" not in spec:
+            problems.append(f"{where}: a constant needs 'value'")
+            return None
+        return sp.Constant(spec["value"])
+    if dist == "categorical":
+        values = spec.get("values")
+        if not isinstance(values, list) or not values:
+            problems.append(f"{where}.values: must be a non-empty list, got {values!r}")
+            return None
+        probs = spec.get("probabilities")
+        if probs is not None and (not isinstance(probs, list) or len(probs) != len(values)
+                                  or not all(_is_num(p) and p >= 0 for p in probs) or sum(probs) <= 0):
+            problems.append(f"{where}.probabilities: must be {len(values)} non-negative numbers with a positive sum, got {probs!r}")
+            return None
+        return sp.Categorical(tuple(values), tuple(float(p) for p in probs) if probs else None)
+    q = spec.get("q")
+    if q is not None and (not _is_num(q) or q <= 0):
+        problems.append(f"{where}.q: must be a positive number, got {q!r}")
+    if dist in ("normal", "q_normal", "log_normal", "q_log_normal"):
+        mu, sigma = spec.get("mu", 0.0), spec.get("sigma", 1.0)
+        if not _is_num(mu) or not _is_num(sigma) or sigma <= 0:
+            problems.append(f"{where}: needs a number mu and sigma > 0, got mu={mu!r}, sigma={sigma!r}")
+        return None if len(problems) > n else sp.Normal(float(mu), float(sigma), log="log" in dist, q=q)
+    if dist in ("beta", "q_beta"):
+        a, b = spec.get("a", 1.0), spec.get("b", 1.0)
+        if not _is_num(a) or not _is_num(b) or a <= 0 or b <= 0:
+            problems.append(f"{where}: needs a > 0 and b > 0, got a={a!r}, b={b!r}")
+        return None if len(problems) > n else sp.Beta(float(a), float(b), q=q)
+    lo, hi = spec.get("min"), spec.get("max")
+    if not _is_num(lo) or not _is_num(hi):
+        problems.append(f"{where}: needs numbers min and max, got min={lo!r}, max={hi!r}")
+        return None
+    if lo >= hi:
+        problems.append(f"{where}: min must be below max, got min={lo!r} >= max={hi!r}")
+        return None
+    if dist in LOG_EXPONENTS:   # W&B: min/max are natural-log exponents
+        lo, hi = (math.exp(-hi), math.exp(-lo)) if dist.startswith("inv_") else (math.exp(lo), math.exp(hi))
+    elif dist in LOG_VALUES and lo <= 0:
+        problems.append(f"{where}: a log range needs min > 0, got min={lo!r}")
+        return None
+    integer = dist in ("int_uniform", "int_log_uniform", "int_log_uniform_values") or (
+        q is not None and _is_int(q) and dist.startswith("q_") and _is_int(spec["min"]))
+    if dist == "int_uniform" and not (_is_int(spec["min"]) and _is_int(spec["max"])):
+        problems.append(f"{where}: int_uniform needs integer min and max, got {spec['min']!r}, {spec['max']!r}")
+    bounds = spec.get("bounds")
+    if bounds is not None:
+        if not (isinstance(bounds, list) and len(bounds) == 2 and all(_is_num(b) for b in bounds)
+                and bounds[0] <= lo and hi <= bounds[1]):
+            problems.append(f"{where}.bounds: must be [low, high] enclosing [min, max], got {bounds!r}")
+        else:
+            bounds = (float(bounds[0]), float(bounds[1]))
+    if len(problems) > n:
+        return None
+    is_log = dist in LOG_VALUES or dist in LOG_EXPONENTS
+    return sp.Numeric(float(lo), float(hi), log=is_log, integer=integer,
+                      q=None if integer and q == 1 else q, bounds=bounds)
+
+
+def _infer(spec: dict[str, Any]) -> str:
+    """W&B's inference when `distribution` is absent."""
+    if "values" in spec:
+        return "categorical"
+    if "value" in spec:
+        return "constant"
+    if "mu" in spec or "sigma" in spec:
+        return "normal"
+    if _is_int(spec.get("min")) and _is_int(spec.get("max")):
+        return "int_uniform"
+    return "uniform"

@@ -1,0 +1,34 @@
+"""The few exception types the CLI turns into one clear line and exit code 2."""
+from __future__ import annotations
+
+
+class HpsearchError(Exception):
+    """Root of every error a user can fix; the CLI prints it as one line, exit code 2."""
+
+
+class ConfigError(HpsearchError):
+    """The sweep file is invalid; the message lists every problem found."""
+
+    def __init__(self, problems: list[str], source: str = "sweep file") -> None:
+        self.problems = problems
+        self.source = source
+        if len(problems) == 1:
+            text = f"{source}: {problems[0]}"
+        else:
+            text = f"{source}: {len(problems)} problems: " + "; ".join(problems)
+        super().__init__(text)
+
+
+class StoreError(HpsearchError):
+    """The sweep directory is missing, unreadable, corrupt or held by a lock."""
+
+
+class StopTrial(Exception):
+    """Raised by `Trial.report` when the trial must stop (diverged or stopped by the master).
+
+    Let it propagate out of your training function; the worker records why.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)

@@ -1,0 +1,247 @@
+"""The sweep's journal: an append-only JSON-lines file under a lock, and the state it folds into.
+
+State is the fold of the events; every process rebuilds it and keeps it current by reading
+only the bytes appended since its last read, so a claim costs the same at trial 10,000 as
+at trial 10. Writers append under the lock after checking the transition against fresh
+state; the fold re-checks every transition, so a stray event can never corrupt the state.
+"""
+from __future__ import annotations
+
+import enum
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import filelock
+
+from .errors import StoreError
+
+
+class State(str, enum.Enum):
+    PLANNED = "planned"
+    RUNNING = "running"
+    FINISHED = "finished"
+    DIVERGED = "diverged"
+    FAILED = "failed"
+
+    @property
+    def is_finished(self) -> bool:
+        return self in (State.FINISHED, State.DIVERGED, State.FAILED)
+
+
+@dataclass
+class TrialRecord:
+    trial: str
+    stage: int
+    config: str
+    params: dict[str, Any]
+    seed: int
+    epochs: int
+    parent: str | None = None
+    state: State = State.PLANNED
+    attempt: int = 0            # claims so far; a claim's token is (trial, attempt)
+    lost: int = 0               # times requeued because its worker vanished
+    worker: str | None = None
+    best: float | None = None
+    best_epoch: int | None = None
+    epochs_done: int = 0
+    reason: str | None = None
+    claimed_at: float | None = None
+
+
+@dataclass
+class SweepState:
+    """Everything the journal says, folded."""
+
+    fingerprint: str | None = None
+    trials: dict[str, TrialRecord] = field(default_factory=dict)
+    stages: dict[int, dict[str, Any]] = field(default_factory=dict)   # k -> {"space": ..., "trials": [...]}
+    stages_done: set[int] = field(default_factory=set)
+    queue: dict[str, None] = field(default_factory=dict)              # planned, in claim order
+    requeued: dict[str, None] = field(default_factory=dict)           # served before `queue`
+    done: bool = False
+    stop: bool = False
+    bad_lines: int = 0
+
+    def apply(self, ev: dict[str, Any]) -> None:
+        kind = ev.get("ev")
+        t = self.trials.get(ev.get("trial", ""))
+        if kind == "created":
+            self.fingerprint = self.fingerprint or ev.get("fingerprint")
+        elif kind == "stage" and ev["stage"] not in self.stages:
+            self.stages[ev["stage"]] = ev
+            for p in ev["trials"]:
+                rec = TrialRecord(trial=p["trial"], stage=ev["stage"], config=p["config"],
+                                  params=p["params"], seed=p["seed"], epochs=p["epochs"], parent=p.get("parent"))
+                self.trials[rec.trial] = rec
+                self.queue[rec.trial] = None
+        elif kind == "claim" and t is not None and t.state is State.PLANNED:
+            t.state, t.attempt, t.worker, t.claimed_at = State.RUNNING, ev["attempt"], ev["worker"], ev.get("t")
+            self.queue.pop(t.trial, None)
+            self.requeued.pop(t.trial, None)
+        elif kind == "release" and t is not None and t.state is State.RUNNING and ev["attempt"] == t.attempt:
+            t.state, t.worker = State.PLANNED, None
+            t.lost += 1 if ev.get("lost") else 0
+            t.epochs_done = ev.get("epochs_done", t.epochs_done)
+            self.requeued[t.trial] = None
+        elif kind == "result" and t is not None and not t.state.is_finished and ev["attempt"] >= t.attempt:
+            t.state = State(ev["status"])
+            t.best, t.best_epoch = ev.get("best"), ev.get("best_epoch")
+            t.epochs_done, t.reason = ev.get("epochs_done", t.epochs_done), ev.get("reason")
+            self.queue.pop(t.trial, None)
+            self.requeued.pop(t.trial, None)
+        elif kind == "stage_done":
+            self.stages_done.add(ev["stage"])
+        elif kind == "done":
+            self.done = True
+        elif kind == "stop":
+            self.stop = True
+        elif kind == "resume":
+            self.stop = self.done = False
+
+    def next_queued(self) -> Iterator[str]:
+        yield from list(self.requeued)
+        yield from list(self.queue)
+
+    def stage_trials(self, k: int) -> list[TrialRecord]:
+        return [self.trials[p["trial"]] for p in self.stages.get(k, {}).get("trials", [])]
+
+    @property
+    def current_stage(self) -> int:
+        return max(self.stages, default=0)
+
+
+def make_lock(path: Path, kind: str, timeout: float) -> filelock.BaseFileLock:
+    """`hard` (default, `auto`): fcntl locks, released by the kernel when the holder dies; they
+    work on local disks and on NFS with a lock manager (NFSv4, or v3 with lockd). `soft`: a
+    lock file created with O_EXCL, for filesystems without working fcntl locks; a soft lock
+    left by a dead process is broken once it is older than any critical section can be."""
+    if kind == "soft":
+        return filelock.SoftFileLock(str(path), timeout=timeout)
+    return filelock.FileLock(str(path), timeout=timeout)
+
+
+class Journal:
+    """Append-only event log with an incrementally folded `SweepState`."""
+
+    SOFT_LOCK_STALE_S = 60.0
+
+    def __init__(self, path: Path, lock_kind: str = "auto", timeout: float = 120.0) -> None:
+        self.path = path
+        self.lock_path = path.with_name(path.name + ".lock")
+        self.lock_kind = "soft" if lock_kind == "soft" else "hard"
+        self.timeout = timeout
+        self._lock = make_lock(self.lock_path, self.lock_kind, timeout)
+        self._offset = 0
+        self._partial = b""
+        self.state = SweepState()
+
+    # -- reading -------------------------------------------------------------------------
+    def refresh(self) -> SweepState:
+        """Fold events appended since the last call. A torn last line waits for its newline."""
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return self.state
+        except OSError as e:
+            raise StoreError(f"cannot read {self.path}: {e}") from None
+        if not data:
+            return self.state
+        self._offset += len(data)
+        data = self._partial + data
+        lines = data.split(b"\n")
+        self._partial = lines.pop()  # bytes after the last newline: incomplete, keep for later
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                self.state.bad_lines += 1  # a writer killed mid-line; the event was never committed
+                continue
+            if isinstance(ev, dict):
+                try:
+                    self.state.apply(ev)
+                except (KeyError, TypeError, ValueError):
+                    self.state.bad_lines += 1
+        return self.state
+
+    # -- writing -------------------------------------------------------------------------
+    def locked(self) -> "_Locked":
+        return _Locked(self)
+
+    def append_locked(self, events: list[dict[str, Any]]) -> None:
+        """Append events; the caller holds the lock and has refreshed the state."""
+        now = time.time()
+        payload = b"".join(json.dumps({**e, "t": e.get("t", now)}, separators=(",", ":")).encode() + b"\n"
+                           for e in events)
+        try:
+            with open(self.path, "ab") as f:
+                if f.tell() > 0 and self._ends_torn(f):
+                    payload = b"\n" + payload  # isolate a torn line left by a killed writer
+                f.write(payload)
+        except OSError as e:
+            raise StoreError(f"cannot write {self.path}: {e.strerror} (is the disk full or read-only?)") from None
+        self.refresh()
+
+    def _ends_torn(self, f: Any) -> bool:
+        with open(self.path, "rb") as r:
+            r.seek(-1, os.SEEK_END)
+            return r.read(1) != b"\n"
+
+    def append(self, events: list[dict[str, Any]]) -> None:
+        with self.locked():
+            self.refresh()
+            self.append_locked(events)
+
+
+class _Locked:
+    """Context manager: the journal lock, with a message that says what to do on timeout."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.j = journal
+
+    def __enter__(self) -> Journal:
+        deadline = time.monotonic() + self.j.timeout
+        while True:
+            try:
+                self.j._lock.acquire(timeout=min(5.0, max(0.0, deadline - time.monotonic())))
+                return self.j
+            except filelock.Timeout:
+                if self.j.lock_kind == "soft" and self._break_stale_soft_lock():
+                    continue
+                if time.monotonic() >= deadline:
+                    raise StoreError(self._timeout_message()) from None
+            except OSError as e:
+                raise StoreError(f"cannot create lock file {self.j.lock_path}: {e.strerror} "
+                                 "(is the sweep directory writable?)") from None
+
+    def __exit__(self, *exc: object) -> None:
+        self.j._lock.release()
+
+    def _break_stale_soft_lock(self) -> bool:
+        try:
+            age = time.time() - self.j.lock_path.stat().st_mtime
+        except FileNotFoundError:
+            return True
+        if age > Journal.SOFT_LOCK_STALE_S:
+            try:
+                self.j.lock_path.unlink()
+            except FileNotFoundError:
+                pass
+            return True
+        return False
+
+    def _timeout_message(self) -> str:
+        return (f"could not take the lock {self.j.lock_path} within {self.j.timeout:.0f} s on host "
+                f"{socket.gethostname()}: another process holds it, or the filesystem does not support "
+                "fcntl locks (some NFS mounts without lockd, some FUSE filesystems). "
+                "Fix: check that no stuck hpsearch process holds it; on such filesystems set `lock: soft` "
+                "in the sweep file (a soft lock left by a dead process is broken after "
+                f"{Journal.SOFT_LOCK_STALE_S:.0f} s)")

@@ -1,0 +1,190 @@
+"""The handle a trainable talks to: parameters, device, epochs to run, resume state, report().
+
+    def fit(params: dict, trial: hpsearch.Trial) -> None:
+        model = ...
+        if trial.resume_state: model.load_state_dict(trial.resume_state["model"])
+        for epoch in trial.epoch_range:
+            ...train one epoch on trial.device...
+            trial.report(epoch, val_acc=acc, train_loss=loss, state={"model": model.state_dict()})
+
+`report` records the epoch's metrics, writes the checkpoint (its file name embeds the metric),
+and raises `StopTrial` when the trial must stop: it diverged, the master stopped the sweep,
+or another worker took the trial over. Let that exception propagate.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .errors import StopTrial
+from .journal import TrialRecord
+from .store import Store, format_checkpoint
+
+LOSS_KEYS = ("train_loss", "loss")
+
+
+class Trial:
+    """One claimed trial, as seen by the code that trains it."""
+
+    def __init__(self, store: Store, record: TrialRecord, *, params: dict[str, Any], metric: str,
+                 goal: str, device: str = "cpu", keep: str = "best_last", diverge_factor: float = 3.0,
+                 stop_event: threading.Event | None = None, status: dict[str, Any] | None = None,
+                 source_dir: str = ".") -> None:
+        self.store = store
+        self.record = record
+        self.id = record.trial
+        self.attempt = record.attempt
+        self.params = params
+        self.seed = record.seed
+        self.stage = record.stage
+        self.epochs = record.epochs
+        self.device = device
+        self.source_dir = source_dir  # the sweep file's folder: relative data paths start here
+        self.metric = metric
+        self._maximize = goal == "maximize"
+        self._keep = keep
+        self._diverge_factor = diverge_factor
+        self._stop_event = stop_event or threading.Event()
+        self._status = status if status is not None else {}
+        self.history: list[dict[str, Any]] = []
+        self.resume_state: dict[str, Any] | None = None
+        self.resume_checkpoint: Path | None = None
+        self.start_epoch = 0
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.stop_reason: str | None = None
+        self._first_loss: float | None = None
+        self._resume()
+
+    # -- what the trainable reads ----------------------------------------------------------
+    @property
+    def epoch_range(self) -> range:
+        """Epochs still to run, 1-based: starts after the last checkpointed epoch when resuming."""
+        return range(self.start_epoch + 1, self.epochs + 1)
+
+    @property
+    def trial_dir(self) -> Path:
+        return self.store.layout.trial_dir(self.id)
+
+    @property
+    def should_stop(self) -> bool:
+        return self._stop_event.is_set() or self.stop_reason is not None
+
+    # -- reporting -------------------------------------------------------------------------
+    def report(self, epoch: int, state: dict[str, Any] | None = None, checkpoint: str | Path | None = None,
+               extras: dict[str, Any] | None = None, **metrics: float) -> None:
+        """Record one epoch; write its checkpoint; raise StopTrial if the trial must stop.
+
+        Args:
+            epoch: 1-based epoch number.
+            state: what to resume from (tensors, dicts, lists, numbers); saved in the checkpoint.
+            checkpoint: a file the trainable wrote itself, moved under the canonical name instead.
+            extras: JSON data stored with the epoch's metrics (e.g. a loss history); not ranked.
+            **metrics: numbers; must include the sweep's metric (e.g. val_acc).
+        Raises:
+            StopTrial: the trial diverged, the sweep is stopping, or the claim was lost.
+        """
+        if not isinstance(epoch, int) or epoch < 1:
+            raise ValueError(f"report(epoch=...) needs a positive integer epoch, got {epoch!r}")
+        if self.metric not in metrics:
+            raise ValueError(f"report() needs the sweep's metric {self.metric!r}; got {sorted(metrics)}")
+        metrics = {k: _number(k, v) for k, v in metrics.items()}
+        if not self.store.owns(self.id, self.attempt):
+            self.stop_reason = "lost"
+            raise StopTrial("lost: another worker owns this trial now")
+        value = metrics[self.metric]
+        name = format_checkpoint(self.id, epoch, self.metric, value)
+        payload = {"trial": self.id, "epoch": epoch, "params": self.params, "metrics": metrics,
+                   "seed": self.seed, "state": state}
+        if checkpoint is not None:
+            self.store.adopt_checkpoint(Path(checkpoint), name)
+        else:
+            self.store.save_checkpoint(name, payload)
+        line = {"epoch": epoch, "attempt": self.attempt, **metrics, **(extras or {}), "checkpoint": name,
+                "time": time.time()}
+        self.store.append_metrics(self.id, line)
+        self._after_epoch(line)
+        diverged = self._diverged(metrics)
+        if diverged:
+            self.stop_reason = "diverged"
+            raise StopTrial(f"diverged: {diverged}")
+        if self._stop_event.is_set() or self.store.state.stop:
+            self.stop_reason = "stopped"
+            raise StopTrial("stopped: the sweep is stopping")
+
+    def _after_epoch(self, line: dict[str, Any]) -> None:
+        previous = [h["checkpoint"] for h in self.history if h.get("checkpoint")]
+        self.history.append(line)
+        value = line[self.metric]
+        if self.best is None or (value == value and (value > self.best if self._maximize else value < self.best)):
+            self.best, self.best_epoch = value, line["epoch"]
+        self._status.update(trial=self.id, epoch=line["epoch"], metric=value, best=self.best)
+        if self._keep == "all":
+            return
+        keep = {line["checkpoint"]}
+        if self._keep == "best_last" and self.best_epoch is not None:
+            keep |= {h["checkpoint"] for h in self.history if h["epoch"] == self.best_epoch}
+        for name in previous:
+            if name not in keep:
+                self.store.delete_checkpoint(name)
+
+    def _diverged(self, metrics: dict[str, float]) -> str | None:
+        for k in LOSS_KEYS:
+            if k in metrics:
+                loss = metrics[k]
+                if not math.isfinite(loss):
+                    return f"{k} is {loss}"
+                if self._first_loss is None:
+                    self._first_loss = loss
+                elif self._first_loss > 0 and loss > self._diverge_factor * self._first_loss:
+                    return f"{k} {loss:.3g} > {self._diverge_factor:g} x first {self._first_loss:.3g}"
+                return None
+        value = metrics[self.metric]
+        return None if math.isfinite(value) else f"{self.metric} is {value}"
+
+    def mark_diverged(self, why: str) -> None:
+        """For trainables that detect divergence inside an epoch (before reporting it)."""
+        self.stop_reason = "diverged"
+        raise StopTrial(f"diverged: {why}")
+
+    # -- resuming --------------------------------------------------------------------------
+    def _resume(self) -> None:
+        """Continue from the last readable checkpoint: of this trial, else of the promoted parent."""
+        own = self.store.metrics(self.id)
+        source = own if own else (self.store.metrics(self.record.parent) if self.record.parent else [])
+        for i in range(len(source) - 1, -1, -1):
+            name = source[i].get("checkpoint")
+            ckpt = self.store.load_checkpoint(name) if name else None
+            if ckpt is not None and ckpt.get("epoch") == source[i]["epoch"]:
+                kept = source[: i + 1]
+                self.resume_state = ckpt.get("state")
+                self.resume_checkpoint = self.store.layout.checkpoint(name)
+                self.start_epoch = int(source[i]["epoch"])
+                break
+        else:
+            kept = []
+        if own or kept:
+            # drop epochs past the checkpoint (they will be redone); a promoted trial inherits history
+            lines = [dict(h, attempt=self.attempt, checkpoint=h.get("checkpoint") if own else None) for h in kept]
+            self.store.rewrite_metrics(self.id, lines)
+        for h in kept:
+            self._after_epoch_resume(h)
+
+    def _after_epoch_resume(self, line: dict[str, Any]) -> None:
+        self.history.append(line)
+        value = line.get(self.metric)
+        if isinstance(value, (int, float)) and (self.best is None or (value > self.best if self._maximize else value < self.best)):
+            self.best, self.best_epoch = value, line["epoch"]
+        for k in LOSS_KEYS:
+            if self._first_loss is None and isinstance(line.get(k), (int, float)):
+                self._first_loss = line[k]
+
+
+def _number(key: str, v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"report(): metric {key!r} must be a number, got {v!r}") from None
