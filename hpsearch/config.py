@@ -171,7 +171,7 @@ def parse(raw: Any, source_dir: str = ".", default_name: str = "sweep", source: 
     lock = raw.get("lock", "auto")
     if lock not in ("auto", "hard", "soft"):
         problems.append(f"lock: must be auto, hard or soft, got {lock!r}")
-    if trainable and "builtin" in trainable:
+    if trainable and trainable.get("builtin") == "classifier":
         _check_builtin_settings(trainable, space, problems)
 
     if problems:

@@ -189,3 +189,11 @@ def fmt(x: Any) -> str:
     if x == 0 or math.isnan(x) or math.isinf(x):
         return str(x)
     return f"{x:.1e}" if abs(x) < 1e-2 or abs(x) >= 1e4 else f"{x:.4g}"
+
+
+def sci(x: Any) -> str:
+    """Scientific form for log-scale values: 4.1e-01, and 1e-06 for exact powers of ten."""
+    if not isinstance(x, (int, float)) or isinstance(x, bool) or x <= 0:
+        return fmt(x)
+    s = f"{x:.1e}"
+    return s.replace(".0e", "e") if s.split("e")[0].endswith(".0") else s

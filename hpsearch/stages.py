@@ -55,10 +55,11 @@ class BorderFlag:
         pct = (1 - self.position if self.side == "high" else self.position) * 100
         where = "top" if self.side == "high" else "bottom"
         scale = "a log" if self.dim.log else "a linear"
-        rng = f"[{sp.fmt(self.dim.low)}, {sp.fmt(self.dim.high)}]"
+        show = sp.sci if self.dim.log else sp.fmt
+        rng = f"[{show(self.dim.low)}, {show(self.dim.high)}]"
         then = (f"the next stage extends the range {'upward' if self.side == 'high' else 'downward'}"
                 if self.extends else "the range cannot move past its hard bound or on_border: keep")
-        return f"best {self.param} {sp.fmt(self.value)} lies in the {where} {pct:.0f}% of {rng} on {scale} scale: {then}"
+        return f"best {self.param} {show(self.value)} lies in the {where} {pct:.0f}% of {rng} on {scale} scale: {then}"
 
 
 USABLE = "finished"
@@ -134,10 +135,13 @@ def narrow(dim: sp.Dim, top_values: list[Any], flags: list[BorderFlag], margin: 
     pad = max(margin * (max(t) - min(t)), 0.05 * width)
     lo, hi = max(min(t) - pad, lo_old), min(max(t) + pad, hi_old)
     sides = {f.side for f in flags if f.extends}
+    best = t[0]  # top_values come best first
+    # On a flagged side the optimum probably lies beyond the edge: move past it far enough that
+    # the best value sits at least mid-window, so half the next samples explore the new ground.
     if "low" in sides:
-        lo = lo_old - max(pad, 0.1 * width)
+        lo = min(lo_old - max(pad, 0.1 * width), best - (hi - best))
     if "high" in sides:
-        hi = hi_old + max(pad, 0.1 * width)
+        hi = max(hi_old + max(pad, 0.1 * width), best + (best - lo))
     floor, ceil = _limits(dim)
     low = max(dim.unwarp(lo), floor) if not (dim.log and floor == 0) else dim.unwarp(lo)
     high = min(dim.unwarp(hi), ceil)

@@ -21,7 +21,8 @@ CLASSIFIER_DEFAULTS: dict[str, object] = {
 }
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "rmsprop")
 BUILTINS = ("classifier", "noop")
-NOOP_DEFAULTS: dict[str, object] = {"sleep": 0.0, "metric_value": None, "fail": False}
+# noop: no training; any parameter is accepted. Its metric peaks where params equal `target`.
+NOOP_DEFAULTS: dict[str, object] = {"sleep": 0.0, "metric_value": None, "fail": False, "target": None}
 
 
 def builtin_defaults(name: str) -> dict[str, object]:

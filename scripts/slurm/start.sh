@@ -149,6 +149,11 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "[slurm-start] ERROR: must run as root" >&2
     exit 1
 fi
+# Serialize concurrent callers (e.g. parallel test workers).
+if command -v flock >/dev/null 2>&1; then
+    exec 9>/run/hpsearch-slurm-start.lock
+    flock -w "$((TIMEOUT + 120))" 9 || { echo "[slurm-start] ERROR: lock busy" >&2; exit 1; }
+fi
 
 PROCTRACK_WARN=0
 if command -v scontrol >/dev/null 2>&1 && command -v slurmd >/dev/null 2>&1 && [ -f "$CONF" ] \
