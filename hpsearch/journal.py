@@ -71,7 +71,7 @@ class SweepState:
         kind = ev.get("ev")
         t = self.trials.get(ev.get("trial", ""))
         if kind == "created":
-            self.fingerprint = self.fingerprint or ev.get("fingerprint")
+            self.fingerprint = ev.get("fingerprint", self.fingerprint)  # --force re-stamps it
         elif kind == "stage" and ev["stage"] not in self.stages:
             self.stages[ev["stage"]] = ev
             for p in ev["trials"]:
