@@ -222,7 +222,7 @@ if pid_alive "$MUNGE_PIDFILE" && munge -n </dev/null 2>/dev/null | unmunge >/dev
 else
     rm -f "$MUNGE_PIDFILE" /run/munge/munge.socket.2 /run/munge/munge.socket.2.lock
     log "starting munged"
-    runuser -u munge -- /usr/sbin/munged || die "munged failed to start"
+    runuser -u munge -- /usr/sbin/munged 9>&- || die "munged failed to start"
     ok=0
     for _ in $(seq 1 50); do
         if munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1; then ok=1; break; fi
@@ -259,11 +259,11 @@ fi
 
 # ---------------------------------------------------------------- daemons
 stop_pidfile() {   # stop the daemon named in pidfile $1 (only that pid)
-    local pidfile=$1 pid i
+    local pidfile=$1 pid
     pid_alive "$pidfile" || { rm -f "$pidfile"; return 0; }
     pid=$(tr -dc '0-9' <"$pidfile")
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
         pid_alive "$pidfile" || break
         sleep 0.1
     done
@@ -285,7 +285,7 @@ if pid_alive "$CTLD_PID"; then
 else
     rm -f "$CTLD_PID"
     log "starting slurmctld"
-    slurmctld || die "slurmctld failed to start"
+    slurmctld 9>&- || die "slurmctld failed to start"
 fi
 
 # slurmctld must answer before slurmd registers (otherwise slurmd retries).
@@ -303,7 +303,7 @@ else
     rm -f "$SLURMD_PID"
     log "starting slurmd"
     SLURMD_STARTED_AT=$(date +%Y-%m-%dT%H:%M:%S)
-    slurmd || die "slurmd failed to start"
+    slurmd 9>&- || die "slurmd failed to start"
 fi
 
 # Time slurmd last registered with slurmctld ("None" before it ever did).

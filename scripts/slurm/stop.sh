@@ -23,7 +23,7 @@ alive() {   # alive PID: running and not a zombie
 
 # stop NAME PIDFILE EXPECTED_COMM
 stop() {
-    local name=$1 pidfile=$2 comm=$3 pid i
+    local name=$1 pidfile=$2 comm=$3 pid
     pid=$(pid_of "$pidfile" || true)
     if [ -z "$pid" ] || ! alive "$pid"; then
         say "$name not running"
@@ -37,7 +37,7 @@ stop() {
         return 0
     fi
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
         alive "$pid" || break
         sleep 0.1
     done
@@ -62,7 +62,7 @@ if [ "$KEEP_JOBS" = 0 ] && command -v squeue >/dev/null 2>&1 \
         say "cancelling jobs: $jobs"
         # shellcheck disable=SC2086
         scancel $jobs 2>/dev/null || true
-        for i in $(seq 1 150); do   # up to 15 s (KillWait=5)
+        for _ in $(seq 1 150); do   # up to 15 s (KillWait=5)
             [ -z "$(squeue -h -o %A 2>/dev/null)" ] && break
             sleep 0.1
         done
