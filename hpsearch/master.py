@@ -223,7 +223,8 @@ class Master:
         runs = runs_of(st, k)
         ranked = stages.rank(runs, self.sweep.metric)
         space = sp.space_from_dict(st.stages[k]["space"])
-        flags = stages.border_flags(space, ranked[0].params, self.sweep.border, self.sweep.on_border) if ranked else []
+        flags = stages.border_flags(space, ranked[0].params, self.sweep.border, self.sweep.on_border,
+                                    final=k == len(self.sweep.stages)) if ranked else []
         doc = read_json(self.store.layout.stage_file(k)) or {"stage": k, "ranges": st.stages[k]["space"]}
         doc.update(status="done", counts=counts_of(st, k),
                    ranking=[{"config": r.config, "trials": list(r.trials), "params": r.params, "mean": r.mean,

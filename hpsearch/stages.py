@@ -49,6 +49,7 @@ class BorderFlag:
     position: float             # 0 = low edge, 1 = high edge, in the range's own scale
     dim: sp.Numeric
     extends: bool               # whether the next stage moves the range outward on that side
+    final: bool = False         # flagged after the last stage: there is no next stage to move
 
     @property
     def message(self) -> str:
@@ -57,8 +58,10 @@ class BorderFlag:
         scale = "a log" if self.dim.log else "a linear"
         show = sp.sci if self.dim.log else sp.fmt
         rng = f"[{show(self.dim.low)}, {show(self.dim.high)}]"
-        then = (f"the next stage extends the range {'upward' if self.side == 'high' else 'downward'}"
-                if self.extends else "the range cannot move past its hard bound or on_border: keep")
+        way = "upward" if self.side == "high" else "downward"
+        then = (f"the next stage extends the range {way}" if self.extends and not self.final else
+                f"this was the last stage: extend the range {way} in a follow-up sweep" if self.extends else
+                "the range cannot move past its hard bound or on_border: keep")
         return f"best {self.param} {show(self.value)} lies in the {where} {pct:.0f}% of {rng} on {scale} scale: {then}"
 
 
@@ -83,7 +86,8 @@ def rank(runs: list[Run], metric: Metric) -> list[Ranked]:
     return ranked
 
 
-def border_flags(space: sp.Space, best: dict[str, Any], fraction: float, on_border: str = "extend") -> list[BorderFlag]:
+def border_flags(space: sp.Space, best: dict[str, Any], fraction: float, on_border: str = "extend",
+                 final: bool = False) -> list[BorderFlag]:
     """Flag each numeric parameter whose best value lies in the outer `fraction` of its range."""
     flags = []
     for name, dim in space.items():
@@ -93,7 +97,7 @@ def border_flags(space: sp.Space, best: dict[str, Any], fraction: float, on_bord
         side = "low" if pos < fraction else "high" if pos > 1 - fraction else None
         if side is None:
             continue
-        flags.append(BorderFlag(name, side, best[name], pos, dim, _can_extend(dim, side, on_border)))
+        flags.append(BorderFlag(name, side, best[name], pos, dim, _can_extend(dim, side, on_border), final))
     return flags
 
 
@@ -138,10 +142,12 @@ def narrow(dim: sp.Dim, top_values: list[Any], flags: list[BorderFlag], margin: 
     best = t[0]  # top_values come best first
     # On a flagged side the optimum probably lies beyond the edge: move past it far enough that
     # the best value sits at least mid-window, so half the next samples explore the new ground.
+    # The move is capped at a quarter of the old width: a border hit says "look further", not how far.
+    step = max(pad, 0.1 * width)
     if "low" in sides:
-        lo = min(lo_old - max(pad, 0.1 * width), best - (hi - best))
+        lo = lo_old - min(max(step, lo_old - (best - (hi - best))), max(step, 0.25 * width))
     if "high" in sides:
-        hi = max(hi_old + max(pad, 0.1 * width), best + (best - lo))
+        hi = hi_old + min(max(step, best + (best - lo) - hi_old), max(step, 0.25 * width))
     floor, ceil = _limits(dim)
     low = max(dim.unwarp(lo), floor) if not (dim.log and floor == 0) else dim.unwarp(lo)
     high = min(dim.unwarp(hi), ceil)
