@@ -86,7 +86,7 @@ def worker_views(heartbeats: dict[str, dict[str, Any]], stale_after: float, now:
     return out
 
 
-def eta(elapsed: float, done: float, total: int) -> float | None:
+def eta(elapsed: float, done: float, total: float) -> float | None:
     """Seconds left at the rate so far; None before anything is done or once all is."""
     if done <= 0 or done >= total or elapsed <= 0:
         return None

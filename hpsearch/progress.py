@@ -7,6 +7,8 @@ most every `interval` seconds, with no control characters at all.
 """
 from __future__ import annotations
 
+import io
+import math
 import os
 import sys
 import time
@@ -23,7 +25,7 @@ class Progress:
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.interval = interval
         self._last_line = ""
-        self._last_time = 0.0
+        self._last_time = -math.inf
         self._block = 0            # lines of the block now on screen (TTY)
         self._started = time.monotonic()
         self._done0: float | None = None
@@ -38,7 +40,7 @@ class Progress:
         units = progress_units(counts, running)
         if self._done0 is None:  # trials done before this master started (resume) say nothing of its speed
             self._done0 = units
-        left = eta(time.monotonic() - self._started, units - self._done0, int(round(total - self._done0)))
+        left = eta(time.monotonic() - self._started, units - self._done0, total - self._done0)
         pic = Picture(name="", metric=metric, phase="stage", stage=stage, stages=stages, counts=counts,
                       total=total, best=best, eta=left, running=running)
         head = headline(pic)
@@ -62,9 +64,10 @@ class Progress:
 
     def _width(self) -> int:
         try:
-            return max(20, os.get_terminal_size(self.stream.fileno()).columns - 1)
-        except (AttributeError, OSError, ValueError):
-            return 119
+            cols = os.get_terminal_size(self.stream.fileno()).columns
+        except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+            cols = 0
+        return max(20, cols - 1) if cols else 119   # a fresh pty may say 0 columns: unknown
 
     def _draw(self, lines: list[str]) -> None:
         # cut to the terminal's width: a wrapped line would break the cursor-up count

@@ -53,7 +53,7 @@ def stage_files(store: Store) -> list[dict[str, Any]]:
 
 
 def format_value(v: Any) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
         return "-"
     if isinstance(v, float):
         return f"{v:.4f}" if 1e-3 <= abs(v) < 1e4 else sp.fmt(v)
