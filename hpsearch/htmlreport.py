@@ -8,6 +8,8 @@ import os
 import time
 from pathlib import Path
 
+import pandas as pd
+
 from .diagnostics import CHECKS, Finding
 from .errors import HpsearchError
 from .picture import headline
@@ -18,7 +20,9 @@ from .status import picture_of
 from .store import atomic_write_bytes
 from .sweepdata import SweepData
 
-MAX_ROWS = 100
+SHOWN = 20       # ranking rows shown open; the rest up to MAX_ROWS sit in a <details>
+MAX_ROWS = 500
+LEFT = ("trial", "status", "checkpoint")
 WIDE = ("loss_curves", "ranges")   # plots drawn across both columns
 
 CSS = """
@@ -40,24 +44,35 @@ def _e(x: object) -> str:
     return html.escape(str(x))
 
 
-def ranking_table(data: SweepData) -> str:
-    df = data.runs.head(MAX_ROWS)
-    if df.empty:
-        return "<p id='ranking-empty'>No runs yet: the sweep has not planned any trial.</p>"
-    cols = ranking_columns(df, data.metric)
-    head = "".join(f"<th class='{'l' if c in ('trial', 'status', 'checkpoint') else ''}'>{_e(c)}</th>" for c in cols)
+def _rows(data: SweepData, df: pd.DataFrame, cols: list[str], first: bool) -> str:
     rows = []
     for i, (_, r) in enumerate(df.iterrows()):
-        cls = f"{r['status']}{' best' if i == 0 and r['status'] == 'finished' else ''}"
+        cls = f"{r['status']}{' best' if first and i == 0 and r['status'] == 'finished' else ''}"
         cells = []
         for c in cols:
             v = r.get(c)
             text = fmt(v) if c.startswith("p.") and isinstance(v, float) else format_value(v)
-            cells.append(f"<td class='{'l' if c in ('trial', 'status', 'checkpoint') else ''}'>{_e(text)}</td>")
+            cells.append(f"<td class='{'l' if c in LEFT else ''}'>{_e(text)}</td>")
         rows.append(f"<tr class='{cls}'>{''.join(cells)}</tr>")
-    more = (f"<p class='sub'>{len(data.runs) - MAX_ROWS} more run(s) not shown; "
-            f"hpsearch report {_e(data.root)} lists them all.</p>" if len(data.runs) > MAX_ROWS else "")
-    return f"<table id='ranking'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}"
+    return "".join(rows)
+
+
+def ranking_table(data: SweepData) -> str:
+    """The best SHOWN runs, the rest (up to MAX_ROWS) folded away in a <details>."""
+    df = data.runs.head(MAX_ROWS)
+    if df.empty:
+        return "<p id='ranking-empty'>No runs yet: the sweep has not planned any trial.</p>"
+    cols = ranking_columns(df, data.metric)
+    head = "<thead><tr>" + "".join(f"<th class='{'l' if c in LEFT else ''}'>{_e(c)}</th>" for c in cols) + \
+           "</tr></thead>"
+    html_ = f"<table id='ranking'>{head}<tbody>{_rows(data, df.head(SHOWN), cols, True)}</tbody></table>"
+    if len(df) > SHOWN:
+        html_ += (f"<details><summary>{len(df) - SHOWN} more run(s)</summary><table id='ranking-more'>{head}"
+                  f"<tbody>{_rows(data, df.iloc[SHOWN:], cols, False)}</tbody></table></details>")
+    if len(data.runs) > MAX_ROWS:
+        html_ += (f"<p class='sub'>{len(data.runs) - MAX_ROWS} more run(s) not shown; "
+                  f"hpsearch report {_e(data.root)} lists them all.</p>")
+    return html_
 
 
 def ranges_table(data: SweepData) -> str:
@@ -110,10 +125,10 @@ Directory <code>{_e(data.root)}</code>, report written {_e(time.strftime('%Y-%m-
 {findings_list(data.findings())}
 <h2>Ranking</h2>
 {ranking_table(data)}
-<h2>Ranges per stage</h2>
-{ranges_table(data)}
 <h2>Plots</h2>
 <div class="plots">{''.join(figs) or '<p>No finished run to plot yet.</p>'}</div>
+<h2>Ranges per stage</h2>
+{ranges_table(data)}
 </body></html>
 """
 

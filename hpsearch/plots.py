@@ -95,17 +95,17 @@ def metric_vs_param(data: SweepData, name: str) -> Plot:
         best = fin.iloc[0]
         ax.scatter([float(best[col])], [float(best[m])], marker="*", s=260, color="gold", edgecolors="black",
                    zorder=5, label=f"best {sp.fmt(best[col])}")
-    for s in data.stages:
-        for f in s.get("border_flags") or []:
-            if f.get("param") != name:
-                continue
-            dim = sp.from_dict(s["ranges"][name])
-            edge = getattr(dim, "high" if f["side"] == "high" else "low", None)
-            if edge is not None:
-                ax.axvline(edge, color="red", ls="--", lw=1.5)
-                ax.annotate(f"stage {s['stage']}: best on {'upper' if f['side'] == 'high' else 'lower'} border",
-                            (edge, 0.97), xycoords=("data", "axes fraction"), color="red", fontsize=8,
-                            ha="right" if f["side"] == "high" else "left", va="top", rotation=0)
+    flags = [(s, f) for s in data.stages for f in s.get("border_flags") or [] if f.get("param") == name]
+    for i, (s, f) in enumerate(flags):
+        dim = sp.from_dict(s["ranges"][name])
+        edge = getattr(dim, "high" if f["side"] == "high" else "low", None)
+        if edge is not None:
+            ax.axvline(edge, color="red", ls="--", lw=1.5)
+            # one text line per flag, stacked, on the inner side of the edge
+            ax.annotate(f" stage {s['stage']}: best on {'upper' if f['side'] == 'high' else 'lower'} border ",
+                        (edge, 0.97 - 0.06 * i), xycoords=("data", "axes fraction"), color="red", fontsize=8,
+                        ha="right" if f["side"] == "high" else "left", va="top",
+                        bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
     if dims and _is_log(dims[0][1]):
         ax.set_xscale("log")
     ax.set_xlabel(f"{name}" + (" (log scale)" if dims and _is_log(dims[0][1]) else ""))
