@@ -131,8 +131,8 @@ def snapshot(state: SweepState, heartbeats: dict[str, dict[str, Any]], *, name: 
 
 # -- text ------------------------------------------------------------------------------------
 def duration(s: float) -> str:
-    s = int(round(s))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+    n = round(s)
+    return f"{n // 3600}h{n % 3600 // 60:02d}m" if n >= 3600 else f"{n // 60}m{n % 60:02d}s" if n >= 60 else f"{n}s"
 
 
 def headline(p: Picture) -> str:

@@ -27,6 +27,7 @@ class Progress:
         self._last_line = ""
         self._last_time = -math.inf
         self._block = 0            # lines of the block now on screen (TTY)
+        self._shown: list[str] = []
         self._started = time.monotonic()
         self._done0: float | None = None
 
@@ -45,7 +46,11 @@ class Progress:
                       total=total, best=best, eta=left, running=running)
         head = headline(pic)
         if self.tty:
-            self._draw([head] + self._running_lines(running, metric))
+            block = [head, *self._running_lines(running, metric)]
+            if self._block and block == self._shown:
+                return  # nothing changed: redrawing would only flicker
+            self._draw(block)
+            self._shown = block
             self._last_line = head
             return
         line = head + ("; " + running_summary(running, metric) if running else "")

@@ -82,7 +82,7 @@ def test_a_real_pseudo_terminal_gets_ansi_and_a_pipe_does_not(tmp_path):
         p.say("done")
     """)
     cmd = [sys.executable, "-c", script]
-    piped = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    piped = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
     assert piped.returncode == 0, piped.stderr
     assert "\033" not in piped.stdout and "s1-t0001 w1 cpu ep 1" in piped.stdout
     master, slave = pty.openpty()
@@ -102,3 +102,15 @@ def test_a_real_pseudo_terminal_gets_ansi_and_a_pipe_does_not(tmp_path):
     text = b"".join(chunks).decode()
     assert proc.returncode == 0
     assert "\033[1A\r\033[J" in text and "s1-t0001 on w1 (cpu): epoch 3/3" in text
+
+
+def test_tty_skips_redrawing_an_unchanged_block():
+    out = FakeTTY()
+    p = Progress(out)
+    p.update(1, 3, COUNTS, 10, 0.7, "val_acc", running=RUNNING)
+    n = len(out.getvalue())
+    p.update(1, 3, COUNTS, 10, 0.7, "val_acc", running=RUNNING)
+    assert len(out.getvalue()) == n
+    p.say("message")                                       # erased: the next update draws it again
+    p.update(1, 3, COUNTS, 10, 0.7, "val_acc", running=RUNNING)
+    assert out.getvalue().endswith("val_acc -")

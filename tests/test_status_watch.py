@@ -58,7 +58,7 @@ def planned(tmp_path: Path) -> tuple[str, Store]:
 
 
 def test_status_shows_workers_alive_by_heartbeat_age_and_what_is_left(planned):
-    root, store = planned
+    root, _store = planned
     text = status_text(root)
     assert "watched in " + root + ": running stage 1 of 2" in text
     assert "stage 1/2: 1/4 done (2 running, 1 queued, 0 failed, 0 diverged), best val_acc 0.42" in text
@@ -71,7 +71,7 @@ def test_status_shows_workers_alive_by_heartbeat_age_and_what_is_left(planned):
 
 
 def test_status_eta_from_the_stage_start_in_the_journal(planned):
-    root, store = planned
+    _root, store = planned
     st = store.refresh()
     started = st.stages[1]["t"]
     pic = snapshot(st, store.heartbeats(), name="w", metric="val_acc", goal="maximize", stages=2,
@@ -82,7 +82,7 @@ def test_status_eta_from_the_stage_start_in_the_journal(planned):
 
 
 def test_cli_status_runs_on_a_directory(planned):
-    root, _ = planned
+    root, _store = planned
     r = CliRunner().invoke(main, ["master", "status", root])
     assert r.exit_code == 0 and "w-live: alive" in r.output
 

@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -51,7 +50,7 @@ def sweep_dir(tmp_path_factory) -> str:
     (d / "tiny.yaml").write_text(SWEEP)
     root = str(d / "run")
     r = subprocess.run([sys.executable, "-m", "hpsearch", "master", "start", str(d / "tiny.yaml"), "--dir", root],
-                       capture_output=True, text=True, timeout=300)
+                       capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "\033" not in r.stdout   # captured, not a terminal: plain lines only
     return root
@@ -222,9 +221,9 @@ def test_html_renders_in_headless_chromium(sweep_dir, tmp_path):
              f"--user-data-dir={profile}"]
     try:
         r = subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1280,2400", html.as_uri()],
-                           capture_output=True, text=True, timeout=120)
+                           capture_output=True, text=True, timeout=120, check=False)
         assert shot.exists(), r.stderr[-2000:]
-        dom = subprocess.run([*flags, "--dump-dom", html.as_uri()], capture_output=True, text=True, timeout=120)
+        dom = subprocess.run([*flags, "--dump-dom", html.as_uri()], capture_output=True, text=True, timeout=120, check=False)
     finally:
         shutil.rmtree(profile, ignore_errors=True)
     from matplotlib.image import imread
