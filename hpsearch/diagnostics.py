@@ -77,14 +77,14 @@ def lr_column(runs: pd.DataFrame) -> str | None:
 def divergence_threshold(lrs: list[float], diverged: list[bool]) -> float | None:
     """Smallest diverged lr above which most runs diverged (see the module docstring), or None."""
     pairs = sorted(zip(lrs, diverged))
-    for i, (lr, d) in enumerate(pairs):
-        if not d:
-            continue
-        above = [x for _, x in pairs[i:]]
-        n_div = sum(above)
-        if n_div >= DIVERGED_MIN and n_div / len(above) > DIVERGED_MOST:
-            return lr
-    return None
+    found, n_div = None, 0
+    # one pass from the top: counts of runs (and diverged ones) at or above each lr; O(n log n)
+    for i in range(len(pairs) - 1, -1, -1):
+        lr, d = pairs[i]
+        n_div += d
+        if d and n_div >= DIVERGED_MIN and n_div / (len(pairs) - i) > DIVERGED_MOST:
+            found = lr
+    return found
 
 
 def diverged_findings(runs: pd.DataFrame) -> list[Finding]:
