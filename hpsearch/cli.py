@@ -50,7 +50,12 @@ def main(debug: bool) -> None:
 
 @main.group()
 def master() -> None:
-    """Run a sweep: plan stages, launch and watch workers, narrow ranges."""
+    """Run a sweep: plan stages, launch and watch workers, narrow ranges.
+
+    \b
+    Example:
+      hpsearch master start sweeps/demo.yaml --dir runs/demo
+    """
 
 
 @master.command("start")
@@ -107,6 +112,10 @@ def master_stop(root: str) -> None:
 def master_status(root: str) -> None:
     """Show what the sweep in ROOT is doing: stage, counts, workers and their trials.
 
+    Workers count as alive while their last heartbeat is younger than the sweep's
+    stale_after (judged by the worker's clock). Shows the running trials' epochs
+    and latest metric, the best so far, the stage's ETA and what is left.
+
     \b
     Example:
       hpsearch master status runs/demo
@@ -146,18 +155,55 @@ def worker(root: str, device: str | None, threads: int | None, max_trials: int |
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @click.option("--stage", type=click.IntRange(min=1), help="Only this stage's runs.")
 @click.option("--top", type=click.IntRange(min=1), help="Only the N best runs.")
+@click.option("--plots", "plots_dir", type=click.Path(file_okay=False), help="Write the plots as PNGs into this folder.")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False), help="Write one self-contained HTML report (plots embedded).")
+@click.option("--watch", is_flag=True, help="Refresh the status and the ranking until the sweep ends.")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+              help="Seconds between refreshes with --watch.")
 @friendly
-def report(root: str, fmt: str, stage: int | None, top: int | None) -> None:
-    """Rank the runs in ROOT; show border flags and the ranges of each stage.
+def report(root: str, fmt: str, stage: int | None, top: int | None, plots_dir: str | None, html_file: str | None,
+           watch: bool, interval: float) -> None:
+    """Rank the runs in ROOT; show border flags, the ranges of each stage and diagnostics.
 
     \b
     Examples:
       hpsearch report runs/demo --top 10
       hpsearch report runs/demo --format csv > runs.csv
+      hpsearch report runs/demo --html report.html --plots plots/
+      hpsearch report runs/demo --watch --interval 5
+
+    --format json follows a stable schema (README, "Reports and plots"). --plots and
+    --html need matplotlib (pip install 'hpsearch[plots]').
     """
     from .report import render
 
-    click.echo(render(root, fmt, stage=stage, top=top))
+    if watch and fmt != "table":
+        raise click.BadParameter("--watch shows the table; use --format table", param_hint="--watch")
+    if plots_dir or html_file:
+        from .plots import require_matplotlib
+        require_matplotlib()
+
+    def pictures() -> None:
+        if not (plots_dir or html_file):
+            return
+        from .sweepdata import load
+        data = load(root, stage=stage)
+        if plots_dir:
+            from .plots import write_plots
+            paths = write_plots(data, plots_dir)
+            click.echo(f"wrote {len(paths)} plot(s) to {plots_dir}", err=True)
+        if html_file:
+            from .htmlreport import write_html
+            click.echo(f"wrote {write_html(data, html_file)}", err=True)
+
+    if watch:
+        from .watch import watch_report
+        sys.exit(watch_report(root, interval, stage=stage, top=top or 20, each=pictures))
+    notes: list[str] = []
+    click.echo(render(root, fmt, stage=stage, top=top, notes=notes))
+    for note in notes if fmt != "table" else []:
+        click.echo(f"note: {note}", err=True)
+    pictures()
 
 
 if __name__ == "__main__":

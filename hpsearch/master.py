@@ -20,6 +20,7 @@ from .errors import ConfigError, HpsearchError
 from .journal import State, SweepState
 from .launchers import LaunchSpec, Launcher, gpu_count
 from .liveness import Liveness, lost_trials
+from .picture import running_trials
 from .progress import Progress
 from .report import runs_frame, text_table, ranking_columns
 from .store import Store, atomic_write_json, read_json
@@ -175,7 +176,9 @@ class Master:
             self._beat()
             counts = counts_of(st, k)
             best = self._best(st, k)
-            self.out.update(k, len(self.sweep.stages), counts, total, best, self.sweep.metric.name)
+            hbs = self.store.heartbeats()
+            self.out.update(k, len(self.sweep.stages), counts, total, best, self.sweep.metric.name,
+                            running=running_trials(st, k, hbs))
             if sum(counts.get(s.value, 0) for s in State if s.is_finished) == total:
                 self.out.close_line()
                 return True
@@ -189,7 +192,7 @@ class Master:
                     self.launcher.stop(grace=60.0)
                 self.out.close_line()
                 return False
-            lost = lost_trials(st, self.store.heartbeats(), liveness)
+            lost = lost_trials(st, hbs, liveness)
             for tid, action in self.store.requeue_lost(lost, self.sweep.retries) if lost else []:
                 self.out.say(f"{tid}: {lost[tid]}; {action}")
             if self.launcher is not None:

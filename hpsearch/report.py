@@ -109,13 +109,16 @@ def history_text(stages: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def to_json(df: pd.DataFrame, stages: list[dict[str, Any]], metric: Metric, name: str) -> str:
-    """Schema (stable): {sweep, metric: {name, goal}, runs: [row...], stages: [stage-k.json...]}."""
+def to_json(df: pd.DataFrame, stages: list[dict[str, Any]], metric: Metric, name: str,
+            diagnostics: list[dict[str, str]] | None = None) -> str:
+    """Schema 1 (stable, see README "Reports and plots"): {schema, sweep, metric: {name, goal},
+    runs: [row...], stages: [stage-k.json...], diagnostics: [{scope, kind, message, advice}...]}."""
     runs = json.loads(df.to_json(orient="records"))
     for r in runs:
         r["params"] = {k[2:]: r.pop(k) for k in list(r) if k.startswith("p.")}
-    return json.dumps({"sweep": name, "metric": {"name": metric.name, "goal": metric.goal},
-                       "runs": runs, "stages": stages}, indent=1)
+        r["value"] = r.get(metric.name)
+    return json.dumps({"schema": 1, "sweep": name, "metric": {"name": metric.name, "goal": metric.goal},
+                       "runs": runs, "stages": stages, "diagnostics": diagnostics or []}, indent=1)
 
 
 def open_sweep(root: str) -> tuple[Store, Any]:
@@ -128,20 +131,29 @@ def open_sweep(root: str) -> tuple[Store, Any]:
     return store, sweep
 
 
-def render(root: str, fmt: str = "table", stage: int | None = None, top: int | None = None) -> str:
+def render(root: str, fmt: str = "table", stage: int | None = None, top: int | None = None,
+           notes: list[str] | None = None) -> str:
+    """The report as text; on an empty sweep a note goes to `notes` (csv/json stay parseable)."""
+    from .sweepdata import findings_for
+
     store, sweep = open_sweep(root)
     df = runs_frame(store.state, sweep.metric)
     if stage is not None:
         df = df[df["stage"] == stage]
+    ranked = df
     if top is not None:
         df = df.head(top)
     stages = [s for s in stage_files(store) if stage is None or s["stage"] == stage]
+    empty_note = f"{sweep.name}: no runs yet (the sweep has not planned any trial)" if df.empty else None
+    if empty_note and notes is not None:
+        notes.append(empty_note)
     if fmt == "csv":
         return df.to_csv(index=False).rstrip("\n")
+    findings = findings_for(store, sweep, ranked, stages)
     if fmt == "json":
-        return to_json(df, stages, sweep.metric, sweep.name)
+        return to_json(df, stages, sweep.metric, sweep.name, [f.to_dict() for f in findings])
     if df.empty:
-        return f"{sweep.name}: no runs yet (the sweep has not planned any trial)"
+        return text_table(df, ranking_columns(df, sweep.metric.name)) + f"\n\nnote: {empty_note}"
     counts = df["status"].value_counts().to_dict()
     head = (f"{sweep.name}: {len(df)} run(s) shown, " + ", ".join(f"{v} {k}" for k, v in counts.items())
             + f"; ranked by {sweep.metric.name} ({sweep.metric.goal})")
@@ -149,6 +161,8 @@ def render(root: str, fmt: str = "table", stage: int | None = None, top: int | N
     hist = history_text(stages)
     if hist:
         parts.append(hist)
+    from .diagnostics import findings_text
+    parts.append(findings_text(findings))
     if store.state.bad_lines:
         parts.append(f"note: {store.state.bad_lines} torn or unreadable journal line(s) were skipped")
     return "\n\n".join(parts)
