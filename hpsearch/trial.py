@@ -27,7 +27,21 @@ LOSS_KEYS = ("train_loss", "loss")
 
 
 class Trial:
-    """One claimed trial, as seen by the code that trains it."""
+    """One claimed trial, as seen by the code that trains it (`fit(params, trial)`).
+
+    Attributes:
+        id: the trial id, e.g. "s2-t0007" (or "s2-t0007-r1" for a repeat).
+        params: searched and fixed values, the same dict fit() receives.
+        seed: this trial's seed (repeats of a configuration differ only here).
+        stage, epochs: the stage, and the total epochs to reach (`epoch_range` ends there).
+        device: "cpu", "cuda", "cuda:1"... as given to the worker.
+        metric: the sweep's metric name; `report` needs it.
+        resume_state: the `state` given to `report` at the checkpoint resumed from, else None.
+        resume_checkpoint: that checkpoint's path (for files handed over with `checkpoint=`).
+        start_epoch: epochs already done (0 on a fresh start).
+        trial_dir: a folder of this trial for the trainable's own files.
+        should_stop: True once the worker is stopping; `report` then raises StopTrial.
+    """
 
     def __init__(self, store: Store, record: TrialRecord, *, params: dict[str, Any], metric: str,
                  goal: str, device: str = "cpu", keep: str = "best_last", diverge_factor: float = 3.0,
