@@ -25,8 +25,9 @@ Metrics
     own values for them are kept as program_<key>.
 Checkpoints
     `"checkpoint": PATH` in a line hands over a file the program wrote completely (and closed)
-    before appending the line, best under HPSEARCH_CHECKPOINT_DIR: the worker moves it to the
-    sweep's checkpoints/ under the canonical name (metric in the name) and applies retention.
+    before appending the line, best under HPSEARCH_CHECKPOINT_DIR, under a new name each
+    epoch (e.g. epoch3.pt): the worker moves it, soon after the line appears, to the sweep's
+    checkpoints/ under the canonical name (metric in the name) and applies retention.
     HPSEARCH_CHECKPOINT_DIR is scratch for one attempt: whatever is left there is deleted.
 Resuming
     When the trial continues (its worker was lost, or it is promoted to a later stage)
@@ -260,7 +261,8 @@ def report_line(trial: Any, obj: Any, n: int, source_dir: str) -> None:
         path = Path(str(ckpt))
         path = path if path.is_absolute() else Path(source_dir) / path
         if not path.is_file():
-            raise ProgramFailed(f"metrics line {n}: checkpoint {ckpt!r} is not a file")
+            raise ProgramFailed(f"metrics line {n}: checkpoint {ckpt!r} is not a file (write each "
+                                "checkpoint under a new name: a handed-over file is moved away)")
     for k in RESERVED:
         if k in obj:
             obj[f"program_{k}"] = obj.pop(k)
