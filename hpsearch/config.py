@@ -270,6 +270,7 @@ def _trainable(t: Any, source_dir: str, problems: list[str]) -> dict[str, Any]:
     ds = t.get("dataset")
     if isinstance(ds, str) and ds.startswith(("npz:", "cifar10:")):
         prefix, _, p = ds.partition(":")
+        p = str(Path(p).expanduser())   # `cifar10:~/data/...`
         full = Path(p) if Path(p).is_absolute() else Path(source_dir) / p
         if not full.exists() and not Path(p).exists():
             problems.append(f"trainable.dataset: {prefix} data not found at {p!r} (relative paths are read from the sweep file's folder)")

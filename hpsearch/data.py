@@ -81,7 +81,7 @@ def load(spec: str, source_dir: str = ".", val_fraction: float = 0.25) -> Datase
     """Resolve a `dataset:` setting; relative paths are read from the sweep file's folder."""
     kind, _, arg = spec.partition(":")
     if kind in ("npz", "cifar10"):
-        p = Path(arg)
+        p = Path(arg).expanduser()
         if not p.is_absolute() and not p.exists():
             p = Path(source_dir) / arg
         if kind == "npz":

@@ -5,7 +5,6 @@ so a master that died is simply started again on the same directory and continue
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import time
@@ -16,7 +15,7 @@ from typing import Any, Callable
 from . import config, stages
 from . import space as sp
 from .config import Sweep
-from .errors import ConfigError, HpsearchError
+from .errors import HpsearchError
 from .journal import State, SweepState
 from .launchers import LaunchSpec, Launcher, gpu_count
 from .liveness import Liveness, lost_trials
@@ -284,10 +283,8 @@ def check_trainable(sweep: Sweep) -> None:
         from .trainables.python import load
         load(sweep.trainable["python"], sweep.source_dir)
     elif kind == "command":
-        exe = sweep.trainable["command"][0]
-        found = shutil.which(exe) or shutil.which(exe, path=sweep.source_dir) or (Path(sweep.source_dir) / exe).exists()
-        if not found:
-            raise ConfigError([f"trainable.command: program {exe!r} not found on PATH or in {sweep.source_dir}"])
+        from .trainables.command import check
+        check(sweep)
 
 
 def request_stop(root: str) -> None:

@@ -14,6 +14,7 @@ import pandas as pd
 from . import space as sp
 from .config import Metric
 from .journal import SweepState
+from .repeats import config_columns, configs_frame, has_repeats
 from .store import Store, format_checkpoint, read_json
 
 STATUS_ORDER = {"finished": 0, "running": 1, "planned": 2, "diverged": 3, "failed": 4}
@@ -151,13 +152,23 @@ def render(root: str, fmt: str = "table", stage: int | None = None, top: int | N
         return df.to_csv(index=False).rstrip("\n")
     findings = findings_for(store, sweep, ranked, stages)
     if fmt == "json":
-        return to_json(df, stages, sweep.metric, sweep.name, [f.to_dict() for f in findings])
+        out = to_json(df, stages, sweep.metric, sweep.name, [f.to_dict() for f in findings])
+        if has_repeats(store.state):   # `configs`: one record per configuration (repeats: R > 1)
+            doc = json.loads(out)
+            doc["configs"] = json.loads(configs_frame(store.state, sweep.metric, stage).to_json(orient="records"))
+            out = json.dumps(doc, indent=1)
+        return out
     if df.empty:
         return text_table(df, ranking_columns(df, sweep.metric.name)) + f"\n\nnote: {empty_note}"
     counts = df["status"].value_counts().to_dict()
     head = (f"{sweep.name}: {len(df)} run(s) shown, " + ", ".join(f"{v} {k}" for k, v in counts.items())
             + f"; ranked by {sweep.metric.name} ({sweep.metric.goal})")
     parts = [head, text_table(df, ranking_columns(df, sweep.metric.name))]
+    if has_repeats(store.state):
+        cf = configs_frame(store.state, sweep.metric, stage)
+        if len(cf):
+            parts.append(f"Configurations (ranked by the mean of their repeats' best {sweep.metric.name}):\n"
+                         + text_table(cf.head(top) if top else cf, config_columns(cf, sweep.metric.name)))
     hist = history_text(stages)
     if hist:
         parts.append(hist)

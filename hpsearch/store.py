@@ -87,6 +87,10 @@ class Layout:
     def checkpoint(self, name: str) -> Path:
         return self.checkpoints / name
 
+    def program_dir(self, trial: str, attempt: int) -> Path:
+        """Scratch folder of one attempt of a `command` trainable: its metrics file and checkpoints."""
+        return self.trial_dir(trial) / f"attempt-{attempt}"
+
     def heartbeat(self, worker: str) -> Path:
         return self.workers / f"{worker}.json"
 

@@ -27,7 +27,21 @@ LOSS_KEYS = ("train_loss", "loss")
 
 
 class Trial:
-    """One claimed trial, as seen by the code that trains it."""
+    """One claimed trial, as seen by the code that trains it (`fit(params, trial)`).
+
+    Attributes:
+        id: the trial id, e.g. "s2-t0007" (or "s2-t0007-r1" for a repeat).
+        params: searched and fixed values, the same dict fit() receives.
+        seed: this trial's seed (repeats of a configuration differ only here).
+        stage, epochs: the stage, and the total epochs to reach (`epoch_range` ends there).
+        device: "cpu", "cuda", "cuda:1"... as given to the worker.
+        metric: the sweep's metric name; `report` needs it.
+        resume_state: the `state` given to `report` at the checkpoint resumed from, else None.
+        resume_checkpoint: that checkpoint's path (for files handed over with `checkpoint=`).
+        start_epoch: epochs already done (0 on a fresh start).
+        trial_dir: a folder of this trial for the trainable's own files.
+        should_stop: True once the worker is stopping; `report` then raises StopTrial.
+    """
 
     def __init__(self, store: Store, record: TrialRecord, *, params: dict[str, Any], metric: str,
                  goal: str, device: str = "cpu", keep: str = "best_last", diverge_factor: float = 3.0,
@@ -105,6 +119,8 @@ class Trial:
             self.store.save_checkpoint(name, payload)
         line = {"epoch": epoch, "attempt": self.attempt, **metrics, **(extras or {}), "checkpoint": name,
                 "time": time.time()}
+        if checkpoint is not None:
+            line["adopted"] = True   # not a torch payload of ours: resuming checks only that it exists
         self.store.append_metrics(self.id, line)
         self._after_epoch(line)
         diverged = self._diverged(metrics)
@@ -154,24 +170,47 @@ class Trial:
     def _resume(self) -> None:
         """Continue from the last readable checkpoint: of this trial, else of the promoted parent."""
         own = self.store.metrics(self.id)
-        source = own if own else (self.store.metrics(self.record.parent) if self.record.parent else [])
-        for i in range(len(source) - 1, -1, -1):
-            name = source[i].get("checkpoint")
-            ckpt = self.store.load_checkpoint(name) if name else None
-            if ckpt is not None and ckpt.get("epoch") == source[i]["epoch"]:
-                kept = source[: i + 1]
-                self.resume_state = ckpt.get("state")
-                self.resume_checkpoint = self.store.layout.checkpoint(name)
-                self.start_epoch = int(source[i]["epoch"])
-                break
-        else:
-            kept = []
+        source, found = own, self._last_checkpoint(own)
+        if found is None and self.record.parent:
+            # a promoted trial starts from its parent's last checkpoint (also when it was requeued
+            # before writing one of its own: its inherited lines carry no checkpoint)
+            parent = self.store.metrics(self.record.parent)
+            parent_found = self._last_checkpoint(parent)
+            if parent_found is not None:
+                source, found = parent, parent_found
+        kept = source[: found + 1] if found is not None else []
+        if found is not None:
+            line = source[found]
+            self.resume_checkpoint = self.store.layout.checkpoint(line["checkpoint"])
+            self.start_epoch = int(line["epoch"])
         if own or kept:
             # drop epochs past the checkpoint (they will be redone); a promoted trial inherits history
-            lines = [dict(h, attempt=self.attempt, checkpoint=h.get("checkpoint") if own else None) for h in kept]
-            self.store.rewrite_metrics(self.id, lines)
+            # without the parent's checkpoint names, so its retention never deletes the parent's files
+            inherited = source is not own
+            kept = [dict(h, attempt=self.attempt, checkpoint=None if inherited else h.get("checkpoint"))
+                    for h in kept]
+            self.store.rewrite_metrics(self.id, kept)
         for h in kept:
             self._after_epoch_resume(h)
+
+    def _last_checkpoint(self, lines: list[dict[str, Any]]) -> int | None:
+        """Index of the last line whose checkpoint can be resumed from; sets resume_state."""
+        for i in range(len(lines) - 1, -1, -1):
+            name = lines[i].get("checkpoint")
+            if not name:
+                continue
+            if lines[i].get("adopted"):
+                # a file a user program handed over: its format is the program's own, so only
+                # its presence is checked; the program reads it from HPSEARCH_RESUME_FROM
+                if self.store.layout.checkpoint(name).is_file():
+                    self.resume_state = None
+                    return i
+                continue
+            ckpt = self.store.load_checkpoint(name)
+            if ckpt is not None and ckpt.get("epoch") == lines[i]["epoch"]:
+                self.resume_state = ckpt.get("state")
+                return i
+        return None
 
     def _after_epoch_resume(self, line: dict[str, Any]) -> None:
         self.history.append(line)

@@ -1,0 +1,51 @@
+"""Disk across the sweep: `keep_top: K` deletes the checkpoints of runs outside the top K configurations.
+
+Called by the master once a stage is finished. Metrics and the journal are never touched, so
+`report` still knows every run; only checkpoint files go. Never pruned: trials not finished
+yet (and the parents they will resume from), and the trials the next stage will promote.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from . import space as sp
+from . import stages
+from .journal import SweepState
+from .store import Store
+
+
+def runs(state: SweepState, k: int | None = None) -> list[stages.Run]:
+    trials = state.stage_trials(k) if k is not None else list(state.trials.values())
+    return [stages.Run(t.trial, t.config, t.params, t.state.value, t.best, t.best_epoch, t.seed) for t in trials]
+
+
+def protected(state: SweepState, sweep: Any) -> set[str]:
+    """Trials whose checkpoints must stay: the top configurations, unfinished work, next promotions."""
+    keep: set[str] = set()
+    for r in stages.rank(runs(state), sweep.metric)[: sweep.keep_top]:
+        keep.update(r.trials)
+    for t in state.trials.values():
+        if not t.state.is_finished:
+            keep.add(t.trial)
+            if t.parent:
+                keep.add(t.parent)
+    done = max(state.stages_done, default=0)
+    nxt = done + 1
+    if done and nxt <= len(sweep.stages) and nxt not in state.stages and sweep.stages[nxt - 1].promote:
+        # the next stage is not planned yet: plan it (pure, seeded, the master's own plan) to see
+        # which trials it will resume from
+        plan = stages.plan_stage(sweep, nxt, sp.space_from_dict(state.stages[done]["space"]), runs(state, done))
+        keep.update(t["parent"] for t in plan.trials if t.get("parent"))
+    return keep
+
+
+def prune_outside_top(store: Store, sweep: Any) -> list[str]:
+    """Delete checkpoints of trials outside the protected set; returns the deleted file names."""
+    state = store.refresh()
+    keep = protected(state, sweep)
+    deleted = []
+    for c in list(store.checkpoint_names()):
+        if c.trial not in keep and c.trial in state.trials:
+            store.delete_checkpoint(c.name)
+            deleted.append(c.name)
+    return sorted(deleted)

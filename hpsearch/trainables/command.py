@@ -1,0 +1,340 @@
+"""A user's program as a trainable: run without a shell, metrics read back as JSON lines.
+
+`trainable: {command: [python, train.py, --lr, "{lr}", --epochs, "{epochs}"]}`
+
+The contract (keep it stable: people write programs against it; README "Your own training code"):
+
+Arguments
+    `{name}` in an argument is replaced by the trial's value of parameter `name` (searched or
+    fixed), or by one of: {trial} (id), {trial_dir}, {seed}, {epochs} (total epochs to reach),
+    {start_epoch} (epochs already done), {stage}, {attempt}, {metric}, {device},
+    {metrics_file}, {checkpoint_dir}, {resume_from} (empty unless resuming). `{{`/`}}` are literal
+    braces. W&B forms: an argument that is exactly `${args}` becomes `--name=value` for every
+    parameter, `${args_no_hyphens}` becomes `name=value`, `${args_json}` one JSON argument;
+    `${interpreter}` is the Python running the worker. No shell ever parses the command.
+Environment (on top of the worker's, so CUDA_VISIBLE_DEVICES passes through)
+    HPSEARCH_TRIAL_ID, HPSEARCH_TRIAL_DIR (keep your own files here), HPSEARCH_METRICS_FILE,
+    HPSEARCH_CHECKPOINT_DIR, HPSEARCH_RESUME_FROM (only when resuming), HPSEARCH_PARAMS (JSON),
+    HPSEARCH_EPOCHS, HPSEARCH_START_EPOCH, HPSEARCH_SEED, HPSEARCH_METRIC, HPSEARCH_DEVICE.
+    The program runs in the sweep file's folder; all paths given to it are absolute.
+Metrics
+    After each epoch the program appends one JSON object and a newline to HPSEARCH_METRICS_FILE,
+    e.g. {"epoch": 3, "val_acc": 0.52, "train_loss": 1.3}. It must hold the sweep's metric;
+    numbers are metrics, anything else is kept as extra data; "epoch" defaults to the previous
+    line's + 1. The keys attempt, time, adopted, state and extras are hpsearch's: a program's
+    own values for them are kept as program_<key>.
+Checkpoints
+    `"checkpoint": PATH` in a line hands over a file the program wrote completely (and closed)
+    before appending the line, best under HPSEARCH_CHECKPOINT_DIR, under a new name each
+    epoch (e.g. epoch3.pt): the worker moves it, soon after the line appears, to the sweep's
+    checkpoints/ under the canonical name (metric in the name) and applies retention.
+    HPSEARCH_CHECKPOINT_DIR is scratch for one attempt: whatever is left there is deleted.
+Resuming
+    When the trial continues (its worker was lost, or it is promoted to a later stage)
+    HPSEARCH_RESUME_FROM is the last handed-over checkpoint, HPSEARCH_START_EPOCH its epoch:
+    load it, and go on with epoch START_EPOCH + 1 up to HPSEARCH_EPOCHS. Read it, never move it
+    (a promoted trial resumes from its parent's file). Without it, start from epoch 1.
+Exit and stop
+    Exit 0 after the last epoch. A non-zero exit fails the trial, with the last lines of its
+    log (stdout and stderr go to trials/<trial>/worker.log) as the reason. When the trial must
+    stop (it diverged, the sweep is stopping, the worker got SIGTERM) the program's process
+    group gets SIGTERM, then SIGKILL after `grace` seconds (trainable setting, default 10).
+    If the worker dies, the kernel kills the program (Linux).
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import ConfigError, StopTrial
+
+RUNNER_KEYS = ("command", "grace")        # trainable settings of the runner, not parameters
+RESERVED = ("attempt", "time", "adopted", "state", "extras")
+SPECIAL = ("trial", "trial_dir", "seed", "epochs", "start_epoch", "stage", "attempt", "metric",
+           "device", "metrics_file", "checkpoint_dir", "resume_from")
+ARG_LISTS = ("${args}", "${args_no_hyphens}", "${args_json}")
+TOKEN = re.compile(r"\$\{(\w+)\}|\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_.]*)\}")
+DEFAULT_GRACE_S = 10.0
+POLL_S = 0.1            # how often the metrics file is read; a report costs far less
+STOP_CHECK_S = 1.0      # how often the journal is read for a master stop
+
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+class ProgramFailed(RuntimeError):
+    """The program exited non-zero or broke the metrics contract; one line, the worker's reason."""
+
+
+# -- arguments -------------------------------------------------------------------------------
+def text(v: Any) -> str:
+    """A value as one argument: numbers and strings as Python writes them, lists as JSON."""
+    if isinstance(v, (list, dict)) or v is None:
+        return json.dumps(v)
+    return str(v)
+
+
+def placeholders(argv: list[str]) -> set[str]:
+    """Names used as `{name}` or `${name}` in argv (the whole-argument `${args...}` excluded)."""
+    names: set[str] = set()
+    for arg in argv:
+        if arg in ARG_LISTS:
+            continue
+        for m in TOKEN.finditer(arg):
+            if m.group(1):
+                names.add("$" + m.group(1))
+            elif m.group(2):
+                names.add(m.group(2))
+    return names
+
+
+def expand(argv: list[str], values: dict[str, Any], params: dict[str, Any]) -> list[str]:
+    """Replace placeholders; `values` holds every `{name}`, `params` what `${args}` lists.
+
+    Raises:
+        KeyError: a placeholder names nothing known (its name is the key).
+    """
+    def sub(m: re.Match[str]) -> str:
+        if m.group(0) in ("{{", "}}"):
+            return m.group(0)[0]
+        if m.group(1):
+            if m.group(1) != "interpreter":
+                raise KeyError("$" + m.group(1))
+            return sys.executable
+        if m.group(2) not in values:
+            raise KeyError(m.group(2))
+        return text(values[m.group(2)])
+
+    out: list[str] = []
+    for arg in argv:
+        if arg == "${args}":
+            out += [f"--{k}={text(v)}" for k, v in params.items()]
+        elif arg == "${args_no_hyphens}":
+            out += [f"{k}={text(v)}" for k, v in params.items()]
+        elif arg == "${args_json}":
+            out.append(json.dumps(params, sort_keys=True))
+        else:
+            out.append(TOKEN.sub(sub, arg))
+    return out
+
+
+def check(sweep: Any) -> None:
+    """At the door: every placeholder is known, the program exists, `grace` is a number."""
+    argv: list[str] = sweep.trainable["command"]
+    problems = []
+    known = set(SPECIAL) | set(sweep.space) | set(sweep.fixed_settings()) | {"$interpreter"}
+    for name in sorted(placeholders(argv) - known):
+        what = f"${{{name[1:]}}}" if name.startswith("$") else f"{{{name}}}"
+        problems.append(f"trainable.command: unknown placeholder {what} (parameters: "
+                        f"{', '.join(sorted(sweep.space)) or 'none'}; also {', '.join(SPECIAL)}, "
+                        "${args}, ${args_no_hyphens}, ${args_json}, ${interpreter}; {{ and }} for braces)")
+    grace = sweep.trainable.get("grace", DEFAULT_GRACE_S)
+    if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not 0 <= grace <= 3600:
+        problems.append(f"trainable.grace: seconds between SIGTERM and SIGKILL, a number in [0, 3600], got {grace!r}")
+    exe = argv[0]
+    if not placeholders([exe]) and exe not in ARG_LISTS:
+        found = shutil.which(exe) or (Path(sweep.source_dir) / exe).is_file()
+        if not found:
+            problems.append(f"trainable.command: program {exe!r} not found on PATH or in {sweep.source_dir}")
+    if problems:
+        raise ConfigError(problems)
+
+
+# -- running ---------------------------------------------------------------------------------
+def make_runner(argv: list[str], source_dir: str, settings: dict[str, Any]) -> Callable[[dict[str, Any], Any], None]:
+    """fit(params, trial) that runs the program once per trial attempt (see the module docstring)."""
+    grace = float(settings.get("grace", DEFAULT_GRACE_S))
+
+    def fit(params: dict[str, Any], trial: Any) -> None:
+        run_program(list(argv), source_dir, params, trial, grace)
+
+    return fit
+
+
+def run_program(argv: list[str], source_dir: str, params: dict[str, Any], trial: Any, grace: float) -> None:
+    """Run one attempt; report each metrics line; raise ProgramFailed or StopTrial as the worker expects."""
+    layout = trial.store.layout
+    work = layout.program_dir(trial.id, trial.attempt)
+    shutil.rmtree(work, ignore_errors=True)
+    ckpt_dir = work / "checkpoints"
+    ckpt_dir.mkdir(parents=True)
+    metrics_file = work / "metrics.jsonl"
+    metrics_file.touch()
+    # resume only from a file the program handed over: a metadata-only checkpoint restores nothing
+    last = trial.history[-1] if trial.history else {}
+    resume_from = trial.resume_checkpoint if trial.resume_checkpoint is not None and last.get("adopted") else None
+    start_epoch = trial.start_epoch if resume_from is not None else 0
+    user_params = {k: v for k, v in params.items() if k not in RUNNER_KEYS}
+    paths = {"trial_dir": os.path.abspath(trial.trial_dir), "metrics_file": os.path.abspath(metrics_file),
+             "checkpoint_dir": os.path.abspath(ckpt_dir),
+             "resume_from": os.path.abspath(resume_from) if resume_from is not None else ""}
+    values = {**user_params, "trial": trial.id, "seed": trial.seed, "epochs": trial.epochs,
+              "start_epoch": start_epoch, "stage": trial.stage, "attempt": trial.attempt,
+              "metric": trial.metric, "device": trial.device, **paths}
+    try:
+        args = expand(argv, values, user_params)
+    except KeyError as e:
+        raise ProgramFailed(f"trainable.command: unknown placeholder {e.args[0]!r}") from None
+    env = dict(os.environ)
+    env.pop("HPSEARCH_RESUME_FROM", None)
+    env.update(HPSEARCH_TRIAL_ID=trial.id, HPSEARCH_TRIAL_DIR=paths["trial_dir"],
+               HPSEARCH_METRICS_FILE=paths["metrics_file"], HPSEARCH_CHECKPOINT_DIR=paths["checkpoint_dir"],
+               HPSEARCH_PARAMS=json.dumps(user_params, default=str), HPSEARCH_EPOCHS=str(trial.epochs),
+               HPSEARCH_START_EPOCH=str(start_epoch), HPSEARCH_SEED=str(trial.seed),
+               HPSEARCH_METRIC=trial.metric, HPSEARCH_DEVICE=str(trial.device))
+    if resume_from is not None:
+        env["HPSEARCH_RESUME_FROM"] = paths["resume_from"]
+    env.setdefault("PYTHONUNBUFFERED", "1")   # a Python program's log shows progress as it happens
+    log_path = layout.log_file(trial.id)
+    with open(log_path, "ab") as log:
+        log.write(f"hpsearch: attempt {trial.attempt}: {' '.join(args)}"
+                  f"{f' (resuming from epoch {start_epoch})' if start_epoch else ''}\n".encode())
+        log.flush()
+        try:
+            proc = subprocess.Popen(args, cwd=source_dir, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    preexec_fn=_die_with_parent(os.getpid()) if _LIBC is not None else None)
+        except OSError as e:
+            raise ProgramFailed(f"cannot start {args[0]!r} (in {source_dir}): {e.strerror}") from None
+        try:
+            _follow(proc, _Tail(metrics_file), trial, source_dir, grace)
+        finally:
+            if proc.poll() is None:   # StopTrial, a broken line, Ctrl-C: never leave it running
+                terminate(proc, grace)
+            shutil.rmtree(work, ignore_errors=True)
+    if proc.returncode != 0:
+        code = proc.returncode
+        how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+        raise ProgramFailed(f"{args[0]} {how}; last lines of its log: {log_tail(log_path)}")
+
+
+def _follow(proc: subprocess.Popen[bytes], tail: _Tail, trial: Any, source_dir: str, grace: float) -> None:
+    next_stop_check = time.monotonic() + STOP_CHECK_S
+    while True:
+        try:
+            code: int | None = proc.wait(timeout=POLL_S)
+        except subprocess.TimeoutExpired:
+            code = None
+        for n, obj in tail.read():   # after the wait: lines written just before exit are seen
+            report_line(trial, obj, n, source_dir)
+        if code is not None:
+            return
+        if time.monotonic() >= next_stop_check:
+            next_stop_check = time.monotonic() + STOP_CHECK_S
+            master_stop = trial.store.refresh().stop
+        else:
+            master_stop = False
+        if trial.should_stop or master_stop:
+            terminate(proc, grace)
+            try:  # the program may have finished an epoch on its way out: keep it
+                for n, obj in tail.read():
+                    report_line(trial, obj, n, source_dir)
+            except StopTrial:
+                pass
+            trial.stop_reason = trial.stop_reason or "stopped"
+            raise StopTrial("stopped: the worker or the sweep is stopping")
+
+
+def report_line(trial: Any, obj: Any, n: int, source_dir: str) -> None:
+    """One metrics line -> trial.report (checkpoint naming, retention, divergence, ownership)."""
+    if not isinstance(obj, dict):
+        raise ProgramFailed(f"metrics line {n}: expected a JSON object, got {json.dumps(obj)[:80]}")
+    obj = dict(obj)
+    epoch = obj.pop("epoch", None)
+    if epoch is None:
+        epoch = (trial.history[-1]["epoch"] + 1) if trial.history else trial.start_epoch + 1
+    if isinstance(epoch, float) and epoch.is_integer():
+        epoch = int(epoch)
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
+        raise ProgramFailed(f"metrics line {n}: \"epoch\" must be a positive integer, got {epoch!r}")
+    ckpt = obj.pop("checkpoint", None)
+    path = None
+    if ckpt is not None:
+        path = Path(str(ckpt))
+        path = path if path.is_absolute() else Path(source_dir) / path
+        if not path.is_file():
+            raise ProgramFailed(f"metrics line {n}: checkpoint {ckpt!r} is not a file (write each "
+                                "checkpoint under a new name: a handed-over file is moved away)")
+    for k in RESERVED:
+        if k in obj:
+            obj[f"program_{k}"] = obj.pop(k)
+    metrics = {k: v for k, v in obj.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    extras = {k: v for k, v in obj.items() if k not in metrics}
+    try:
+        trial.report(epoch, checkpoint=path, extras=extras or None, **metrics)
+    except ValueError as e:
+        raise ProgramFailed(f"metrics line {n}: {e}") from None
+
+
+class _Tail:
+    """New complete lines of a file that another process appends to (a torn last line waits)."""
+
+    def __init__(self, path: Path) -> None:
+        self.f = open(path, "rb")
+        self.partial = b""
+        self.n = 0
+
+    def read(self) -> list[tuple[int, Any]]:
+        data = self.partial + self.f.read()
+        lines = data.split(b"\n")
+        self.partial = lines.pop()
+        out = []
+        for line in lines:
+            self.n += 1
+            if not line.strip():
+                continue
+            try:
+                out.append((self.n, json.loads(line)))
+            except ValueError:
+                raise ProgramFailed(f"metrics line {self.n} is not JSON: {line[:80]!r}") from None
+        return out
+
+    def __del__(self) -> None:
+        self.f.close()
+
+
+def terminate(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM to the program's process group; SIGKILL what is left after `grace` seconds."""
+    _signal_group(proc, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait()
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)   # its own session: the group is the program and its children
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """Runs in the child before exec: the kernel sends SIGKILL when the worker dies (Linux)."""
+    def set_pdeathsig() -> None:
+        assert _LIBC is not None
+        _LIBC.prctl(1, signal.SIGKILL, 0, 0, 0)   # 1 = PR_SET_PDEATHSIG
+        if os.getppid() != parent:                # the worker died before prctl took effect
+            os._exit(1)
+    return set_pdeathsig
+
+
+def log_tail(path: Path, lines: int = 5, width: int = 200) -> str:
+    """The last non-empty lines of a log, joined into one line (a trial's failure reason)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 8192))
+            raw = f.read().decode(errors="replace")
+    except OSError:
+        return "(no log)"
+    kept = [ln.strip()[:width] for ln in raw.splitlines() if ln.strip()][-lines:]
+    return " | ".join(kept) if kept else "(empty log)"
