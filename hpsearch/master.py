@@ -119,8 +119,8 @@ class Master:
 
     # -- the stages --------------------------------------------------------------------------
     def run(self) -> int:
+        check_trainable(self.sweep)  # before the directory exists: a typo must leave nothing behind
         self.open_directory()
-        check_trainable(self.sweep)
         for w in self.sweep.warnings:
             self.out.say(f"warning: {w}")
         self._signals()

@@ -276,7 +276,11 @@ class Store:
         path = self.layout.metrics_file(trial)
         data = (json.dumps(line, default=_json_default) + "\n").encode()
         try:
-            with open(path, "ab") as f:
+            with open(path, "ab+") as f:
+                if f.tell() > 0:
+                    f.seek(-1, os.SEEK_END)
+                    if f.read(1) != b"\n":
+                        data = b"\n" + data  # a worker killed mid-line left it torn: keep ours apart
                 f.write(data)
         except OSError as e:
             raise StoreError(f"cannot write {path}: {e.strerror}") from None
