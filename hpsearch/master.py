@@ -290,6 +290,8 @@ def request_stop(root: str) -> None:
     store = Store(root)
     if not store.exists():
         raise HpsearchError(f"{root} is not a sweep directory (no journal.jsonl)")
+    # the sweep's own lock kind: a hard lock taken beside soft ones would not exclude them
+    store = Store(root, lock=store.load_sweep().lock)
     store.journal.append([{"ev": "stop", "reason": "hpsearch master stop"}])
 
 
