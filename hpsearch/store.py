@@ -68,7 +68,7 @@ class Layout:
         return self.stages / f"stage-{k}.json"
 
     def trial_dir(self, trial: str) -> Path:
-        if not re.match(r"^s\d+-t\d+(-r\d+)?$", trial):
+        if not isinstance(trial, str) or not re.fullmatch(r"s\d+-t\d+(-r\d+)?", trial):  # `$` allows a final \n
             raise StoreError(f"invalid trial id {trial!r}")
         return self.trials / trial
 
