@@ -10,12 +10,13 @@ import json
 import os
 import resource
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
-from faults_util import cli, noop_sweep, plan, tree_hash, write_sweep
+from faults_util import HPSEARCH, cli, noop_sweep, plan, tree_hash, write_sweep
 from hpsearch.journal import State
 from hpsearch.store import Store
 from hpsearch.trial import Trial
@@ -44,17 +45,34 @@ def test_corpus_is_big_enough() -> None:
     assert len(SWEEP_CASES) >= 25
 
 
+@pytest.fixture(scope="module")
+def corpus_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[object, dict, dict]]:
+    """Run every sweep-file case at once (they are independent; this keeps the suite fast).
+
+    Each runs from a scratch folder, aimed at an existing sweep directory: nothing may change.
+    """
+    started = {}
+    for case in SWEEP_CASES:
+        tmp = tmp_path_factory.mktemp(case.stem)
+        src = tmp / case.name
+        shutil.copy(case, src)
+        plan(write_sweep(tmp, noop_sweep(trials=2, epochs=1), "ok.yaml"), tmp / "sweep")
+        before = tree_hash(tmp)
+        proc = subprocess.Popen([*HPSEARCH, "master", "start", str(src), "--dir", str(tmp / "sweep")], cwd=tmp,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        started[case.stem] = (tmp, before, proc)
+    out = {}
+    for name, (tmp, before, proc) in started.items():
+        stdout, stderr = proc.communicate(timeout=120)
+        out[name] = (subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), before, tree_hash(tmp))
+    return out
+
+
 @pytest.mark.parametrize("case", SWEEP_CASES, ids=[p.stem for p in SWEEP_CASES])
-def test_bad_sweep_file(case: Path, tmp_path: Path) -> None:
-    # run from a scratch folder, aimed at an existing sweep directory: nothing may change anywhere
-    src = tmp_path / case.name
-    shutil.copy(case, src)
-    ok = write_sweep(tmp_path, noop_sweep(trials=2, epochs=1), "ok.yaml")
-    plan(ok, tmp_path / "sweep")
-    before = tree_hash(tmp_path)
-    r = cli("master", "start", str(src), "--dir", str(tmp_path / "sweep"), cwd=tmp_path)
+def test_bad_sweep_file(case: Path, corpus_runs: dict) -> None:
+    r, before, after = corpus_runs[case.stem]
     assert_one_line_error(r, expected(case))
-    assert tree_hash(tmp_path) == before
+    assert after == before
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
