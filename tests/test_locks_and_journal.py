@@ -13,7 +13,7 @@ import pytest
 
 from faults_util import cli, noop_sweep, plan, write_sweep
 from hpsearch.errors import StoreError
-from hpsearch.journal import Journal, State
+from hpsearch.journal import Journal, State, break_soft_lock
 from hpsearch.store import Store
 
 HOLD = """
@@ -85,6 +85,19 @@ def test_soft_lock_of_another_host_is_broken_once_stale(soft_root: Path) -> None
     old = time.time() - Journal.SOFT_LOCK_STALE_S - 5
     os.utime(lock, (old, old))
     assert [t.trial for t in store.claim("w1")] == ["s1-t0000"]
+
+
+def test_breaking_a_stale_soft_lock_never_removes_a_fresh_one(tmp_path: Path) -> None:
+    lock = tmp_path / "journal.jsonl.lock"
+    lock.write_text("4242\nsome-other-host\n")
+    judged = lock.stat()                 # waiter B judges this file stale ...
+    lock.unlink()                        # ... waiter A breaks it first and takes the lock anew
+    lock.write_text(f"{os.getpid()}\nthis-host\n")
+    break_soft_lock(lock, judged)        # B's late break must leave A's lock in place
+    assert lock.read_text() == f"{os.getpid()}\nthis-host\n"
+    assert [p.name for p in tmp_path.iterdir()] == [lock.name]
+    break_soft_lock(lock, lock.stat())   # the file judged is the one there: it goes
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_soft_lock_held_by_a_live_process_is_respected(soft_root: Path) -> None:
