@@ -7,6 +7,7 @@ state; the fold re-checks every transition, so a stray event can never corrupt t
 """
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import os
@@ -227,14 +228,11 @@ class _Locked:
 
     def _break_stale_soft_lock(self) -> bool:
         try:
-            age = time.time() - self.j.lock_path.stat().st_mtime
+            judged = self.j.lock_path.stat()
         except FileNotFoundError:
             return True
-        if age > Journal.SOFT_LOCK_STALE_S:
-            try:
-                self.j.lock_path.unlink()
-            except FileNotFoundError:
-                pass
+        if time.time() - judged.st_mtime > Journal.SOFT_LOCK_STALE_S:
+            break_soft_lock(self.j.lock_path, judged)
             return True
         return False
 
@@ -245,3 +243,26 @@ class _Locked:
                 "Fix: check that no stuck hpsearch process holds it; on such filesystems set `lock: soft` "
                 "in the sweep file (a soft lock left by a dead process is broken after "
                 f"{Journal.SOFT_LOCK_STALE_S:.0f} s)")
+
+
+def break_soft_lock(path: Path, judged: os.stat_result) -> None:
+    """Remove the soft lock file judged stale, and only that one.
+
+    Several waiters may judge the same stale file at once; the first to break it may already
+    hold the lock with a fresh file at the same path. A plain unlink would delete that live lock,
+    so the file is first renamed aside (one waiter wins the rename) and checked to be the one judged.
+    """
+    aside = path.with_name(f"{path.name}.stale-{os.getpid()}-{time.monotonic_ns()}")
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return
+    try:
+        st = aside.stat()
+        if (st.st_ino, st.st_mtime_ns) != (judged.st_ino, judged.st_mtime_ns):
+            os.link(aside, path)  # a live lock taken meanwhile: put it back (fails if the path is taken again)
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            aside.unlink()

@@ -119,8 +119,8 @@ class Master:
 
     # -- the stages --------------------------------------------------------------------------
     def run(self) -> int:
+        check_trainable(self.sweep)  # before the directory exists: a typo must leave nothing behind
         self.open_directory()
-        check_trainable(self.sweep)
         for w in self.sweep.warnings:
             self.out.say(f"warning: {w}")
         self._signals()
@@ -291,6 +291,8 @@ def request_stop(root: str) -> None:
     store = Store(root)
     if not store.exists():
         raise HpsearchError(f"{root} is not a sweep directory (no journal.jsonl)")
+    # the sweep's own lock kind: a hard lock taken beside soft ones would not exclude them
+    store = Store(root, lock=store.load_sweep().lock)
     store.journal.append([{"ev": "stop", "reason": "hpsearch master stop"}])
 
 

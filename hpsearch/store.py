@@ -68,7 +68,7 @@ class Layout:
         return self.stages / f"stage-{k}.json"
 
     def trial_dir(self, trial: str) -> Path:
-        if not re.match(r"^s\d+-t\d+(-r\d+)?$", trial):
+        if not isinstance(trial, str) or not re.fullmatch(r"s\d+-t\d+(-r\d+)?", trial):  # `$` allows a final \n
             raise StoreError(f"invalid trial id {trial!r}")
         return self.trials / trial
 
@@ -291,7 +291,11 @@ class Store:
         path = self.layout.metrics_file(trial)
         data = (json.dumps(line, default=_json_default) + "\n").encode()
         try:
-            with open(path, "ab") as f:
+            with open(path, "ab+") as f:
+                if f.tell() > 0:
+                    f.seek(-1, os.SEEK_END)
+                    if f.read(1) != b"\n":
+                        data = b"\n" + data  # a worker killed mid-line left it torn: keep ours apart
                 f.write(data)
         except OSError as e:
             raise StoreError(f"cannot write {path}: {e.strerror}") from None

@@ -1,0 +1,122 @@
+"""The master dies, is interrupted, or is stopped from another terminal: nothing is lost or doubled."""
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from faults_util import (alive, cli, count_events, events, kill_pids, noop_sweep, spawn, wait_for,
+                         worker_pids, write_sweep)
+from hpsearch.journal import State
+from hpsearch.store import Store
+
+
+def _start(tmp_path: Path, sweep: Path, root: Path, log: str = "master.log"):
+    return spawn("master", "start", str(sweep), "--dir", str(root), log=tmp_path / log)
+
+
+def _training(root: Path, n: int) -> bool:
+    """At least n trials claimed and one epoch reported."""
+    return count_events(root, "claim") >= n and any((root / "trials").glob("*/metrics.jsonl"))
+
+
+def _assert_exact(root: Path, per_stage: list[int]) -> None:
+    """Every planned trial finished with exactly one result; no extra trial, no stage planned twice."""
+    evs = events(root)
+    kinds = Counter(e.get("ev") for e in evs)
+    assert kinds["stage"] == len(per_stage) and kinds["stage_done"] == len(per_stage) and kinds["done"] >= 1
+    st = Store(root).refresh()
+    assert [len(st.stage_trials(k)) for k in range(1, len(per_stage) + 1)] == per_stage
+    assert len(st.trials) == sum(per_stage)
+    results = Counter(e["trial"] for e in evs if e.get("ev") == "result")
+    assert set(results) == set(st.trials) and set(results.values()) == {1}
+    assert {t.state for t in st.trials.values()} == {State.FINISHED}
+    for t in st.trials.values():
+        lines = Store(root).metrics(t.trial)
+        assert [m["epoch"] for m in lines] == list(range(1, t.epochs + 1)), t.trial
+
+
+def _assert_released_not_failed(root: Path) -> None:
+    st = Store(root).refresh()
+    assert st.stop
+    assert not [t for t in st.trials.values() if t.state in (State.RUNNING, State.FAILED)]
+    releases = [e for e in events(root) if e.get("ev") == "release"]
+    assert releases and all(not e["lost"] and "stopped" in e["reason"] for e in releases)
+    wait_for(lambda: not any(alive(p) for p in worker_pids(root)), 30, "workers to exit")
+
+
+def test_master_killed_mid_stage_resumes_with_exact_counts(tmp_path: Path) -> None:
+    sweep = write_sweep(tmp_path, noop_sweep(trials=[24, 8], epochs=2, sleep=0.05, workers=2))
+    root = tmp_path / "d"
+    m = _start(tmp_path, sweep, root)
+    try:
+        wait_for(lambda: count_events(root, "result") >= 6, 90, "6 results")
+        m.send_signal(signal.SIGKILL)
+        m.wait()
+        assert Counter(e.get("ev") for e in events(root))["stage_done"] == 0   # killed mid-stage 1
+        # the same command again: it continues (its old workers, orphaned, may still be working)
+        r = cli("master", "start", str(sweep), "--dir", str(root), timeout=180)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr
+        assert "Resuming" in r.stdout
+        _assert_exact(root, [24, 8])
+        wait_for(lambda: not any(alive(p) for p in worker_pids(root)), 30, "every worker to exit")
+    finally:
+        kill_pids([m.pid, *worker_pids(root)])
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_signal_on_master_releases_trials_and_a_resume_finishes_them(sig: int, tmp_path: Path) -> None:
+    sweep = write_sweep(tmp_path, noop_sweep(trials=6, epochs=3, sleep=0.4, workers=2))
+    root = tmp_path / "d"
+    m = _start(tmp_path, sweep, root)
+    try:
+        wait_for(lambda: _training(root, 2), 90, "two trials training")
+        m.send_signal(sig)
+        assert m.wait(timeout=60) == 130
+        _assert_released_not_failed(root)
+        assert "Resume with" in (tmp_path / "master.log").read_text()
+        if sig == signal.SIGINT:
+            return   # one resume is enough (SIGTERM's)
+        r = cli("master", "start", str(sweep), "--dir", str(root), timeout=180)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr
+        _assert_exact(root, [6])
+    finally:
+        kill_pids([m.pid, *worker_pids(root)])
+
+
+def test_master_stop_from_another_process(tmp_path: Path) -> None:
+    sweep = write_sweep(tmp_path, noop_sweep(trials=6, epochs=3, sleep=0.4, workers=2))
+    root = tmp_path / "d"
+    m = _start(tmp_path, sweep, root)
+    try:
+        wait_for(lambda: _training(root, 2), 90, "two trials training")
+        r = cli("master", "stop", str(root))
+        assert r.returncode == 0 and "Stop requested" in r.stdout
+        assert m.wait(timeout=60) == 0
+        _assert_released_not_failed(root)
+    finally:
+        kill_pids([m.pid, *worker_pids(root)])
+
+
+def test_second_ctrl_c_kills_at_once(tmp_path: Path) -> None:
+    # epochs of 20 s: a clean stop would wait for the epoch to end, a second Ctrl-C must not
+    sweep = write_sweep(tmp_path, noop_sweep(trials=4, epochs=2, sleep=20, workers=2))
+    root = tmp_path / "d"
+    m = _start(tmp_path, sweep, root)
+    try:
+        wait_for(lambda: count_events(root, "claim") >= 2, 90, "two trials claimed")
+        pids = worker_pids(root)
+        m.send_signal(signal.SIGINT)
+        wait_for(lambda: count_events(root, "stop") == 1, 10, "the stop event")
+        t0 = time.monotonic()
+        m.send_signal(signal.SIGINT)
+        assert m.wait(timeout=10) == 130
+        assert time.monotonic() - t0 < 5
+        wait_for(lambda: not any(alive(p) for p in pids), 10, "workers killed")
+        # killed, not released: the trials stay claimed until a resumed master finds their workers gone
+        assert sum(t.state is State.RUNNING for t in Store(root).refresh().trials.values()) == 2
+    finally:
+        kill_pids([m.pid, *worker_pids(root)])
