@@ -21,7 +21,6 @@ from .launchers import LaunchSpec, Launcher, gpu_count
 from .liveness import Liveness, lost_trials
 from .picture import running_trials
 from .progress import Progress
-from .report import runs_frame, text_table, ranking_columns
 from .store import Store, atomic_write_json, read_json
 
 
@@ -205,10 +204,13 @@ class Master:
             raise HpsearchError("a worker stopped after too many failed trials in a row; "
                                 f"see {self.root}/trials/*/error.txt (hpsearch report {self.root} shows the reasons)")
         if 2 in codes and self.launcher.alive() == 0:
-            raise HpsearchError(f"workers exit at start-up; see {self.root}/workers/local-*.out")
+            raise HpsearchError(f"every worker exited with an error (exit code 2); see {self.root}/workers/*.out")
         n = self.launcher.replace_dead(work_left=True)
         if n:
             self.out.say(f"started {n} replacement worker(s)")
+        elif self.launcher.alive() == 0 and self.launcher.restarts >= self.launcher.max_restarts:
+            raise HpsearchError(f"all workers have exited and the {self.launcher.max_restarts} replacements allowed "
+                                f"are used up; see {self.root}/workers/*.out, then resume with the same command")
 
     def _beat(self) -> None:
         atomic_write_json(self.store.layout.master, {"host": socket.gethostname(), "pid": os.getpid(),
@@ -247,6 +249,8 @@ class Master:
             prune_outside_top(self.store, self.sweep)
 
     def summary(self) -> None:
+        from .report import runs_frame
+
         df = runs_frame(self.store.state, self.sweep.metric)
         fin = df[df["status"] == "finished"]
         if len(fin):
@@ -266,6 +270,8 @@ def ranges_text(old: sp.Space, new: sp.Space, k: int) -> str:
 
 
 def stage_text(store: Store, sweep: Sweep, k: int, flags: list[stages.BorderFlag], top: int = 10) -> str:
+    from .report import ranking_columns, runs_frame, text_table  # pandas: only once a stage is done
+
     df = runs_frame(store.state, sweep.metric)
     df = df[df["stage"] == k].head(top).copy()
     df["rank"] = range(1, len(df) + 1)

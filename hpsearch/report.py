@@ -24,8 +24,12 @@ def runs_frame(state: SweepState, metric: Metric) -> pd.DataFrame:
     """One row per trial, ranked: finished by best metric, then running, planned, diverged, failed."""
     rows = []
     for t in state.trials.values():
-        ckpt = (format_checkpoint(t.trial, t.best_epoch, metric.name, t.best)
-                if t.best is not None and t.best_epoch is not None else None)
+        ckpt = None
+        if t.best is not None and t.best_epoch is not None:
+            # a promoted trial whose best epoch came before its promotion: that file is the parent's
+            parent = state.trials.get(t.parent) if t.parent else None
+            owner = parent.trial if parent is not None and t.best_epoch <= parent.epochs_done else t.trial
+            ckpt = format_checkpoint(owner, t.best_epoch, metric.name, t.best)
         rows.append({"stage": t.stage, "trial": t.trial, "config": t.config, "status": t.state.value,
                      metric.name: t.best, "best_epoch": t.best_epoch, "epochs": t.epochs_done,
                      "of_epochs": t.epochs, "attempts": t.attempt, "reason": t.reason, "checkpoint": ckpt,
@@ -114,7 +118,7 @@ def to_json(df: pd.DataFrame, stages: list[dict[str, Any]], metric: Metric, name
             diagnostics: list[dict[str, str]] | None = None) -> str:
     """Schema 1 (stable, see README "Reports and plots"): {schema, sweep, metric: {name, goal},
     runs: [row...], stages: [stage-k.json...], diagnostics: [{scope, kind, message, advice}...]}."""
-    runs = json.loads(df.to_json(orient="records"))
+    runs = json.loads(df.to_json(orient="records", double_precision=15))
     for r in runs:
         r["params"] = {k[2:]: r.pop(k) for k in list(r) if k.startswith("p.")}
         r["value"] = r.get(metric.name)
@@ -155,7 +159,7 @@ def render(root: str, fmt: str = "table", stage: int | None = None, top: int | N
         out = to_json(df, stages, sweep.metric, sweep.name, [f.to_dict() for f in findings])
         if has_repeats(store.state):   # `configs`: one record per configuration (repeats: R > 1)
             doc = json.loads(out)
-            doc["configs"] = json.loads(configs_frame(store.state, sweep.metric, stage).to_json(orient="records"))
+            doc["configs"] = json.loads(configs_frame(store.state, sweep.metric, stage).to_json(orient="records", double_precision=15))
             out = json.dumps(doc, indent=1)
         return out
     if df.empty:

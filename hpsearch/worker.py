@@ -82,7 +82,6 @@ class Worker:
         threading.Thread(target=self._heartbeat_loop, daemon=True).start()
         liveness = Liveness(self.sweep.stale_after)
         batch = int(fixed.get("population", 1) or 1) if self.sweep.trainable_kind == "builtin" else 1
-        idle_since = None
         try:
             while not self.stop.is_set():
                 if self.opts.max_trials is not None and self.done >= self.opts.max_trials:
@@ -99,11 +98,9 @@ class Worker:
                         continue
                     if self.opts.exit_when_idle and not any(t.state.value == "running" for t in st.trials.values()):
                         break
-                    idle_since = idle_since or time.monotonic()
                     self.status = {"state": "idle"}
                     self.stop.wait(self.opts.poll)
                     continue
-                idle_since = None
                 self._run_batch(claimed, fixed)
                 if self.failures_in_a_row >= self.sweep.max_failures:
                     print(f"hpsearch worker {self.id}: {self.failures_in_a_row} trials failed in a row; "
@@ -138,19 +135,20 @@ class Worker:
         """Run trainable code; whatever it does, each trial ends recorded (or released)."""
         self.status.update(state="training", trial=",".join(t.id for t in trials), epoch=None, metric=None)
         log = self.store.layout.log_file(trials[0].id)
-        error = None
+        error: tuple[str, str] | None = None
         try:
             with open(log, "a") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
                 body()
         except StopTrial:
             pass
-        except Exception:
-            error = traceback.format_exc()
+        except Exception as e:
+            # the traceback goes to error.txt; the reason in the journal is the exception's own line
+            error = (traceback.format_exc(), f"{type(e).__name__}: {e}".strip().splitlines()[0][:500])
         for t in trials:
             self._record(t, error)
         self.status.update(state="idle", trial=None)
 
-    def _record(self, t: Trial, error: str | None) -> None:
+    def _record(self, t: Trial, error: tuple[str, str] | None) -> None:
         epochs_done = t.history[-1]["epoch"] if t.history else 0
         if t.stop_reason == "lost":
             return
@@ -158,9 +156,8 @@ class Worker:
             self.store.release(t.id, t.attempt, "stopped by signal or master stop", epochs_done=epochs_done)
             return
         if error is not None:
-            self.store.write_error(t.id, error)
-            last = error.strip().splitlines()[-1]
-            self.store.finish(t.id, t.attempt, "failed", t.best, t.best_epoch, epochs_done, f"exception: {last}")
+            self.store.write_error(t.id, error[0])
+            self.store.finish(t.id, t.attempt, "failed", t.best, t.best_epoch, epochs_done, f"exception: {error[1]}")
             self.failures_in_a_row += 1
         elif t.stop_reason == "diverged":
             self.store.finish(t.id, t.attempt, "diverged", t.best, t.best_epoch, epochs_done, "diverged")
