@@ -171,7 +171,7 @@ def parse(raw: Any, source_dir: str = ".", default_name: str = "sweep", source: 
     lock = raw.get("lock", "auto")
     if lock not in ("auto", "hard", "soft"):
         problems.append(f"lock: must be auto, hard or soft, got {lock!r}")
-    if trainable and trainable.get("builtin") == "classifier":
+    if trainable and trainable.get("builtin") in BUILTINS:
         _check_builtin_settings(trainable, space, problems)
 
     if problems:
@@ -283,7 +283,7 @@ def _check_builtin_settings(t: dict[str, Any], space: sp.Space, problems: list[s
     for k in t:
         if k != "builtin" and k not in defaults:
             problems.append(f"trainable.{k}: not a setting of the {t['builtin']} built-in (valid: {valid})")
-    for k in space:
+    for k in space if t["builtin"] == "classifier" else ():  # noop takes any parameter
         if k not in defaults:
             problems.append(f"parameters.{k}: not a setting of the {t['builtin']} built-in (valid: {valid})")
     ds = t.get("dataset", defaults.get("dataset"))
