@@ -71,7 +71,7 @@ def listed(ids: list[str]) -> list[str]:
     if not ids:
         return []
     p = subprocess.run(["squeue", "-h", "-r", "-j", ",".join(ids), "-o", "%i %T"], capture_output=True, text=True)
-    return p.stdout.split("\n") if p.stdout.strip() else []
+    return p.stdout.splitlines()
 
 
 def final_states(array: str) -> list[str]:
@@ -81,10 +81,15 @@ def final_states(array: str) -> list[str]:
 
 @pytest.fixture
 def cleanup():
-    """Whatever a test leaves behind, cancel the jobs of its sweep directories (ours only)."""
-    dirs: list[Path] = []
-    yield dirs.append
-    ids = [a for d in dirs for a in arrays_of(d)]
+    """Whatever a test leaves behind: its master is killed and the jobs of its sweep directories
+    cancelled (ours only)."""
+    left: list[Any] = []
+    yield left.append
+    for x in left:
+        if isinstance(x, subprocess.Popen) and x.poll() is None:
+            x.kill()
+            x.communicate()
+    ids = [a for x in left if isinstance(x, Path) for a in arrays_of(x)]
     if ids:
         subprocess.run(["scancel", *ids], capture_output=True)
 
@@ -156,6 +161,7 @@ def test_scancelled_worker_trial_resumes_from_its_checkpoint(slurm, tmp_path, cl
     d = tmp_path / "run"
     cleanup(d)
     proc = start_master(sweep, d)
+    cleanup(proc)
     wait_for(lambda: len(epochs_logged(d, "s1-t0000")) >= 2, 180, "two epochs of the trial", proc)
     [first] = arrays_of(d)
     cancelled_at = time.time()
@@ -184,6 +190,7 @@ def test_master_stop_leaves_no_job_in_squeue(slurm, tmp_path, cleanup):
     d = tmp_path / "run"
     cleanup(d)
     proc = start_master(sweep, d)
+    cleanup(proc)
     wait_for(lambda: any(x.get("epoch") for hb in [Store(d).heartbeats()] for x in hb.values()),
              180, "a worker training", proc)
     ids = arrays_of(d)
