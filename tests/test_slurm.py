@@ -259,3 +259,22 @@ def test_worker_failing_at_once_shows_its_log(slurm, tmp_path, cleanup):
     err = p.stderr.strip()
     assert len(err.splitlines()) == 1 and "failed at once: exit status 1" in err and "loading modules" in err, err
     assert listed(arrays_of(d)) == []
+
+
+def test_restarted_master_adopts_the_running_tasks(slurm, tmp_path, cleanup):
+    doc = base_sweep("slurm-adopt", trainable={"builtin": "noop", "target": {"lr": 0.01}, "sleep": 0.5},
+                     stages=[{"trials": 4, "epochs": 4}])
+    sweep = write_sweep(tmp_path / "s.yaml", doc)
+    d = tmp_path / "run"
+    cleanup(d)
+    proc = start_master(sweep, d)
+    cleanup(proc)
+    wait_for(lambda: any(x.get("epoch") for x in Store(d).heartbeats().values()), 180, "a worker training", proc)
+    proc.kill()  # the master dies; its worker task goes on
+    proc.communicate()
+    [array] = arrays_of(d)
+    assert len(listed([array])) == 1
+    p = run_cli("master", "start", str(sweep), "--dir", str(d), timeout=240)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert arrays_of(d) == [array]  # no second array: the running task was adopted
+    assert Store(d).refresh().done and listed([array]) == []
