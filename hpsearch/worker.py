@@ -203,4 +203,9 @@ class Worker:
 
 
 def run_worker(root: str, opts: WorkerOptions) -> int:
-    return Worker(root, opts).run()
+    code = Worker(root, opts).run()
+    # Python restores default handlers while it shuts down (with torch loaded, a while): a stop signal
+    # then (Slurm's USR1 racing the end of the sweep) would kill the finished worker with 128+N
+    for sig in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(sig, signal.SIG_IGN)
+    return code

@@ -200,6 +200,9 @@ def test_master_stop_leaves_no_job_in_squeue(slurm, tmp_path, cleanup):
     out = finish(proc, 150)
     assert proc.returncode == 0 and "Stopped. Resume with" in out, out
     assert listed(ids) == []
+    # every task that ran left cleanly (a USR1 that hit a worker still starting up used to kill it: 138)
+    exits = [f.read_text().split()[0] for f in (d / "workers").glob("*.exit")]
+    assert exits and set(exits) == {"0"}, exits
     st = Store(d).refresh()
     assert st.stop and not any(t.state.value == "running" for t in st.trials.values())
 

@@ -67,11 +67,13 @@ def test_usr1_reaches_the_worker_through_the_script(tmp_path):
     """The trap passes USR1 on and the script exits with the worker's own status, not 128+10."""
     root = tmp_path / "sweep"
     (root / "workers").mkdir(parents=True)
-    fake = tmp_path / "fakepy"
-    # stands in for python: exits 0 on USR1, like the worker after releasing its trial
-    fake.write_text("#!/bin/bash\ntrap 'echo released; exit 0' USR1\nwhile :; do sleep 0.1; done\n")
-    fake.chmod(0o755)
-    script = batch_script({}, name="x", root=str(root), tasks=1, python=str(fake), threads=1)
+    fake = tmp_path / "fake.py"
+    # stands in for the worker: exits 0 on USR1, as the worker does after releasing its trial
+    fake.write_text("import signal, sys, time\n"
+                    "signal.signal(signal.SIGUSR1, lambda *a: (print('released', flush=True), sys.exit(0)))\n"
+                    "while True: time.sleep(0.1)\n")
+    script = batch_script({}, name="x", root=str(root), tasks=1, python=sys.executable, threads=1)
+    script = script.replace(" -m hpsearch worker ", f" {fake} ")
     env = {**os.environ, "SLURM_ARRAY_JOB_ID": "7", "SLURM_ARRAY_TASK_ID": "1", "SLURM_JOB_ID": "9"}
     proc = subprocess.Popen(["bash", "-c", script], env=env, stdout=subprocess.PIPE, text=True)
     time.sleep(1.0)

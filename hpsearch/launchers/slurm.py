@@ -214,7 +214,8 @@ class SlurmLauncher(Launcher):
                                         f"script ran (can the compute node write {self.workers_dir}?)") from None
                 continue  # killed (time limit, scancel, preemption): a dead worker, resubmitted while work remains
             self._codes.append(rc)
-            if rc not in (0, 3) and seconds < FAIL_FAST_S:
+            # 138/143: ended by our own USR1/TERM (a stop), not a failure
+            if rc not in (0, 3, 128 + 10, 128 + 15) and seconds < FAIL_FAST_S:
                 raise HpsearchError(f"Slurm worker task {t.array}_{t.index} (job {t.job or '?'}) failed at once: "
                                     f"exit status {rc} after {seconds} s; last lines of {log}: {tail(log)}")
 

@@ -113,10 +113,15 @@ def batch_script(opts: dict[str, Any], *, name: str, root: str, tasks: int, pyth
         *head,
         "",
         "set -eu",
+        "# USR1 before the worker can act on it (setup, Python start-up, torch import) would kill it: ignore it",
+        "# until then (the worker installs its own handler; a stop also reaches it through the journal)",
+        "trap '' USR1",
         "export PYTHONUNBUFFERED=1",
         f"exit_file={q(workers)}/slurm-${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}.exit",
         "# status and seconds run, read by the master (a worker that fails at once is an error, not a resubmit)",
-        "trap 'rc=$?; echo \"$rc $SECONDS\" > \"$exit_file\"; exit $rc' EXIT",
+        "# (the worker's own status once it has ended: a late signal must not turn a clean exit into 138)",
+        "worker_rc=",
+        "trap 'st=$?; echo \"${worker_rc:-$st} $SECONDS\" > \"$exit_file\"; exit ${worker_rc:-$st}' EXIT",
         'echo "hpsearch: array task ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID} = job ${SLURM_JOB_ID}'
         ' on $(hostname) at $(date -Is)"',
     ]
@@ -136,6 +141,8 @@ def batch_script(opts: dict[str, Any], *, name: str, root: str, tasks: int, pyth
         "  # a trapped signal cuts `wait` short (status 128+N): wait again for the worker's own status",
         '  [ "$sig" = 1 ] || break',
         "done",
+        "trap '' USR1 TERM  # the worker is gone: a signal now (a stop racing the end) has nothing to do",
+        "worker_rc=$rc",
         'exit "$rc"',
     ]
     return "\n".join(body) + "\n"
