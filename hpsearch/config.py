@@ -306,6 +306,9 @@ def _launcher(launcher: Any, problems: list[str]) -> dict[str, Any]:
     for k in launcher:
         if k not in valid:
             problems.append(f"launcher.{k}: unknown for type {launcher['type']} (valid keys: {', '.join(sorted(valid))})")
+    if launcher["type"] == "slurm":
+        from .launchers.slurm_script import check_options
+        problems.extend(check_options(launcher))
     return launcher
 
 

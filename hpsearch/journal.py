@@ -52,6 +52,7 @@ class TrialRecord:
     epochs_done: int = 0
     reason: str | None = None
     claimed_at: float | None = None
+    device: str | None = None   # as the claiming worker named it (cpu, cuda:0 (GPU 1))
 
 
 @dataclass
@@ -82,6 +83,7 @@ class SweepState:
                 self.queue[rec.trial] = None
         elif kind == "claim" and t is not None and t.state is State.PLANNED:
             t.state, t.attempt, t.worker, t.claimed_at = State.RUNNING, ev["attempt"], ev["worker"], ev.get("t")
+            t.device = ev.get("device", t.device)
             self.queue.pop(t.trial, None)
             self.requeued.pop(t.trial, None)
         elif kind == "release" and t is not None and t.state is State.RUNNING and ev["attempt"] == t.attempt:

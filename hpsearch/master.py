@@ -100,7 +100,7 @@ class Master:
         spec = LaunchSpec(self.root, n, threads=threads, device=self.opts.device)
         if kind == "slurm":
             from .launchers.slurm import SlurmLauncher
-            return SlurmLauncher(spec, self.sweep.launcher)
+            return SlurmLauncher(spec, self.sweep.launcher, name=self.sweep.name)
         from .launchers.local import LocalLauncher
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         ids = [d.strip() for d in visible.split(",") if d.strip()] if visible else [str(i) for i in range(gpus)]
@@ -204,7 +204,8 @@ class Master:
             raise HpsearchError("a worker stopped after too many failed trials in a row; "
                                 f"see {self.root}/trials/*/error.txt (hpsearch report {self.root} shows the reasons)")
         if 2 in codes and self.launcher.alive() == 0:
-            raise HpsearchError(f"every worker exited with an error (exit code 2); see {self.root}/workers/*.out")
+            logs = getattr(self.launcher, "logs", f"{self.root}/workers/local-*.out")
+            raise HpsearchError(f"every worker exited with an error (exit code 2); see {logs}")
         n = self.launcher.replace_dead(work_left=True)
         if n:
             self.out.say(f"started {n} replacement worker(s)")
@@ -300,6 +301,9 @@ def request_stop(root: str) -> None:
     # the sweep's own lock kind: a hard lock taken beside soft ones would not exclude them
     store = Store(root, lock=store.load_sweep().lock)
     store.journal.append([{"ev": "stop", "reason": "hpsearch master stop"}])
+    if store.layout.workers.joinpath("slurm-jobs.json").exists():
+        from .launchers.slurm import cancel_pending
+        cancel_pending(root)  # queued Slurm tasks would only start to leave again
 
 
 def start(sweep_path: str, root: str | None, opts: StartOptions, out: Progress | None = None) -> int:

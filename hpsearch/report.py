@@ -33,7 +33,7 @@ def runs_frame(state: SweepState, metric: Metric) -> pd.DataFrame:
         rows.append({"stage": t.stage, "trial": t.trial, "config": t.config, "status": t.state.value,
                      metric.name: t.best, "best_epoch": t.best_epoch, "epochs": t.epochs_done,
                      "of_epochs": t.epochs, "attempts": t.attempt, "reason": t.reason, "checkpoint": ckpt,
-                     "parent": t.parent, **{f"p.{k}": v for k, v in t.params.items()}})
+                     "parent": t.parent, "device": t.device, **{f"p.{k}": v for k, v in t.params.items()}})
     if not rows:
         return pd.DataFrame(columns=["rank", "stage", "trial", "status", metric.name])
     df = pd.DataFrame(rows)
@@ -95,7 +95,7 @@ def _numeric(cells: list[list[str]], i: int) -> bool:
 
 def ranking_columns(df: pd.DataFrame, metric: str) -> list[str]:
     params = [c for c in df.columns if c.startswith("p.") and df[c].nunique(dropna=True) > 1]
-    return ["rank", "stage", "trial", *params, metric, "best_epoch", "status", "checkpoint"]
+    return ["rank", "stage", "trial", *params, metric, "best_epoch", "status", "device", "checkpoint"]
 
 
 def history_text(stages: list[dict[str, Any]]) -> str:

@@ -206,8 +206,10 @@ class Store:
         return sweep
 
     # -- trials --------------------------------------------------------------------------
-    def claim(self, worker: str, n: int = 1, same_epochs: bool = True) -> list[TrialRecord]:
-        """Claim up to n queued trials for `worker` (one lock hold; never two owners per trial)."""
+    def claim(self, worker: str, n: int = 1, same_epochs: bool = True,
+              info: dict[str, Any] | None = None) -> list[TrialRecord]:
+        """Claim up to n queued trials for `worker` (one lock hold; never two owners per trial).
+        `info` (e.g. {"device": "cuda:0 (GPU 1)"}) is recorded in each claim event."""
         with self.journal.locked():
             st = self.journal.refresh()
             if st.stop:
@@ -223,7 +225,7 @@ class Store:
             if not picked:
                 return []
             self.journal.append_locked([{"ev": "claim", "trial": t.trial, "worker": worker,
-                                         "attempt": t.attempt + 1} for t in picked])
+                                         "attempt": t.attempt + 1, **(info or {})} for t in picked])
         return [st.trials[t.trial] for t in picked if st.trials[t.trial].worker == worker]
 
     def owns(self, trial: str, attempt: int) -> bool:

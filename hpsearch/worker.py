@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .devices import device_label
 from .errors import HpsearchError, StopTrial
 from .journal import TrialRecord
 from .liveness import HOST, Liveness, lost_trials, my_pid_start
@@ -62,7 +63,7 @@ class Worker:
     def _heartbeat(self) -> None:
         self.beat += 1
         self.store.beat(self.id, {"host": HOST, "pid": os.getpid(), "pid_start": my_pid_start(),
-                                  "device": self.device, "beat": self.beat, "time": time.time(),
+                                  "device": device_label(self.device), "beat": self.beat, "time": time.time(),
                                   "trials_done": self.done, **self.status})
 
     def _heartbeat_loop(self) -> None:
@@ -86,7 +87,7 @@ class Worker:
             while not self.stop.is_set():
                 if self.opts.max_trials is not None and self.done >= self.opts.max_trials:
                     break
-                claimed = self.store.claim(self.id, n=batch)
+                claimed = self.store.claim(self.id, n=batch, info={"device": device_label(self.device)})
                 if not claimed:
                     st = self.store.state
                     if st.done or st.stop:
@@ -199,4 +200,9 @@ class Worker:
 
 
 def run_worker(root: str, opts: WorkerOptions) -> int:
-    return Worker(root, opts).run()
+    code = Worker(root, opts).run()
+    # Python restores default handlers while it shuts down (with torch loaded, a while): a stop signal
+    # then (Slurm's USR1 racing the end of the sweep) would kill the finished worker with 128+N
+    for sig in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(sig, signal.SIG_IGN)
+    return code
