@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Any
 import yaml
 
 from . import space as sp
+from .paramspec import is_int, is_num, yaml_number, parse_parameters
 from .errors import ConfigError
 from .trainables import BUILTINS, OPTIMIZERS, builtin_defaults
 
@@ -28,20 +28,11 @@ TOP_KEYS = {
     "checkpoints", "keep_top", "max_failures", "lock",
 }
 WANDB_UNUSED = {"method", "program", "command", "early_terminate", "project", "entity", "run_cap"}
-PARAM_KEYS = {"distribution", "min", "max", "values", "value", "probabilities", "mu", "sigma",
-              "q", "a", "b", "bounds", "parameters", "on_border"}
 STAGE_KEYS = {"trials", "epochs", "top", "promote", "repeats", "name"}
 METRIC_KEYS = {"name", "goal", "target"}
 SLURM_KEYS = {"type", "partition", "account", "qos", "time", "gpus_per_worker", "cpus_per_worker",
               "mem", "constraint", "extra", "setup", "max_resubmits", "signal_seconds", "python"}
 LOCAL_KEYS = {"type", "workers_per_gpu", "threads"}
-# W&B distribution names (and ours) -> how to build the dimension.
-LOG_VALUES = {"log_uniform_values", "inv_log_uniform_values", "q_log_uniform_values",
-              "int_log_uniform", "int_log_uniform_values"}
-LOG_EXPONENTS = {"log_uniform", "q_log_uniform", "inv_log_uniform"}
-DISTRIBUTIONS = sorted(
-    {"constant", "categorical", "uniform", "q_uniform", "int_uniform", "normal", "q_normal",
-     "log_normal", "q_log_normal", "beta", "q_beta"} | LOG_VALUES | LOG_EXPONENTS)
 
 
 @dataclass(frozen=True)
@@ -109,7 +100,7 @@ def load(path: str | Path, source_dir: str | None = None) -> tuple[Sweep, dict[s
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise ConfigError([f"no such file (sweep files usually live in sweeps/)"], str(path)) from None
+        raise ConfigError(["no such file (sweep files usually live in sweeps/)"], str(path)) from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError([f"cannot read it: {e}"], str(path)) from None
     try:
@@ -147,7 +138,7 @@ def parse(raw: Any, source_dir: str = ".", default_name: str = "sweep", source: 
     metric = _metric(raw.get("metric", {}), problems)
     seed = _int(raw, "seed", 0, problems, minimum=0)
     trainable = _trainable(raw.get("trainable"), source_dir, problems)
-    space = _parameters(raw.get("parameters", {}), problems, warnings)
+    space = parse_parameters(raw.get("parameters", {}), problems, warnings)
     stages = _stages(raw.get("stages"), problems)
     workers = _int(raw, "workers", 1, problems, minimum=1)
     launcher = _launcher(raw.get("launcher", {"type": "local"}), problems)
@@ -165,7 +156,7 @@ def parse(raw: Any, source_dir: str = ".", default_name: str = "sweep", source: 
     if checkpoints not in ("best_last", "all", "last"):
         problems.append(f"checkpoints: must be best_last, last or all, got {checkpoints!r}")
     keep_top = raw.get("keep_top")
-    if keep_top is not None and (not _is_int(keep_top) or keep_top < 1):
+    if keep_top is not None and (not is_int(keep_top) or keep_top < 1):
         problems.append(f"keep_top: must be a positive integer, got {keep_top!r}")
     max_failures = _int(raw, "max_failures", 5, problems, minimum=1)
     lock = raw.get("lock", "auto")
@@ -184,17 +175,9 @@ def parse(raw: Any, source_dir: str = ".", default_name: str = "sweep", source: 
                  source_dir=source_dir, warnings=tuple(warnings))
 
 
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _is_num(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def _int(raw: dict, key: str, default: int, problems: list[str], minimum: int) -> int:
     v = raw.get(key, default)
-    if not _is_int(v) or v < minimum:
+    if not is_int(v) or v < minimum:
         problems.append(f"{key}: must be an integer >= {minimum}, got {v!r}")
         return default
     return v
@@ -203,21 +186,11 @@ def _int(raw: dict, key: str, default: int, problems: list[str], minimum: int) -
 def _float(raw: dict, key: str, default: float, problems: list[str], lo: float, hi: float) -> float:
     v = raw.get(key, default)
     if isinstance(v, str):
-        v = _yaml_number(v)
-    if not _is_num(v) or not lo <= v <= hi:
+        v = yaml_number(v)
+    if not is_num(v) or not lo <= v <= hi:
         problems.append(f"{key}: must be a number in [{lo}, {hi}], got {raw.get(key)!r}")
         return default
     return float(v)
-
-
-def _yaml_number(v: Any) -> Any:
-    """YAML 1.1 reads `1e-3` (no dot) as a string; accept it as W&B does."""
-    if isinstance(v, str):
-        try:
-            return float(v)
-        except ValueError:
-            return v
-    return v
 
 
 def _metric(m: Any, problems: list[str]) -> Metric:
@@ -330,21 +303,21 @@ def _stages(stages: Any, problems: list[str]) -> list[Stage]:
                 problems.append(f"{where}: unknown key '{k}' (valid keys: {', '.join(sorted(STAGE_KEYS))})")
         n = len(problems)
         trials = s.get("trials", 0)
-        if not _is_int(trials) or trials < 0:
+        if not is_int(trials) or trials < 0:
             problems.append(f"{where}.trials: must be an integer >= 0, got {trials!r}")
         epochs = s.get("epochs", 1)
-        if not _is_int(epochs) or epochs < 1:
+        if not is_int(epochs) or epochs < 1:
             problems.append(f"{where}.epochs: must be an integer >= 1, got {epochs!r}")
         top = s.get("top")
-        if top is not None and (not _is_int(top) or top < 1):
+        if top is not None and (not is_int(top) or top < 1):
             problems.append(f"{where}.top: must be an integer >= 1, got {top!r}")
         promote = s.get("promote", 0)
-        if not _is_num(promote) or promote < 0 or (not _is_int(promote) and promote > 1):
+        if not is_num(promote) or promote < 0 or (not is_int(promote) and promote > 1):
             problems.append(f"{where}.promote: must be a count (integer) or a fraction in (0, 1], got {promote!r}")
         elif promote and i == 1:
             problems.append(f"{where}.promote: the first stage has no earlier stage to promote from")
         repeats = s.get("repeats", 1)
-        if not _is_int(repeats) or repeats < 1:
+        if not is_int(repeats) or repeats < 1:
             problems.append(f"{where}.repeats: must be an integer >= 1, got {repeats!r}")
         if len(problems) == n:
             if trials == 0 and not promote:
@@ -352,108 +325,3 @@ def _stages(stages: Any, problems: list[str]) -> list[Stage]:
             else:
                 out.append(Stage(trials=trials, epochs=epochs, top=top, promote=promote, repeats=repeats))
     return out
-
-
-def _parameters(params: Any, problems: list[str], warnings: list[str], prefix: str = "") -> sp.Space:
-    if not isinstance(params, dict):
-        problems.append(f"parameters{prefix}: must be a mapping of name -> distribution, got {params!r}")
-        return {}
-    space: sp.Space = {}
-    for name, spec in params.items():
-        where = f"parameters.{prefix}{name}"
-        if not isinstance(name, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
-            problems.append(f"{where}: names must be identifiers (letters, digits, '_'), got {name!r}")
-            continue
-        if isinstance(spec, dict) and "parameters" in spec:  # W&B nested parameters
-            space.update(_parameters(spec["parameters"], problems, warnings, f"{prefix}{name}."))
-            continue
-        dim = _dim(spec, where, problems)
-        if dim is not None:
-            space[prefix + name] = dim
-    return space
-
-
-def _dim(spec: Any, where: str, problems: list[str]) -> sp.Dim | None:
-    if not isinstance(spec, dict):
-        problems.append(f"{where}: must be a mapping like {{distribution: log_uniform_values, min: 1e-4, max: 1}} or {{values: [...]}}, got {spec!r}")
-        return None
-    unknown = [k for k in spec if k not in PARAM_KEYS]
-    if unknown:
-        problems.append(f"{where}: unknown key '{unknown[0]}' (valid keys: {', '.join(sorted(PARAM_KEYS - {'parameters'}))})")
-        return None
-    spec = {k: _yaml_number(v) if k in ("min", "max", "mu", "sigma", "q", "a", "b") else v for k, v in spec.items()}
-    dist = spec.get("distribution") or _infer(spec)
-    if dist not in DISTRIBUTIONS:
-        problems.append(f"{where}.distribution: unknown {dist!r} (valid: {', '.join(DISTRIBUTIONS)})")
-        return None
-    n = len(problems)
-    if dist == "constant":
-        if "value" not in spec:
-            problems.append(f"{where}: a constant needs 'value'")
-            return None
-        return sp.Constant(spec["value"])
-    if dist == "categorical":
-        values = spec.get("values")
-        if not isinstance(values, list) or not values:
-            problems.append(f"{where}.values: must be a non-empty list, got {values!r}")
-            return None
-        probs = spec.get("probabilities")
-        if probs is not None and (not isinstance(probs, list) or len(probs) != len(values)
-                                  or not all(_is_num(p) and p >= 0 for p in probs) or sum(probs) <= 0):
-            problems.append(f"{where}.probabilities: must be {len(values)} non-negative numbers with a positive sum, got {probs!r}")
-            return None
-        return sp.Categorical(tuple(values), tuple(float(p) for p in probs) if probs else None)
-    q = spec.get("q")
-    if q is not None and (not _is_num(q) or q <= 0):
-        problems.append(f"{where}.q: must be a positive number, got {q!r}")
-    if dist in ("normal", "q_normal", "log_normal", "q_log_normal"):
-        mu, sigma = spec.get("mu", 0.0), spec.get("sigma", 1.0)
-        if not _is_num(mu) or not _is_num(sigma) or sigma <= 0:
-            problems.append(f"{where}: needs a number mu and sigma > 0, got mu={mu!r}, sigma={sigma!r}")
-        return None if len(problems) > n else sp.Normal(float(mu), float(sigma), log="log" in dist, q=q)
-    if dist in ("beta", "q_beta"):
-        a, b = spec.get("a", 1.0), spec.get("b", 1.0)
-        if not _is_num(a) or not _is_num(b) or a <= 0 or b <= 0:
-            problems.append(f"{where}: needs a > 0 and b > 0, got a={a!r}, b={b!r}")
-        return None if len(problems) > n else sp.Beta(float(a), float(b), q=q)
-    lo, hi = spec.get("min"), spec.get("max")
-    if not _is_num(lo) or not _is_num(hi):
-        problems.append(f"{where}: needs numbers min and max, got min={lo!r}, max={hi!r}")
-        return None
-    if lo >= hi:
-        problems.append(f"{where}: min must be below max, got min={lo!r} >= max={hi!r}")
-        return None
-    if dist in LOG_EXPONENTS:   # W&B: min/max are natural-log exponents
-        lo, hi = (math.exp(-hi), math.exp(-lo)) if dist.startswith("inv_") else (math.exp(lo), math.exp(hi))
-    elif dist in LOG_VALUES and lo <= 0:
-        problems.append(f"{where}: a log range needs min > 0, got min={lo!r}")
-        return None
-    integer = dist in ("int_uniform", "int_log_uniform", "int_log_uniform_values") or (
-        q is not None and _is_int(q) and dist.startswith("q_") and _is_int(spec["min"]))
-    if dist == "int_uniform" and not (_is_int(spec["min"]) and _is_int(spec["max"])):
-        problems.append(f"{where}: int_uniform needs integer min and max, got {spec['min']!r}, {spec['max']!r}")
-    bounds = spec.get("bounds")
-    if bounds is not None:
-        if not (isinstance(bounds, list) and len(bounds) == 2 and all(_is_num(b) for b in bounds)
-                and bounds[0] <= lo and hi <= bounds[1]):
-            problems.append(f"{where}.bounds: must be [low, high] enclosing [min, max], got {bounds!r}")
-        else:
-            bounds = (float(bounds[0]), float(bounds[1]))
-    if len(problems) > n:
-        return None
-    is_log = dist in LOG_VALUES or dist in LOG_EXPONENTS
-    return sp.Numeric(float(lo), float(hi), log=is_log, integer=integer,
-                      q=None if integer and q == 1 else q, bounds=bounds)
-
-
-def _infer(spec: dict[str, Any]) -> str:
-    """W&B's inference when `distribution` is absent."""
-    if "values" in spec:
-        return "categorical"
-    if "value" in spec:
-        return "constant"
-    if "mu" in spec or "sigma" in spec:
-        return "normal"
-    if _is_int(spec.get("min")) and _is_int(spec.get("max")):
-        return "int_uniform"
-    return "uniform"

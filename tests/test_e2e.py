@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -124,7 +123,7 @@ def test_border_flag_moves_next_range_up(tmp_path):
 
 def test_worker_started_by_hand_joins(tmp_path):
     """`--no-workers` master + two hand-started workers on the same directory."""
-    import subprocess, sys, yaml, os
+    import subprocess, sys, yaml
     doc = {"name": "hand", "trainable": {"builtin": "noop", "sleep": 0.05},
            "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1}},
            "stages": [{"trials": 10, "epochs": 2}], "heartbeat": 0.2}
