@@ -17,8 +17,8 @@ from typing import Any
 import yaml
 
 from . import space as sp
-from .paramspec import is_int, is_num, yaml_number, parse_parameters
 from .errors import ConfigError
+from .paramspec import is_int, is_num, parse_parameters, yaml_number
 from .trainables import BUILTINS, OPTIMIZERS, builtin_defaults
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")

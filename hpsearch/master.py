@@ -17,9 +17,9 @@ from . import space as sp
 from .config import Sweep
 from .errors import HpsearchError
 from .journal import State, SweepState
-from .launchers import LaunchSpec, Launcher, gpu_count
+from .launchers import Launcher, LaunchSpec, gpu_count
 from .liveness import Liveness, lost_trials
-from .picture import running_trials
+from .picture import latest_lines, running_trials
 from .progress import Progress
 from .store import Store, atomic_write_json, read_json
 
@@ -176,7 +176,7 @@ class Master:
             best = self._best(st, k)
             hbs = self.store.heartbeats()
             self.out.update(k, len(self.sweep.stages), counts, total, best, self.sweep.metric.name,
-                            running=running_trials(st, k, hbs))
+                            running=running_trials(st, k, hbs, latest_lines(self.store, st, k), self.sweep.metric.name))
             if sum(counts.get(s.value, 0) for s in State if s.is_finished) == total:
                 self.out.close_line()
                 return True

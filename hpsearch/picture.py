@@ -60,8 +60,12 @@ class Picture:
         return sum(self.counts.get(s.value, 0) for s in State if s.is_finished)
 
 
-def running_trials(state: SweepState, k: int, heartbeats: dict[str, dict[str, Any]]) -> list[Running]:
-    """Running trials of stage k, with the epoch and metric their worker last reported."""
+def running_trials(state: SweepState, k: int, heartbeats: dict[str, dict[str, Any]],
+                   latest: dict[str, dict[str, Any]] | None = None, metric: str | None = None) -> list[Running]:
+    """Running trials of stage k, with their latest epoch and metric.
+
+    `latest` (trial -> last metrics.jsonl line, see `latest_lines`) is exact; without it the
+    worker's heartbeat is used, which lags by up to one heartbeat interval."""
     out = []
     for t in state.stage_trials(k):
         if t.state is not State.RUNNING:
@@ -69,8 +73,21 @@ def running_trials(state: SweepState, k: int, heartbeats: dict[str, dict[str, An
         hb = heartbeats.get(t.worker or "", {})
         # a worker training a population reports "t1,t2,..." as its trial: it trains them all
         mine = hb.get("trial") and t.trial in str(hb.get("trial")).split(",")
-        out.append(Running(t.trial, t.worker, hb.get("device"), hb.get("epoch") if mine else None, t.epochs,
-                           hb.get("metric") if mine else None))
+        line = (latest or {}).get(t.trial)
+        epoch = line.get("epoch") if line else hb.get("epoch") if mine else None
+        value = line.get(metric) if line and metric else hb.get("metric") if mine else None
+        out.append(Running(t.trial, t.worker, hb.get("device"), epoch, t.epochs, value))
+    return out
+
+
+def latest_lines(store: Any, state: SweepState, k: int) -> dict[str, dict[str, Any]]:
+    """The last metrics line of each running trial of stage k (one small file per running trial)."""
+    out = {}
+    for t in state.stage_trials(k):
+        if t.state is State.RUNNING:
+            lines = store.metrics(t.trial)
+            if lines:
+                out[t.trial] = lines[-1]
     return out
 
 
@@ -103,7 +120,8 @@ def progress_units(counts: dict[str, int], running: list[Running]) -> float:
 
 
 def snapshot(state: SweepState, heartbeats: dict[str, dict[str, Any]], *, name: str, metric: str, goal: str,
-             stages: int, stale_after: float, now: float | None = None) -> Picture:
+             stages: int, stale_after: float, now: float | None = None,
+             latest: dict[str, dict[str, Any]] | None = None) -> Picture:
     """The whole picture, from the journal's state and the heartbeats (pure: reads nothing)."""
     now = time.time() if now is None else now
     k = state.current_stage
@@ -122,7 +140,7 @@ def snapshot(state: SweepState, heartbeats: dict[str, dict[str, Any]], *, name: 
         pic.total = len(trials)
         for t in trials:
             pic.counts[t.state.value] = pic.counts.get(t.state.value, 0) + 1
-        pic.running = running_trials(state, k, heartbeats)
+        pic.running = running_trials(state, k, heartbeats, latest, metric)
         started = state.stages[k].get("t")
         if isinstance(started, (int, float)) and k not in state.stages_done:
             pic.eta = eta(now - started, progress_units(pic.counts, pic.running), pic.total)

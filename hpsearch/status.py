@@ -3,15 +3,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from .picture import Picture, picture_lines, snapshot
+from .picture import Picture, latest_lines, picture_lines, snapshot
 from .report import open_sweep
 from .store import Store
 
 
 def picture_of(store: Store, sweep: Any) -> Picture:
     """The picture of a store whose state was just refreshed."""
-    return snapshot(store.state, store.heartbeats(), name=sweep.name, metric=sweep.metric.name,
-                    goal=sweep.metric.goal, stages=len(sweep.stages), stale_after=sweep.stale_after)
+    st = store.state
+    return snapshot(st, store.heartbeats(), name=sweep.name, metric=sweep.metric.name,
+                    goal=sweep.metric.goal, stages=len(sweep.stages), stale_after=sweep.stale_after,
+                    latest=latest_lines(store, st, st.current_stage) if st.current_stage else None)
 
 
 def status_text(root: str) -> str:

@@ -6,7 +6,7 @@ import signal
 import subprocess
 import time
 
-from . import LaunchSpec, Launcher
+from . import Launcher, LaunchSpec
 
 
 class LocalLauncher(Launcher):

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import HpsearchError
 from ..store import atomic_write_json, read_json
-from . import LaunchSpec, Launcher
+from . import Launcher, LaunchSpec
 from .slurm_script import DEFAULT_MAX_RESUBMITS, batch_script
 
 # states in which a task is gone for good; anything else (PENDING, RUNNING, COMPLETING, ...) is listed
