@@ -147,7 +147,7 @@ class Worker:
         except Exception:
             error = traceback.format_exc()
         for t in trials:
-            self._record(t, error)
+            self._record(t, error or getattr(t, "error", None))  # a population records errors per group
         self.status.update(state="idle", trial=None)
 
     def _record(self, t: Trial, error: str | None) -> None:
