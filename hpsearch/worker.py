@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from .errors import HpsearchError, StopTrial
 from .journal import TrialRecord
+from .lazylog import LazyLog
 from .liveness import HOST, Liveness, lost_trials, my_pid_start
 from .store import Store
 from .trial import Trial
@@ -140,7 +141,7 @@ class Worker:
         log = self.store.layout.log_file(trials[0].id)
         error = None
         try:
-            with open(log, "a") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+            with LazyLog(log) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
                 body()
         except StopTrial:
             pass
