@@ -34,9 +34,10 @@ class LazyLog(io.TextIOBase):
             self._f.flush()
 
     def close(self) -> None:
-        if self._f is not None:
-            self._f.close()
-        super().close()
+        if not self.closed:
+            super().close()   # flushes first
+            if self._f is not None:
+                self._f.close()
 
     def __enter__(self) -> "LazyLog":
         return self
