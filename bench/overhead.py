@@ -127,7 +127,7 @@ def run(quick: bool = False) -> Section:
             s.say(f"ray_tune_reuse_actors: {fig['ray_tune_reuse_actors']:.0f} trials/s ({n_ray} trials, wall "
                   f"time of tuner.fit)")
         except ImportError:
-            s.skip("ray_tune", "ray is not installed (pip install 'ray[tune]' to include it; ~80 MB)")
+            s.skip("ray_tune", "ray is not installed (pip install -e '.[bench-ray]' to include it; ~80 MB)")
         except Exception as e:  # a peer that breaks must not hide our own figures
             s.skip("ray_tune", f"ray run failed: {str(e).strip().splitlines()[-1] if str(e).strip() else e}")
         ratio = fig["hpsearch_2_workers"] / fig["optuna_journal_2_processes"]

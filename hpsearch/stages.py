@@ -62,6 +62,10 @@ class BorderFlag:
 
 
 USABLE = "finished"
+# How far a flagged side moves past its old edge, as a fraction of the range's width (in its own
+# scale). A best value on the border says the optimum may lie well outside: 0.1 moved a 2-decade
+# lr range by 0.2 decades a stage, too little to reach it at equal budget (bench quality, out of range).
+EXTEND = 0.5
 
 
 def rank(runs: list[Run], metric: Metric) -> list[Ranked]:
@@ -139,9 +143,9 @@ def narrow(dim: sp.Dim, top_values: list[Any], flags: list[BorderFlag], margin: 
     lo, hi = max(min(t) - pad, lo_old), min(max(t) + pad, hi_old)
     sides = {f.side for f in flags if f.extends}
     if "low" in sides:
-        lo = lo_old - max(pad, 0.1 * width)
+        lo = lo_old - max(pad, EXTEND * width)
     if "high" in sides:
-        hi = hi_old + max(pad, 0.1 * width)
+        hi = hi_old + max(pad, EXTEND * width)
     floor, ceil = _limits(dim)
     low = max(dim.unwarp(lo), floor) if not (dim.log and floor == 0) else dim.unwarp(lo)
     high = min(dim.unwarp(hi), ceil)
