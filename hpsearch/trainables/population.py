@@ -85,6 +85,7 @@ class Population:
         self.reg = torch.tensor([float(p["reg"]) for p in self.params], device=dev)          # [K]
         self.mom = _col([float(p["momentum"]) for p in self.params], dev)
         self.drop = _col([float(p["dropout"]) for p in self.params], dev)
+        self.any_dropout = any(float(p["dropout"]) > 0 for p in self.params)   # decided once: no sync per step
         self.factor = [float(p["diverge_factor"]) for p in self.params]
         self.first_loss: list[float | None] = []
         self.P: list[torch.Tensor] = []      # [W0 [K,in,out], b0 [K,1,out], W1, b1, ...]
@@ -141,7 +142,7 @@ class Population:
             x = torch.baddbmm(b, x, W) if x.dim() == 3 else torch.matmul(x, W) + b
             if li < n_layers - 1:
                 x = F.relu(x)
-                if train and self._any_dropout:
+                if train and self.any_dropout:
                     keep = 1 - self.drop
                     x = x * (torch.rand_like(x) < keep) / keep
         return x
@@ -178,10 +179,6 @@ class Population:
             else:
                 raise ValueError(f"unknown optimizer {name!r} (sgd, momentum, nesterov, adam, rmsprop)")
             P.grad = None
-
-    @property
-    def _any_dropout(self) -> bool:
-        return bool((self.drop > 0).any())
 
     # -- the loop ----------------------------------------------------------------------------------
     def fit(self) -> None:
@@ -296,6 +293,7 @@ class Population:
         self.trials = [self.trials[k] for k in keep]
         self.params = [self.params[k] for k in keep]
         self.factor = [self.factor[k] for k in keep]
+        self.any_dropout = any(float(p["dropout"]) > 0 for p in self.params)
         self.first_loss = [self.first_loss[k] for k in keep]
         self.P = [P.detach().index_select(0, idx).contiguous().requires_grad_(True) for P in self.P]
         self.S = {key: [b.index_select(0, idx).contiguous() for b in bufs] for key, bufs in self.S.items()}
