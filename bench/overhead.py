@@ -67,6 +67,7 @@ def optuna_noop(tmp: Path, n: int, procs: int) -> tuple[float, list[float]]:
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     path = str(tmp / f"optuna-{n}-{procs}-{time.monotonic_ns()}.log")
     optuna.create_study(study_name="noop", storage=JournalStorage(JournalFileBackend(path)))
     ps = [subprocess.Popen([sys.executable, "-c", OPTUNA_PEER, path, "noop", str(n // procs + (i < n % procs))])
