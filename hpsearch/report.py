@@ -22,21 +22,22 @@ STATUS_ORDER = {"finished": 0, "running": 1, "planned": 2, "diverged": 3, "faile
 
 def runs_frame(state: SweepState, metric: Metric) -> pd.DataFrame:
     """One row per trial, ranked: finished by best metric, then running, planned, diverged, failed."""
-    rows = []
-    for t in state.trials.values():
-        ckpt = None
-        if t.best is not None and t.best_epoch is not None:
-            # a promoted trial whose best epoch came before its promotion: that file is the parent's
-            parent = state.trials.get(t.parent) if t.parent else None
-            owner = parent.trial if parent is not None and t.best_epoch <= parent.epochs_done else t.trial
-            ckpt = format_checkpoint(owner, t.best_epoch, metric.name, t.best)
-        rows.append({"stage": t.stage, "trial": t.trial, "config": t.config, "status": t.state.value,
-                     metric.name: t.best, "best_epoch": t.best_epoch, "epochs": t.epochs_done,
-                     "of_epochs": t.epochs, "attempts": t.attempt, "reason": t.reason, "checkpoint": ckpt,
-                     "parent": t.parent, "device": t.device, **{f"p.{k}": v for k, v in t.params.items()}})
-    if not rows:
+    trials = list(state.trials.values())
+    if not trials:
         return pd.DataFrame(columns=["rank", "stage", "trial", "status", metric.name])
-    df = pd.DataFrame(rows)
+    # built column by column: a DataFrame from 100,000 row dicts costs several times more
+    cols: dict[str, list[Any]] = {
+        "stage": [t.stage for t in trials], "trial": [t.trial for t in trials],
+        "config": [t.config for t in trials], "status": [t.state.value for t in trials],
+        metric.name: [t.best for t in trials], "best_epoch": [t.best_epoch for t in trials],
+        "epochs": [t.epochs_done for t in trials], "of_epochs": [t.epochs for t in trials],
+        "attempts": [t.attempt for t in trials], "reason": [t.reason for t in trials],
+        "checkpoint": [best_checkpoint(state, t, metric.name) for t in trials],
+        "parent": [t.parent for t in trials], "device": [t.device for t in trials]}
+    names = list(dict.fromkeys(k for t in trials for k in t.params))
+    for k in names:
+        cols[f"p.{k}"] = [t.params.get(k) for t in trials]
+    df = pd.DataFrame(cols)
     for col in ("best_epoch", "epochs", "of_epochs", "attempts", "stage"):
         df[col] = df[col].astype("Int64")
     df["_order"] = df["status"].map(STATUS_ORDER).fillna(9)
@@ -46,6 +47,15 @@ def runs_frame(state: SweepState, metric: Metric) -> pd.DataFrame:
     df = df.drop(columns=["_order", "_key"]).reset_index(drop=True)
     df.insert(0, "rank", range(1, len(df) + 1))
     return df
+
+
+def best_checkpoint(state: SweepState, t: Any, metric: str) -> str | None:
+    """Name of the checkpoint of a trial's best epoch (a promoted trial's early epochs are its parent's)."""
+    if t.best is None or t.best_epoch is None:
+        return None
+    parent = state.trials.get(t.parent) if t.parent else None
+    owner = parent.trial if parent is not None and t.best_epoch <= parent.epochs_done else t.trial
+    return format_checkpoint(owner, t.best_epoch, metric, t.best)
 
 
 def stage_files(store: Store) -> list[dict[str, Any]]:
@@ -67,11 +77,12 @@ def format_value(v: Any) -> str:
 
 def text_table(df: pd.DataFrame, columns: list[str], max_width: int = 60) -> str:
     """A plain, aligned table (no dependency beyond pandas)."""
-    cells = [[str(c) for c in columns]]
-    for _, row in df.iterrows():
-        cells.append([_cell(row.get(c), c)[:max_width] for c in columns])
+    # column by column (iterrows costs ~50 us a row), and each column's alignment decided once
+    cols = [[_cell(v, c)[:max_width] for v in (df[c].tolist() if c in df else [None] * len(df))] for c in columns]
+    cells = [[str(c) for c in columns], *(list(r) for r in zip(*cols))]
     widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
-    lines = ["  ".join(c.ljust(w) if i == len(columns) - 1 else c.rjust(w) if _numeric(cells, i) else c.ljust(w)
+    numeric = [_numeric(cells, i) for i in range(len(columns))]
+    lines = ["  ".join(c.ljust(w) if i == len(columns) - 1 else c.rjust(w) if numeric[i] else c.ljust(w)
                        for i, (c, w) in enumerate(zip(r, widths))) for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)

@@ -237,8 +237,7 @@ class Store:
                epochs_done: int, reason: str | None = None) -> bool:
         """Record a result if the claim still holds; False when another worker owns the trial now."""
         with self.journal.locked():
-            self.journal.refresh()
-            if not self.owns(trial, attempt):
+            if not self.owns(trial, attempt):   # owns() refreshes the state
                 return False
             self.journal.append_locked([{"ev": "result", "trial": trial, "attempt": attempt, "status": status,
                                          "best": _finite(best), "best_epoch": best_epoch,
@@ -248,8 +247,7 @@ class Store:
     def release(self, trial: str, attempt: int, reason: str, lost: bool = False, epochs_done: int | None = None) -> bool:
         """Give a claimed trial back to the queue (stopped, or its worker vanished)."""
         with self.journal.locked():
-            self.journal.refresh()
-            if not self.owns(trial, attempt):
+            if not self.owns(trial, attempt):   # owns() refreshes the state
                 return False
             ev = {"ev": "release", "trial": trial, "attempt": attempt, "reason": reason, "lost": lost}
             if epochs_done is not None:

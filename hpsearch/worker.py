@@ -20,6 +20,7 @@ from typing import Any, Callable
 from .devices import device_label
 from .errors import HpsearchError, StopTrial
 from .journal import TrialRecord
+from .lazylog import LazyLog
 from .liveness import HOST, Liveness, lost_trials, my_pid_start
 from .store import Store
 from .trial import Trial
@@ -138,7 +139,7 @@ class Worker:
         log = self.store.layout.log_file(trials[0].id)
         error: tuple[str, str] | None = None
         try:
-            with open(log, "a") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+            with LazyLog(log) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
                 body()
         except StopTrial:
             pass
@@ -146,7 +147,7 @@ class Worker:
             # the traceback goes to error.txt; the reason in the journal is the exception's own line
             error = (traceback.format_exc(), f"{type(e).__name__}: {e}".strip().splitlines()[0][:500])
         for t in trials:
-            self._record(t, error)
+            self._record(t, error or getattr(t, "error", None))  # a population records errors per group
         self.status.update(state="idle", trial=None)
 
     def _record(self, t: Trial, error: tuple[str, str] | None) -> None:

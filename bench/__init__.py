@@ -1,0 +1,1 @@
+"""hpsearch benchmarks: `python -m bench [overhead|reading|population|quality] [--quick]` (see README "Performance")."""

@@ -1,0 +1,301 @@
+"""Population training: K trials of the built-in classifier at once, in one process.
+
+Tiny models spend their time in per-operation overhead, not in arithmetic, so K networks of one
+architecture are trained together with batched matmuls: weights stacked as [K, in, out], biases
+[K, 1, out], learning rate, L2, momentum and dropout as per-member tensors. Each member keeps its
+own trial: the single classifier's initial weights under the member's seed, its own batch order
+(the same permutation `classifier.fit` draws), its own metrics, checkpoint (in the single
+classifier's state_dict format, so resume and promotion work either way) and divergence check;
+a member that diverges, is lost or is stopped leaves the population and the others go on.
+Optimizers are written out by hand with torch.optim's update rules (SGD, momentum, Nesterov,
+Adam, RMSprop at their defaults), so results match one-by-one training up to float rounding.
+"""
+from __future__ import annotations
+
+import time
+import traceback
+from collections import OrderedDict
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import StopTrial
+from ..trial import Trial
+from . import classifier as single
+
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8      # torch.optim.Adam defaults
+RMS_ALPHA, RMS_EPS = 0.99, 1e-8                 # torch.optim.RMSprop defaults
+
+
+def group_key(p: dict[str, Any], trial: Trial) -> tuple[Any, ...]:
+    """Settings members of one population must share: they fix tensor shapes and the update rule."""
+    return (str(p["dataset"]), float(p.get("val_fraction", 0.25)), tuple(single.hidden_sizes(p["hidden"])),
+            int(p["batch"]), str(p["optimizer"]), p.get("max_batches"), trial.start_epoch, trial.epochs,
+            trial.device, trial.source_dir)
+
+
+def fit_population(params_list: list[dict[str, Any]], trials: list[Trial]) -> None:
+    """Train claimed trials: groups of equal architecture together, singletons with `classifier.fit`.
+
+    An exception inside one group is recorded on that group's trials (`trial.error`, read by the
+    worker) so the other groups still run.
+    """
+    groups: dict[tuple[Any, ...], list[tuple[dict[str, Any], Trial]]] = {}
+    for p, t in zip(params_list, trials):
+        groups.setdefault(group_key(p, t), []).append((p, t))
+    for members in groups.values():
+        try:
+            if len(members) == 1:
+                _fit_alone(*members[0])
+            else:
+                Population(members).fit()
+        except Exception:
+            tb = traceback.format_exc()
+            for _, t in members:
+                t.error = tb  # type: ignore[attr-defined]
+
+
+def _fit_alone(p: dict[str, Any], trial: Trial) -> None:
+    try:
+        single.fit(p, trial)
+    except StopTrial:
+        pass
+
+
+def _col(values: list[float], device: str) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float32, device=device).view(-1, 1, 1)   # [K, 1, 1]
+
+
+class Population:
+    """One group of members with equal architecture; `fit` trains them all epoch by epoch."""
+
+    def __init__(self, members: list[tuple[dict[str, Any], Trial]]) -> None:
+        self.params = [p for p, _ in members]
+        self.trials = [t for _, t in members]
+        p0, t0 = members[0]
+        self.device = dev = t0.device
+        self.Xtr, self.ytr, self.Xva, self.yva = single.tensors(p0, t0.source_dir, dev)
+        self.n_classes = int(max(int(self.ytr.max()), int(self.yva.max())) + 1)
+        self.hidden = single.hidden_sizes(p0["hidden"])
+        self.batch, self.opt_name = int(p0["batch"]), str(p0["optimizer"])
+        self.max_batches = p0.get("max_batches")
+        self.lr = _col([float(p["lr"]) for p in self.params], dev)
+        self.decay = _col([float(p.get("lr_decay", 1.0)) for p in self.params], dev)
+        self.reg = torch.tensor([float(p["reg"]) for p in self.params], device=dev)          # [K]
+        self.mom = _col([float(p["momentum"]) for p in self.params], dev)
+        self.drop = _col([float(p["dropout"]) for p in self.params], dev)
+        self.any_dropout = any(float(p["dropout"]) > 0 for p in self.params)   # decided once: no sync per step
+        self.factor = [float(p["diverge_factor"]) for p in self.params]
+        self.first_loss: list[float | None] = []
+        self.P: list[torch.Tensor] = []      # [W0 [K,in,out], b0 [K,1,out], W1, b1, ...]
+        self.S: dict[str, list[torch.Tensor]] = {}   # optimizer state per parameter, same layout
+        self._init_members()
+
+    # -- members' starting point ---------------------------------------------------------------
+    def _init_members(self) -> None:
+        """Each member starts exactly where `classifier.fit` would: its seed's init, or its resume state."""
+        per_layer_W: list[list[torch.Tensor]] = []
+        per_layer_b: list[list[torch.Tensor]] = []
+        states: list[dict[int, dict[str, Any]]] = []
+        for p, t in zip(self.params, self.trials):
+            torch.manual_seed(t.seed)
+            m = single.MLP(self.Xtr.shape[1], self.hidden, self.n_classes, p["dropout"], p.get("init_scale"))
+            opt_state: dict[int, dict[str, Any]] = {}
+            first = None
+            if t.resume_state:
+                m.load_state_dict(t.resume_state["model"])
+                opt_state = t.resume_state["optimizer"].get("state", {})
+                first = t.resume_state.get("first_loss")
+            self.first_loss.append(first)
+            states.append(opt_state)
+            per_layer_W.append([layer.weight.detach().t() for layer in m.layers])   # [out,in] -> [in,out]
+            per_layer_b.append([layer.bias.detach().view(1, -1) for layer in m.layers])
+        n_layers = len(per_layer_W[0])
+        for li in range(n_layers):
+            for per_layer in (per_layer_W, per_layer_b):
+                stacked = torch.stack([x[li] for x in per_layer]).to(self.device).contiguous()
+                self.P.append(stacked.requires_grad_(True))
+        for key in self._state_keys():
+            bufs = []
+            for j, P in enumerate(self.P):
+                rows = []
+                for opt_state in states:
+                    s = opt_state.get(j, {}).get(key)
+                    # zeros equal torch.optim's own first step (a momentum buffer starts as the gradient)
+                    rows.append(torch.zeros_like(P[0]) if s is None else (s.t() if j % 2 == 0 else s.view(1, -1)))
+                bufs.append(torch.stack([r.to(self.device) for r in rows]).contiguous())
+            self.S[key] = bufs
+        steps = [float(st.get(0, {}).get("step", 0.0)) for st in states]
+        self.step = _col(steps, self.device)
+
+    def _state_keys(self) -> tuple[str, ...]:
+        return {"sgd": (), "momentum": ("momentum_buffer",), "nesterov": ("momentum_buffer",),
+                "adam": ("exp_avg", "exp_avg_sq"), "rmsprop": ("square_avg",)}[self.opt_name]
+
+    # -- forward and update ----------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        """x: [K, B, D] (or [B, D], shared by all members) -> logits [K, B, C]."""
+        n_layers = len(self.P) // 2
+        for li in range(n_layers):
+            W, b = self.P[2 * li], self.P[2 * li + 1]
+            x = torch.baddbmm(b, x, W) if x.dim() == 3 else torch.matmul(x, W) + b
+            if li < n_layers - 1:
+                x = F.relu(x)
+                if train and self.any_dropout:
+                    keep = 1 - self.drop
+                    x = x * (torch.rand_like(x) < keep) / keep
+        return x
+
+    def l2(self) -> torch.Tensor:   # [K]
+        return sum((W**2).sum((1, 2)) for W in self.P[0::2])  # type: ignore[return-value]
+
+    @torch.no_grad()
+    def update(self, lr: torch.Tensor) -> None:
+        """One optimizer step per member, with torch.optim's formulas (lr: [K, 1, 1])."""
+        name = self.opt_name
+        self.step += 1
+        for j, P in enumerate(self.P):
+            g = P.grad
+            assert g is not None
+            if name == "sgd":
+                P.sub_(lr * g)
+            elif name in ("momentum", "nesterov"):
+                buf = self.S["momentum_buffer"][j]
+                buf.mul_(self.mom).add_(g)
+                P.sub_(lr * (g + self.mom * buf if name == "nesterov" else buf))
+            elif name == "adam":
+                b1, b2 = ADAM_BETAS
+                m, v = self.S["exp_avg"][j], self.S["exp_avg_sq"][j]
+                m.lerp_(g, 1 - b1)
+                v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                step_size = lr / (1 - b1**self.step)
+                denom = (v.sqrt() / (1 - b2**self.step).sqrt()).add_(ADAM_EPS)
+                P.sub_(step_size * m / denom)
+            elif name == "rmsprop":
+                sq = self.S["square_avg"][j]
+                sq.mul_(RMS_ALPHA).addcmul_(g, g, value=1 - RMS_ALPHA)
+                P.sub_(lr * g / sq.sqrt().add_(RMS_EPS))
+            else:
+                raise ValueError(f"unknown optimizer {name!r} (sgd, momentum, nesterov, adam, rmsprop)")
+            P.grad = None
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def fit(self) -> None:
+        t0 = self.trials[0]
+        for epoch in t0.epoch_range:
+            if not self.trials:
+                return
+            self._epoch(epoch)
+
+    def _epoch(self, epoch: int) -> None:
+        K, dev = len(self.trials), self.device
+        lr = self.lr * self.decay ** (epoch - 1)         # schedule from the epoch number, as alone
+        start = time.perf_counter()
+        # each member's own batch order: the permutation classifier.fit draws for this seed and epoch
+        gen = torch.Generator()
+        orders = []
+        for t in self.trials:
+            gen.manual_seed(t.seed * 1000 + epoch)
+            orders.append(torch.randperm(len(self.Xtr), generator=gen))
+        order = torch.stack(orders).to(dev)                     # [K, N]
+        n_batches = (len(self.Xtr) + self.batch - 1) // self.batch
+        if self.max_batches:
+            n_batches = min(n_batches, int(self.max_batches))
+        losses = []
+        for b in range(n_batches):
+            if b == n_batches - 1:
+                before = self.P[0].detach().clone()
+            idx = order[:, b * self.batch:(b + 1) * self.batch]  # [K, B]
+            logits = self.forward(self.Xtr[idx], train=True)     # [K, B, C]
+            ce = F.cross_entropy(logits.flatten(0, 1), self.ytr[idx].flatten(), reduction="none")
+            loss = ce.view(K, -1).mean(1) + self.reg * self.l2()  # [K]
+            loss.sum().backward()    # members share no parameter: each gets its own gradient
+            self.update(lr)
+            losses.append(loss.detach())
+        L = torch.stack(losses).cpu().tolist()                   # [n_batches][K]
+        after = self.P[0].detach()
+        ratio = ((after - before).flatten(1).norm(dim=1) / (before.flatten(1).norm(dim=1) + 1e-12)).tolist()
+        train_loss, train_acc = self.evaluate(self.Xtr, self.ytr)
+        val_loss, val_acc = self.evaluate(self.Xva, self.yva)
+        seconds = (time.perf_counter() - start) / K               # each member's share of the epoch
+        lrs = [float(p["lr"]) * float(p.get("lr_decay", 1.0)) ** (epoch - 1) for p in self.params]
+        keep = []
+        for k, t in enumerate(self.trials):
+            try:
+                self._check_divergence(k, t, [row[k] for row in L], epoch)
+                t.report(epoch, state=self.member_state(k, lrs[k]), train_loss=sum(row[k] for row in L) / len(L),
+                         val_loss=val_loss[k], train_acc=train_acc[k], val_acc=val_acc[k], update_ratio=ratio[k],
+                         lr=lrs[k], seconds=seconds, eval_train_loss=train_loss[k],
+                         extras={"losses": single.subsample([row[k] for row in L], 50)})
+                keep.append(k)
+            except StopTrial:
+                pass  # diverged, lost or stopped: this member leaves, the others go on
+        if len(keep) < K:
+            self._keep(keep)
+
+    def _check_divergence(self, k: int, t: Trial, losses: list[float], epoch: int) -> None:
+        """The single classifier's per-batch test, replayed on this member's batch losses."""
+        for b, value in enumerate(losses):
+            if self.first_loss[k] is None:
+                self.first_loss[k] = value
+            first = self.first_loss[k]
+            assert first is not None
+            if value != value or value in (float("inf"), float("-inf")) or value > self.factor[k] * first:
+                t.mark_diverged(f"batch loss {value:.3g} (first was {first:.3g}) at epoch {epoch}, batch {b + 1}")
+
+    @torch.no_grad()
+    def evaluate(self, X: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
+        """Per member: (loss incl. L2, accuracy), without dropout."""
+        logits = self.forward(X, train=False)                     # [K, N, C]
+        K, N = logits.shape[0], logits.shape[1]
+        ce = F.cross_entropy(logits.flatten(0, 1), y.repeat(K), reduction="none").view(K, N).mean(1)
+        loss = ce + self.reg * self.l2()
+        acc = (logits.argmax(2) == y).float().mean(1)
+        return loss.tolist(), acc.tolist()
+
+    def member_state(self, k: int, lr: float) -> dict[str, Any]:
+        """Member k as `classifier.fit` saves it: MLP state_dict, torch.optim state_dict, first loss.
+
+        Tensors are cloned: a view would make torch.save write the whole stacked storage.
+        """
+        model: OrderedDict[str, torch.Tensor] = OrderedDict()
+        for li in range(len(self.P) // 2):
+            model[f"layers.{li}.weight"] = self.P[2 * li][k].detach().t().contiguous().cpu()
+            model[f"layers.{li}.bias"] = self.P[2 * li + 1][k].detach().view(-1).clone().cpu()
+        state: dict[int, dict[str, Any]] = {}
+        for j in range(len(self.P)):
+            entry: dict[str, Any] = {}
+            for key, bufs in self.S.items():
+                x = bufs[j][k]
+                entry[key] = (x.t().contiguous() if j % 2 == 0 else x.view(-1).clone()).cpu()
+            if self.opt_name in ("adam", "rmsprop"):
+                entry = {"step": torch.tensor(float(self.step[k])), **entry}
+            if entry:
+                state[j] = entry
+        group = {**self._group_template(), "lr": lr, "params": list(range(len(self.P)))}
+        if "momentum" in group and self.opt_name in ("momentum", "nesterov"):
+            group["momentum"] = float(self.mom[k])
+        return {"model": model, "optimizer": {"state": state, "param_groups": [group]},
+                "first_loss": self.first_loss[k]}
+
+    def _group_template(self) -> dict[str, Any]:
+        """torch.optim's own param_group keys for this optimizer (so load_state_dict accepts it)."""
+        if not hasattr(self, "_template"):
+            dummy = [torch.zeros(1, requires_grad=True) for _ in self.P]
+            opt = single.make_optimizer(self.opt_name, dummy, float(self.lr[0]), float(self.mom[0]))
+            self._template = {k: v for k, v in opt.state_dict()["param_groups"][0].items() if k != "params"}
+        return self._template
+
+    def _keep(self, keep: list[int]) -> None:
+        """Drop members that left: every per-member tensor keeps only the rows in `keep`."""
+        idx = torch.tensor(keep, device=self.device)
+        self.trials = [self.trials[k] for k in keep]
+        self.params = [self.params[k] for k in keep]
+        self.factor = [self.factor[k] for k in keep]
+        self.any_dropout = any(float(p["dropout"]) > 0 for p in self.params)
+        self.first_loss = [self.first_loss[k] for k in keep]
+        self.P = [P.detach().index_select(0, idx).contiguous().requires_grad_(True) for P in self.P]
+        self.S = {key: [b.index_select(0, idx).contiguous() for b in bufs] for key, bufs in self.S.items()}
+        for name in ("lr", "decay", "reg", "mom", "drop", "step"):
+            setattr(self, name, getattr(self, name).index_select(0, idx))

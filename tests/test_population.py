@@ -1,0 +1,133 @@
+"""Population training matches one-by-one training of the built-in classifier."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from hpsearch.errors import StopTrial
+from hpsearch.store import Store
+from hpsearch.trainables import CLASSIFIER_DEFAULTS
+from hpsearch.trainables import classifier
+from hpsearch.trainables.classifier import MLP, make_optimizer
+from hpsearch.trainables.population import fit_population
+from hpsearch.trial import Trial
+
+# val_acc is a mean over 450 validation images: 1e-3 is less than half of one image, so the
+# tolerance below says every prediction agrees; losses agree to float32 rounding.
+VAL_ACC_TOL = 1e-3
+LOSS_RTOL = 1e-3
+
+
+def make_trials(root: Path, configs: list[dict[str, Any]], epochs: int, stage: int = 1,
+                parents: list[str | None] | None = None) -> tuple[Store, list[Trial]]:
+    store = Store(root)
+    store.layout.ensure()
+    planned = [{"trial": f"s{stage}-t{i:04d}", "config": f"s{stage}-t{i:04d}", "params": c, "seed": 100 + i,
+                "epochs": epochs, "parent": (parents or [None] * len(configs))[i]} for i, c in enumerate(configs)]
+    store.journal.append([{"ev": "stage", "stage": stage, "space": {}, "trials": planned}])
+    recs = store.claim("w", n=len(configs))
+    trials = []
+    for rec in recs:
+        store.trial_files_ready(rec)
+        trials.append(Trial(store, rec, params={**CLASSIFIER_DEFAULTS, **rec.params}, metric="val_acc",
+                            goal="maximize", keep="all"))
+    return store, trials
+
+
+def run_alone(trials: list[Trial]) -> None:
+    for t in trials:
+        try:
+            classifier.fit(t.params, t)
+        except StopTrial:
+            pass
+
+
+CONFIGS = [
+    {"lr": 0.05, "reg": 1e-4, "optimizer": "momentum", "momentum": 0.9},
+    {"lr": 0.01, "reg": 1e-3, "optimizer": "momentum", "momentum": 0.5},
+    {"lr": 0.2, "reg": 1e-5, "optimizer": "momentum", "momentum": 0.3, "lr_decay": 0.7},
+    {"lr": 1e-3, "reg": 1e-2, "optimizer": "momentum", "momentum": 0.9, "init_scale": 0.05},
+]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam", "rmsprop"])
+def test_population_matches_one_by_one(tmp_path: Path, optimizer: str) -> None:
+    configs = [dict(c, optimizer=optimizer) for c in CONFIGS]
+    if optimizer in ("adam", "rmsprop"):
+        configs = [dict(c, lr=c["lr"] / 20) for c in configs]
+    alone_store, alone = make_trials(tmp_path / "alone", configs, epochs=3)
+    run_alone(alone)
+    pop_store, pop = make_trials(tmp_path / "pop", configs, epochs=3)
+    fit_population([t.params for t in pop], pop)
+    for a, p in zip(alone, pop):
+        ma, mp = alone_store.metrics(a.id), pop_store.metrics(p.id)
+        assert [m["epoch"] for m in ma] == [m["epoch"] for m in mp] == [1, 2, 3]
+        for x, y in zip(ma, mp):
+            assert abs(x["val_acc"] - y["val_acc"]) <= VAL_ACC_TOL, (a.params, x["val_acc"], y["val_acc"])
+            assert y["val_loss"] == pytest.approx(x["val_loss"], rel=LOSS_RTOL)
+            assert y["lr"] == pytest.approx(x["lr"], rel=1e-12)
+        assert (a.best, a.best_epoch) == pytest.approx((p.best, p.best_epoch), abs=VAL_ACC_TOL)
+
+
+def test_checkpoint_loads_into_single_model_and_optimizer(tmp_path: Path) -> None:
+    configs = [dict(c, optimizer="adam", lr=1e-3) for c in CONFIGS[:2]]
+    store, pop = make_trials(tmp_path, configs, epochs=2)
+    fit_population([t.params for t in pop], pop)
+    ckpt = store.load_checkpoint(pop[0].history[-1]["checkpoint"])
+    assert ckpt is not None and ckpt["epoch"] == 2
+    model = MLP(64, [100], 10, 0.0, None)
+    model.load_state_dict(ckpt["state"]["model"])       # strict: same keys and shapes
+    opt = make_optimizer("adam", model.parameters(), 1e-3, 0.9)
+    opt.load_state_dict(ckpt["state"]["optimizer"])
+    # a checkpoint holds one member, not the stacked storage of the whole population
+    assert ckpt["state"]["model"]["layers.0.weight"].untyped_storage().nbytes() == 100 * 64 * 4
+
+
+def test_resume_from_population_checkpoint_matches_uninterrupted(tmp_path: Path) -> None:
+    """A promoted trial resumes from its parent's population checkpoint, alone or in a population."""
+    configs = [dict(c) for c in CONFIGS[:3]]
+    _, parents = make_trials(tmp_path / "a", configs, epochs=2)
+    fit_population([t.params for t in parents], parents)
+    # promote: stage 2 trials resume from the stage-1 checkpoints and train to epoch 4
+    store2 = Store(tmp_path / "a")
+    planned = [{"trial": f"s2-t{i:04d}", "config": f"s2-t{i:04d}", "params": c, "seed": 100 + i, "epochs": 4,
+                "parent": f"s1-t{i:04d}"} for i, c in enumerate(configs)]
+    store2.journal.append([{"ev": "stage", "stage": 2, "space": {}, "trials": planned}])
+    recs = store2.claim("w2", n=3)
+    promoted = [Trial(store2, r, params={**CLASSIFIER_DEFAULTS, **r.params}, metric="val_acc", goal="maximize")
+                for r in recs if store2.trial_files_ready(r) is None]
+    assert all(t.start_epoch == 2 for t in promoted)
+    run_alone(promoted[:1])
+    fit_population([t.params for t in promoted[1:]], promoted[1:])
+    _, straight = make_trials(tmp_path / "b", configs, epochs=4)
+    run_alone(straight)
+    for t, s in zip(promoted, straight):
+        got = [m["val_acc"] for m in store2.metrics(t.id)]
+        want = [h["val_acc"] for h in s.history]
+        assert got == pytest.approx(want, abs=VAL_ACC_TOL)
+
+
+def test_diverged_member_stops_and_others_go_on(tmp_path: Path) -> None:
+    configs = [dict(CONFIGS[0]), dict(CONFIGS[0], lr=50.0, momentum=0.9), dict(CONFIGS[1])]
+    store, pop = make_trials(tmp_path, configs, epochs=3)
+    fit_population([t.params for t in pop], pop)
+    assert pop[1].stop_reason == "diverged"
+    assert pop[0].stop_reason is None and len(pop[0].history) == 3
+    assert pop[2].stop_reason is None and len(pop[2].history) == 3
+    _, alone = make_trials(tmp_path / "alone", configs[1:2], epochs=3)
+    run_alone(alone)
+    assert alone[0].stop_reason == "diverged" and len(alone[0].history) == len(pop[1].history)
+
+
+def test_mixed_architectures_are_grouped(tmp_path: Path) -> None:
+    configs = [dict(CONFIGS[0], hidden=[32]), dict(CONFIGS[1], hidden=[32]), dict(CONFIGS[0], hidden=[16, 16]),
+               dict(CONFIGS[0], batch=32, max_batches=3)]
+    store, pop = make_trials(tmp_path, configs, epochs=1)
+    fit_population([t.params for t in pop], pop)
+    assert all(len(t.history) == 1 and getattr(t, "error", None) is None for t in pop)
+    ckpt = store.load_checkpoint(pop[2].history[-1]["checkpoint"])
+    assert ckpt is not None
+    assert ckpt["state"]["model"]["layers.1.weight"].shape == torch.Size([16, 16])
