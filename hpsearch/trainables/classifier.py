@@ -117,7 +117,7 @@ def fit(p: dict[str, Any], trial: Trial) -> None:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            value = float(loss)
+            value = loss.item()
             losses.append(value)
             if first_loss is None:
                 first_loss = value
