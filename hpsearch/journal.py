@@ -35,7 +35,11 @@ class State(str, enum.Enum):
         return self in (State.FINISHED, State.DIVERGED, State.FAILED)
 
 
-@dataclass
+STATES = {s.value: s for s in State}        # State(value) is slow in a hot loop
+FINISHED = frozenset({State.FINISHED, State.DIVERGED, State.FAILED})
+
+
+@dataclass(slots=True)  # slots: 100,000 records fold noticeably faster and smaller
 class TrialRecord:
     trial: str
     stage: int
@@ -73,7 +77,21 @@ class SweepState:
     def apply(self, ev: dict[str, Any]) -> None:
         kind = ev.get("ev")
         t = self.trials.get(ev.get("trial", ""))
-        if kind == "created":
+        # the two events of every trial come first: a 100,000-trial sweep folds 200,000 of them
+        if kind == "claim":
+            if t is not None and t.state is State.PLANNED:
+                t.state, t.attempt, t.worker, t.claimed_at = State.RUNNING, ev["attempt"], ev["worker"], ev.get("t")
+                t.device = ev.get("device", t.device)
+                self.queue.pop(t.trial, None)
+                self.requeued.pop(t.trial, None)
+        elif kind == "result":
+            if t is not None and t.state not in FINISHED and ev["attempt"] >= t.attempt:
+                t.state = STATES[ev["status"]]
+                t.best, t.best_epoch = ev.get("best"), ev.get("best_epoch")
+                t.epochs_done, t.reason = ev.get("epochs_done", t.epochs_done), ev.get("reason")
+                self.queue.pop(t.trial, None)
+                self.requeued.pop(t.trial, None)
+        elif kind == "created":
             self.fingerprint = ev.get("fingerprint", self.fingerprint)  # --force re-stamps it
         elif kind == "stage" and ev["stage"] not in self.stages:
             self.stages[ev["stage"]] = ev
@@ -82,22 +100,11 @@ class SweepState:
                                   params=p["params"], seed=p["seed"], epochs=p["epochs"], parent=p.get("parent"))
                 self.trials[rec.trial] = rec
                 self.queue[rec.trial] = None
-        elif kind == "claim" and t is not None and t.state is State.PLANNED:
-            t.state, t.attempt, t.worker, t.claimed_at = State.RUNNING, ev["attempt"], ev["worker"], ev.get("t")
-            t.device = ev.get("device", t.device)
-            self.queue.pop(t.trial, None)
-            self.requeued.pop(t.trial, None)
         elif kind == "release" and t is not None and t.state is State.RUNNING and ev["attempt"] == t.attempt:
             t.state, t.worker = State.PLANNED, None
             t.lost += 1 if ev.get("lost") else 0
             t.epochs_done = ev.get("epochs_done", t.epochs_done)
             self.requeued[t.trial] = None
-        elif kind == "result" and t is not None and not t.state.is_finished and ev["attempt"] >= t.attempt:
-            t.state = State(ev["status"])
-            t.best, t.best_epoch = ev.get("best"), ev.get("best_epoch")
-            t.epochs_done, t.reason = ev.get("epochs_done", t.epochs_done), ev.get("reason")
-            self.queue.pop(t.trial, None)
-            self.requeued.pop(t.trial, None)
         elif kind == "stage_done":
             self.stages_done.add(ev["stage"])
         elif kind == "done":
