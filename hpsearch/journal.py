@@ -87,6 +87,8 @@ class SweepState:
         elif kind == "result":
             if t is not None and t.state not in FINISHED and ev["attempt"] >= t.attempt:
                 t.state = STATES[ev["status"]]
+                t.attempt = max(t.attempt, ev["attempt"])
+                t.worker, t.device = ev.get("worker", t.worker), ev.get("device", t.device)
                 t.best, t.best_epoch = ev.get("best"), ev.get("best_epoch")
                 t.epochs_done, t.reason = ev.get("epochs_done", t.epochs_done), ev.get("reason")
                 self.queue.pop(t.trial, None)
@@ -125,6 +127,35 @@ class SweepState:
     @property
     def current_stage(self) -> int:
         return max(self.stages, default=0)
+
+
+_CLAIM, _RESULT, _RELEASE = b'{"ev":"claim","trial":"', b'{"ev":"result","trial":"', b'{"ev":"release","trial":"'
+
+
+def _trial_of(line: bytes, prefix: bytes) -> bytes:
+    return line[len(prefix):line.find(b'"', len(prefix))]
+
+
+def _drop_claims(lines: list[bytes]) -> list[bytes]:
+    """Skip claims that a result later in the same batch supersedes.
+
+    A claim followed by its result (with no release between) leaves nothing the result does not
+    set itself (it repeats attempt, worker and device), so those claims need not be decoded:
+    folding a finished sweep parses half the events. Writers put "ev" and "trial" first, so the
+    trial id is read off the bytes; any other line is kept and decoded as usual.
+    """
+    if len(lines) < 256:
+        return lines
+    results, released = set(), set()
+    for line in lines:
+        if line.startswith(_RESULT):
+            results.add(_trial_of(line, _RESULT))
+        elif line.startswith(_RELEASE):
+            released.add(_trial_of(line, _RELEASE))
+    skip = results - released
+    if not skip:
+        return lines
+    return [line for line in lines if not (line.startswith(_CLAIM) and _trial_of(line, _CLAIM) in skip)]
 
 
 def _decode(lines: list[bytes], state: SweepState) -> list[Any]:
@@ -193,7 +224,7 @@ class Journal:
         data = self._partial + data
         lines = data.split(b"\n")
         self._partial = lines.pop()  # bytes after the last newline: incomplete, keep for later
-        for ev in _decode(lines, self.state):
+        for ev in _decode(_drop_claims(lines), self.state):
             if isinstance(ev, dict):
                 try:
                     self.state.apply(ev)

@@ -239,9 +239,12 @@ class Store:
         with self.journal.locked():
             if not self.owns(trial, attempt):   # owns() refreshes the state
                 return False
+            t = self.state.trials[trial]
+            # worker and device repeat the claim's, so a reader may skip the claim (journal._drop_claims)
             self.journal.append_locked([{"ev": "result", "trial": trial, "attempt": attempt, "status": status,
                                          "best": _finite(best), "best_epoch": best_epoch,
-                                         "epochs_done": epochs_done, "reason": reason}])
+                                         "epochs_done": epochs_done, "reason": reason,
+                                         "worker": t.worker, "device": t.device}])
         return True
 
     def release(self, trial: str, attempt: int, reason: str, lost: bool = False, epochs_done: int | None = None) -> bool:
@@ -267,6 +270,7 @@ class Store:
                     continue
                 if t.lost + 1 > retries:
                     events.append({"ev": "result", "trial": tid, "attempt": t.attempt, "status": "failed",
+                                   "worker": t.worker, "device": t.device,
                                    "best": None, "best_epoch": None, "epochs_done": t.epochs_done,
                                    "reason": f"worker lost {t.lost + 1} times (retry limit {retries}); last: {why}"})
                     actions.append((tid, "failed"))

@@ -64,6 +64,8 @@ class Trial:
         self._stop_event = stop_event or threading.Event()
         self._status = status if status is not None else {}
         self.history: list[dict[str, Any]] = []
+        self._on_disk: dict[str, None] = {}         # this trial's checkpoint files not yet deleted
+        self._best_checkpoint: str | None = None
         self.resume_state: dict[str, Any] | None = None
         self.resume_checkpoint: Path | None = None
         self.start_epoch = 0
@@ -132,20 +134,21 @@ class Trial:
             raise StopTrial("stopped: the sweep is stopping")
 
     def _after_epoch(self, line: dict[str, Any]) -> None:
-        previous = [h["checkpoint"] for h in self.history if h.get("checkpoint")]
         self.history.append(line)
         value = line[self.metric]
         if self.best is None or (value == value and (value > self.best if self._maximize else value < self.best)):
-            self.best, self.best_epoch = value, line["epoch"]
+            self.best, self.best_epoch, self._best_checkpoint = value, line["epoch"], line.get("checkpoint")
         self._status.update(trial=self.id, epoch=line["epoch"], metric=value, best=self.best)
+        if line.get("checkpoint"):
+            self._on_disk[line["checkpoint"]] = None
         if self._keep == "all":
             return
-        keep = {line["checkpoint"]}
-        if self._keep == "best_last" and self.best_epoch is not None:
-            keep |= {h["checkpoint"] for h in self.history if h["epoch"] == self.best_epoch}
-        for name in previous:
-            if name not in keep:
-                self.store.delete_checkpoint(name)
+        keep = {line.get("checkpoint")}
+        if self._keep == "best_last":
+            keep.add(self._best_checkpoint)
+        for name in [n for n in self._on_disk if n not in keep]:   # only files still there: O(1) a report
+            self.store.delete_checkpoint(name)
+            del self._on_disk[name]
 
     def _diverged(self, metrics: dict[str, float]) -> str | None:
         for k in LOSS_KEYS:
@@ -214,9 +217,11 @@ class Trial:
 
     def _after_epoch_resume(self, line: dict[str, Any]) -> None:
         self.history.append(line)
+        if line.get("checkpoint"):
+            self._on_disk[line["checkpoint"]] = None   # maybe deleted already: deleting again is harmless
         value = line.get(self.metric)
         if isinstance(value, (int, float)) and (self.best is None or (value > self.best if self._maximize else value < self.best)):
-            self.best, self.best_epoch = value, line["epoch"]
+            self.best, self.best_epoch, self._best_checkpoint = value, line["epoch"], line.get("checkpoint")
         for k in LOSS_KEYS:
             if self._first_loss is None and isinstance(line.get(k), (int, float)):
                 self._first_loss = line[k]

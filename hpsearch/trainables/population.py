@@ -158,6 +158,8 @@ class Population:
         for j, P in enumerate(self.P):
             g = P.grad
             assert g is not None
+            if j % 2 == 0:   # weights: d(reg * sum W**2)/dW, as autograd gives it to classifier.fit
+                g = g.add_(P * (2 * self.reg).view(-1, 1, 1))
             if name == "sgd":
                 P.sub_(lr * g)
             elif name in ("momentum", "nesterov"):
@@ -209,10 +211,11 @@ class Population:
             idx = order[:, b * self.batch:(b + 1) * self.batch]  # [K, B]
             logits = self.forward(self.Xtr[idx], train=True)     # [K, B, C]
             ce = F.cross_entropy(logits.flatten(0, 1), self.ytr[idx].flatten(), reduction="none")
-            loss = ce.view(K, -1).mean(1) + self.reg * self.l2()  # [K]
-            loss.sum().backward()    # members share no parameter: each gets its own gradient
+            data_loss = ce.view(K, -1).mean(1)                     # [K]
+            data_loss.sum().backward()   # members share no parameter: each gets its own gradient
+            with torch.no_grad():        # the L2 term's gradient (2 reg W) is added in update()
+                losses.append(data_loss + self.reg * self.l2())
             self.update(lr)
-            losses.append(loss.detach())
         L = torch.stack(losses).cpu().tolist()                   # [n_batches][K]
         after = self.P[0].detach()
         ratio = ((after - before).flatten(1).norm(dim=1) / (before.flatten(1).norm(dim=1) + 1e-12)).tolist()
