@@ -97,11 +97,11 @@ class SweepState:
             self.fingerprint = ev.get("fingerprint", self.fingerprint)  # --force re-stamps it
         elif kind == "stage" and ev["stage"] not in self.stages:
             self.stages[ev["stage"]] = ev
-            for p in ev["trials"]:
-                rec = TrialRecord(trial=p["trial"], stage=ev["stage"], config=p["config"],
-                                  params=p["params"], seed=p["seed"], epochs=p["epochs"], parent=p.get("parent"))
-                self.trials[rec.trial] = rec
-                self.queue[rec.trial] = None
+            k, trials = ev["stage"], self.trials
+            for p in ev["trials"]:   # positional: this loop builds every record of a stage
+                trials[p["trial"]] = TrialRecord(p["trial"], k, p["config"], p["params"], p["seed"], p["epochs"],
+                                                 p.get("parent"))
+            self.queue.update(dict.fromkeys(p["trial"] for p in ev["trials"]))
         elif kind == "release" and t is not None and t.state is State.RUNNING and ev["attempt"] == t.attempt:
             t.state, t.worker = State.PLANNED, None
             t.lost += 1 if ev.get("lost") else 0
@@ -127,35 +127,6 @@ class SweepState:
     @property
     def current_stage(self) -> int:
         return max(self.stages, default=0)
-
-
-_CLAIM, _RESULT, _RELEASE = b'{"ev":"claim","trial":"', b'{"ev":"result","trial":"', b'{"ev":"release","trial":"'
-
-
-def _trial_of(line: bytes, prefix: bytes) -> bytes:
-    return line[len(prefix):line.find(b'"', len(prefix))]
-
-
-def _drop_claims(lines: list[bytes]) -> list[bytes]:
-    """Skip claims that a result later in the same batch supersedes.
-
-    A claim followed by its result (with no release between) leaves nothing the result does not
-    set itself (it repeats attempt, worker and device), so those claims need not be decoded:
-    folding a finished sweep parses half the events. Writers put "ev" and "trial" first, so the
-    trial id is read off the bytes; any other line is kept and decoded as usual.
-    """
-    if len(lines) < 256:
-        return lines
-    results, released = set(), set()
-    for line in lines:
-        if line.startswith(_RESULT):
-            results.add(_trial_of(line, _RESULT))
-        elif line.startswith(_RELEASE):
-            released.add(_trial_of(line, _RELEASE))
-    skip = results - released
-    if not skip:
-        return lines
-    return [line for line in lines if not (line.startswith(_CLAIM) and _trial_of(line, _CLAIM) in skip)]
 
 
 def _decode(lines: list[bytes], state: SweepState) -> list[Any]:
@@ -224,7 +195,7 @@ class Journal:
         data = self._partial + data
         lines = data.split(b"\n")
         self._partial = lines.pop()  # bytes after the last newline: incomplete, keep for later
-        for ev in _decode(_drop_claims(lines), self.state):
+        for ev in _decode(lines, self.state):
             if isinstance(ev, dict):
                 try:
                     self.state.apply(ev)

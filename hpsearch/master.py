@@ -273,8 +273,7 @@ def ranges_text(old: sp.Space, new: sp.Space, k: int) -> str:
 def stage_text(store: Store, sweep: Sweep, k: int, flags: list[stages.BorderFlag], top: int = 10) -> str:
     from .report import ranking_columns, runs_frame, text_table  # pandas: only once a stage is done
 
-    df = runs_frame(store.state, sweep.metric)
-    df = df[df["stage"] == k].head(top).copy()
+    df = runs_frame(store.state, sweep.metric, stage=k).head(top).copy()
     df["rank"] = range(1, len(df) + 1)
     counts = counts_of(store.state, k)
     head = f"Stage {k} done: " + ", ".join(f"{v} {s}" for s, v in sorted(counts.items()))

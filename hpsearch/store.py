@@ -240,7 +240,7 @@ class Store:
             if not self.owns(trial, attempt):   # owns() refreshes the state
                 return False
             t = self.state.trials[trial]
-            # worker and device repeat the claim's, so a reader may skip the claim (journal._drop_claims)
+            # worker and device repeat the claim's: a result alone says who trained the trial, on what
             self.journal.append_locked([{"ev": "result", "trial": trial, "attempt": attempt, "status": status,
                                          "best": _finite(best), "best_epoch": best_epoch,
                                          "epochs_done": epochs_done, "reason": reason,
