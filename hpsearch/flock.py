@@ -38,6 +38,7 @@ class FlockLock:
         timeout = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout if timeout >= 0 else None
         fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        started = time.monotonic()
         try:
             wait = min(poll_interval, 0.0002)
             while True:
@@ -50,7 +51,9 @@ class FlockLock:
                 if deadline is not None and time.monotonic() >= deadline:
                     raise filelock.Timeout(self.lock_file)
                 time.sleep(wait)
-                wait = min(wait * 2, poll_interval)   # back off up to the poll interval
+                # back off to the poll interval, and further (to 20 ms) under long contention: on NFS
+                # every try is a round trip to the lock manager
+                wait = min(wait * 2, max(poll_interval, 0.02 if time.monotonic() - started > 0.5 else poll_interval))
         except BaseException:
             os.close(fd)
             raise

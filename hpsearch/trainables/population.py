@@ -115,7 +115,7 @@ class Population:
         for li in range(n_layers):
             for per_layer in (per_layer_W, per_layer_b):
                 stacked = torch.stack([x[li] for x in per_layer]).to(self.device).contiguous()
-                self.P.append(stacked.requires_grad_(True))
+                self.P.append(stacked)   # gradients are computed by hand (forward_backward)
         for key in self._state_keys():
             bufs = []
             for j, P in enumerate(self.P):
@@ -146,6 +146,43 @@ class Population:
                     keep = 1 - self.drop
                     x = x * (torch.rand_like(x) < keep) / keep
         return x
+
+    @torch.no_grad()
+    def forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy per member [K], with its gradients written to P.grad by hand.
+
+        x: [K, B, D], y: [K, B]. Autograd's bookkeeping costs more than the arithmetic of these
+        tiny batched matmuls; the backward of a ReLU MLP with softmax cross-entropy is short:
+        dlogits = (softmax - onehot) / B, then per layer dW = a^T dz, db = sum dz, dz = (dz W^T) * mask.
+        """
+        n_layers = len(self.P) // 2
+        inputs, masks = [], []                   # each layer's input; each hidden layer's ReLU x dropout mask
+        h = x
+        for li in range(n_layers):
+            W, bias = self.P[2 * li], self.P[2 * li + 1]
+            inputs.append(h)
+            z = torch.baddbmm(bias, h, W)
+            if li == n_layers - 1:
+                h = z
+                break
+            mask = (z > 0).to(z.dtype)
+            if self.any_dropout:
+                keep = 1 - self.drop
+                mask = mask * (torch.rand_like(z) < keep) / keep
+            masks.append(mask)
+            h = z * mask
+        logp = torch.log_softmax(h, dim=2)                                   # [K, B, C]
+        ce = -logp.gather(2, y.unsqueeze(2)).squeeze(2).mean(1)              # [K]
+        dz = logp.exp_()
+        dz.scatter_add_(2, y.unsqueeze(2), torch.full_like(dz[:, :, :1], -1.0))
+        dz.div_(y.shape[1])
+        for li in range(n_layers - 1, -1, -1):
+            W = self.P[2 * li]
+            self.P[2 * li].grad = torch.bmm(inputs[li].transpose(1, 2), dz)  # [K, in, out]
+            self.P[2 * li + 1].grad = dz.sum(1, keepdim=True)                # [K, 1, out]
+            if li:
+                dz = torch.bmm(dz, W.transpose(1, 2)) * masks[li - 1]
+        return ce
 
     def l2(self) -> torch.Tensor:   # [K]
         return sum((W**2).sum((1, 2)) for W in self.P[0::2])  # type: ignore[return-value]
@@ -209,12 +246,8 @@ class Population:
             if b == n_batches - 1:
                 before = self.P[0].detach().clone()
             idx = order[:, b * self.batch:(b + 1) * self.batch]  # [K, B]
-            logits = self.forward(self.Xtr[idx], train=True)     # [K, B, C]
-            ce = F.cross_entropy(logits.flatten(0, 1), self.ytr[idx].flatten(), reduction="none")
-            data_loss = ce.view(K, -1).mean(1)                     # [K]
-            data_loss.sum().backward()   # members share no parameter: each gets its own gradient
-            with torch.no_grad():        # the L2 term's gradient (2 reg W) is added in update()
-                losses.append(data_loss + self.reg * self.l2())
+            data_loss = self.forward_backward(self.Xtr[idx], self.ytr[idx])   # [K]; fills P.grad
+            losses.append(data_loss + self.reg * self.l2())      # the L2 gradient is added in update()
             self.update(lr)
         L = torch.stack(losses).cpu().tolist()                   # [n_batches][K]
         after = self.P[0].detach()
@@ -298,7 +331,7 @@ class Population:
         self.factor = [self.factor[k] for k in keep]
         self.any_dropout = any(float(p["dropout"]) > 0 for p in self.params)
         self.first_loss = [self.first_loss[k] for k in keep]
-        self.P = [P.detach().index_select(0, idx).contiguous().requires_grad_(True) for P in self.P]
+        self.P = [P.index_select(0, idx).contiguous() for P in self.P]
         self.S = {key: [b.index_select(0, idx).contiguous() for b in bufs] for key, bufs in self.S.items()}
         for name in ("lr", "decay", "reg", "mom", "drop", "step"):
             setattr(self, name, getattr(self, name).index_select(0, idx))
