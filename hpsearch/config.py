@@ -40,14 +40,6 @@ class Metric:
     name: str = "val_acc"
     goal: str = "maximize"
 
-    def better(self, a: float, b: float) -> bool:
-        """True when a is strictly better than b under the goal (NaN is never better)."""
-        if a != a:
-            return False
-        if b != b:
-            return True
-        return a > b if self.goal == "maximize" else a < b
-
 
 @dataclass(frozen=True)
 class Stage:
