@@ -66,7 +66,7 @@ class SweepState:
 
     fingerprint: str | None = None
     trials: dict[str, TrialRecord] = field(default_factory=dict)
-    stages: dict[int, dict[str, Any]] = field(default_factory=dict)   # k -> {"space": ..., "trials": [...]}
+    stages: dict[int, dict[str, Any]] = field(default_factory=dict)   # k -> {"space": ..., "trials": [ids]}
     stages_done: set[int] = field(default_factory=set)
     queue: dict[str, None] = field(default_factory=dict)              # planned, in claim order
     requeued: dict[str, None] = field(default_factory=dict)           # served before `queue`
@@ -96,12 +96,13 @@ class SweepState:
         elif kind == "created":
             self.fingerprint = ev.get("fingerprint", self.fingerprint)  # --force re-stamps it
         elif kind == "stage" and ev["stage"] not in self.stages:
-            self.stages[ev["stage"]] = ev
             k, trials = ev["stage"], self.trials
             for p in ev["trials"]:   # positional: this loop builds every record of a stage
                 trials[p["trial"]] = TrialRecord(p["trial"], k, p["config"], p["params"], p["seed"], p["epochs"],
                                                  p.get("parent"))
-            self.queue.update(dict.fromkeys(p["trial"] for p in ev["trials"]))
+            ids = [p["trial"] for p in ev["trials"]]
+            self.stages[k] = {**ev, "trials": ids}  # ids only: the records hold the rest (and a snapshot, ids)
+            self.queue.update(dict.fromkeys(ids))
         elif kind == "release" and t is not None and t.state is State.RUNNING and ev["attempt"] == t.attempt:
             t.state, t.worker = State.PLANNED, None
             t.lost += 1 if ev.get("lost") else 0
@@ -122,7 +123,7 @@ class SweepState:
         yield from self.queue
 
     def stage_trials(self, k: int) -> list[TrialRecord]:
-        return [self.trials[p["trial"]] for p in self.stages.get(k, {}).get("trials", [])]
+        return [self.trials[tid] for tid in self.stages.get(k, {}).get("trials", [])]
 
     @property
     def current_stage(self) -> int:
@@ -168,8 +169,11 @@ class Journal:
     SOFT_LOCK_STALE_S = 60.0
     POLL_S = 0.001          # a hold is a read and an append: well under a millisecond
 
-    def __init__(self, path: Path, lock_kind: str = "auto", timeout: float = 120.0) -> None:
+    def __init__(self, path: Path, lock_kind: str = "auto", timeout: float = 120.0,
+                 snapshot: Path | None = None) -> None:
         self.path = path
+        self.snapshot_path = snapshot   # a compacted fold of the journal's head (hpsearch/snapshot.py)
+        self._try_snapshot = snapshot is not None
         self.lock_path = path.with_name(path.name + ".lock")
         self.lock_kind = "soft" if lock_kind == "soft" else "hard"
         self.timeout = timeout
@@ -183,6 +187,8 @@ class Journal:
         """Fold events appended since the last call. A torn last line waits for its newline."""
         try:
             with open(self.path, "rb") as f:
+                if self._try_snapshot:
+                    self._load_snapshot(f)
                 f.seek(self._offset)
                 data = f.read()
         except FileNotFoundError:
@@ -202,6 +208,30 @@ class Journal:
                 except (KeyError, TypeError, ValueError):
                     self.state.bad_lines += 1
         return self.state
+
+    def _load_snapshot(self, f: Any) -> None:
+        from . import snapshot
+
+        self._try_snapshot = False  # only the first read may start from it
+        got = snapshot.load(self.snapshot_path, f)
+        if got is not None:
+            vars(self.state).update(vars(got[0]))  # in place: a caller may hold self.state already
+            self._offset = got[1]
+
+    def write_snapshot(self) -> bool:
+        """Write the folded state, and the offset it folds up to, as the snapshot (a cache: False
+        when there is nothing to write or it could not be written, which costs only speed)."""
+        from . import snapshot
+
+        path = self.snapshot_path
+        if path is None or self._partial or self._offset == 0:
+            return False   # a torn last line is pending: no offset stands for exactly this state
+        try:
+            with open(self.path, "rb") as f:
+                check = snapshot.journal_check(f, self._offset)
+        except OSError:
+            return False
+        return snapshot.write(path, snapshot.encode(self.state, self._offset, check))
 
     # -- writing -------------------------------------------------------------------------
     def locked(self) -> "_Locked":

@@ -244,6 +244,7 @@ class Master:
             doc["next_ranges"] = sp.space_to_dict(nxt.space)
         atomic_write_json(self.store.layout.stage_file(k), doc)
         self.store.journal.append([{"ev": "stage_done", "stage": k}])
+        self.store.journal.write_snapshot()  # readers then fold only what follows this stage
         self.out.say(stage_text(self.store, self.sweep, k, flags))
         if self.sweep.keep_top:
             from .retention import prune_outside_top

@@ -1,7 +1,7 @@
 """The sweep directory: the only module that knows paths inside it.
 
 Layout (see README "The sweep directory"):
-    sweep.yaml, journal.jsonl(+.lock), stages/stage-<k>.json, trials/<trial>/{params.json,
+    sweep.yaml, journal.jsonl(+.lock), snapshot.json, stages/stage-<k>.json, trials/<trial>/{params.json,
     metrics.jsonl, worker.log, error.txt}, checkpoints/<trial>_ep<NNN>_<metric><value>.pt,
     workers/<worker>.json
 Every file a reader may see is written to a temporary name beside it and `os.replace`d.
@@ -57,6 +57,7 @@ class Layout:
         self.root = Path(root)
         self.sweep_yaml = self.root / "sweep.yaml"
         self.journal = self.root / "journal.jsonl"
+        self.snapshot = self.root / "snapshot.json"   # a cache of the journal's fold (hpsearch/snapshot.py)
         self.stages = self.root / "stages"
         self.trials = self.root / "trials"
         self.checkpoints = self.root / "checkpoints"
@@ -176,7 +177,7 @@ class Store:
 
     def __init__(self, root: str | Path, lock: str = "auto", lock_timeout: float = 120.0) -> None:
         self.layout = Layout(root)
-        self.journal = Journal(self.layout.journal, lock, lock_timeout)
+        self.journal = Journal(self.layout.journal, lock, lock_timeout, snapshot=self.layout.snapshot)
 
     @property
     def state(self) -> SweepState:
