@@ -10,8 +10,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from hpsearch.store import Store
-
 from .common import Section, run_cli
 from .gen_sweep import generate
 
@@ -39,6 +37,14 @@ print(json.dumps({"import_s": t1 - t0, "fold_journal_s": t2 - t1, "rank_border_p
                   "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
+STAGE_DONE = """
+import sys
+from hpsearch.store import Store
+store = Store(sys.argv[1]); store.refresh()
+store.journal.append([{"ev": "stage_done", "stage": 1}])
+assert store.journal.write_snapshot()
+"""
+
 
 def run(quick: bool = False) -> Section:
     s = Section("reading")
@@ -58,9 +64,8 @@ def run(quick: bool = False) -> Section:
         s.say("master stage summary: " + ", ".join(f"{k} {v:.2f}" for k, v in summary.items() if k.endswith("_s"))
               + f"; peak {summary['maxrss_mib']:.0f} MiB")
         # the stage ends as in master.finish_stage: stage_done, then the snapshot readers start from
-        store = Store(root)
-        store.journal.append([{"ev": "stage_done", "stage": 1}])
-        store.journal.write_snapshot()
+        # (in a child: a parent holding the fold would inflate its children's ru_maxrss, copied at fork)
+        subprocess.run([sys.executable, "-c", STAGE_DONE, str(root)], check=True)
         for label, args in (("report_top20", ["report", str(root), "--top", "20"]),
                             ("report_full_table", ["report", str(root)]),
                             ("report_csv", ["report", str(root), "--format", "csv"])):

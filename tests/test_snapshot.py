@@ -8,12 +8,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, run_cli, write_sweep
 
 from hpsearch import snapshot
 from hpsearch.journal import Journal, SweepState
 from hpsearch.store import Layout, Store
-
-from conftest import ROOT, run_cli, write_sweep
 
 SWEEP = {"name": "snap", "seed": 3, "trainable": {"builtin": "noop", "target": {"lr": 0.01}},
          "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1.0},
@@ -176,5 +175,5 @@ def test_no_snapshot_while_a_torn_line_is_pending(sweep: Path):
 def test_layout_and_readme_name_the_snapshot(tmp_path: Path):
     assert Layout(tmp_path).snapshot == tmp_path / "snapshot.json"
     readme = (ROOT / "README.md").read_text()
-    section = re.search(r"## The sweep directory\n(.*?)\n## ", readme, re.S).group(1)
+    section = re.search(r"## The sweep directory\n(.*?)\n## ", readme, re.DOTALL).group(1)
     assert "snapshot.json" in section
