@@ -57,6 +57,7 @@ class Master:
         self.out = out or Progress()
         self.launcher: Launcher | None = None
         self.interrupts = 0
+        self._next_plan: stages.StagePlan | None = None   # computed when the previous stage finished
 
     # -- directory -------------------------------------------------------------------------
     def open_directory(self) -> None:
@@ -150,7 +151,8 @@ class Master:
     def plan(self, k: int) -> None:
         st = self.store.state
         prev_space = sp.space_from_dict(st.stages[k - 1]["space"]) if k > 1 else None
-        plan = stages.plan_stage(self.sweep, k, prev_space, runs_of(st, k - 1) if k > 1 else [])
+        plan = self._next_plan if self._next_plan is not None and self._next_plan.stage == k else \
+            stages.plan_stage(self.sweep, k, prev_space, runs_of(st, k - 1) if k > 1 else [])
         doc = {"stage": k, "epochs": self.sweep.stages[k - 1].epochs, "trials": len(plan.trials),
                "ranges": sp.space_to_dict(plan.space), "status": "running",
                "planned_from": {"stage": k - 1, "top": stages.top_count(self.sweep.stages[k - 1], len(plan.ranked))
@@ -240,8 +242,9 @@ class Master:
                                   "extends": f.extends, "message": f.message} for f in flags])
         if k < len(self.sweep.stages):
             # the next ranges are a pure function of this stage's runs: compute them for the record
-            nxt = stages.plan_stage(self.sweep, k + 1, space, runs)
-            doc["next_ranges"] = sp.space_to_dict(nxt.space)
+            # (kept for plan(k + 1): the same pure function of the same runs, computed once)
+            self._next_plan = stages.plan_stage(self.sweep, k + 1, space, runs, ranked)
+            doc["next_ranges"] = sp.space_to_dict(self._next_plan.space)
         atomic_write_json(self.store.layout.stage_file(k), doc)
         self.store.journal.append([{"ev": "stage_done", "stage": k}])
         self.store.journal.write_snapshot()  # readers then fold only what follows this stage
@@ -272,9 +275,10 @@ def ranges_text(old: sp.Space, new: sp.Space, k: int) -> str:
 
 
 def stage_text(store: Store, sweep: Sweep, k: int, flags: list[stages.BorderFlag], top: int = 10) -> str:
-    from .report import ranking_columns, runs_frame, text_table  # pandas: only once a stage is done
+    from .report import add_checkpoints, ranking_columns, runs_frame, text_table  # pandas: once a stage is done
 
-    df = runs_frame(store.state, sweep.metric, stage=k).head(top).copy()
+    df = runs_frame(store.state, sweep.metric, stage=k, checkpoints=False).head(top)
+    df = add_checkpoints(df, store.state, sweep.metric.name) if len(df) else df
     df["rank"] = range(1, len(df) + 1)
     counts = counts_of(store.state, k)
     head = f"Stage {k} done: " + ", ".join(f"{v} {s}" for s, v in sorted(counts.items()))

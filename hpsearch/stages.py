@@ -184,12 +184,14 @@ class StagePlan:
     ranked: list[Ranked] = field(default_factory=list)          # previous stage's ranking
 
 
-def plan_stage(sweep: Sweep, k: int, prev_space: sp.Space | None, prev_runs: list[Run]) -> StagePlan:
-    """Plan stage k (1-based): its ranges and trials, from the sweep and the previous stage's runs."""
+def plan_stage(sweep: Sweep, k: int, prev_space: sp.Space | None, prev_runs: list[Run],
+               ranked: list[Ranked] | None = None) -> StagePlan:
+    """Plan stage k (1-based): its ranges and trials, from the sweep and the previous stage's runs
+    (`ranked`: their ranking, when the caller has it already)."""
     stage = sweep.stages[k - 1]
-    space, flags, ranked = dict(sweep.space), [], []
+    space, flags = dict(sweep.space), []
     if k > 1 and prev_space is not None:
-        ranked = rank(prev_runs, sweep.metric)
+        ranked = rank(prev_runs, sweep.metric) if ranked is None else ranked
         if ranked:
             n = top_count(stage, len(ranked))
             flags = border_flags(prev_space, ranked[0].params, sweep.border, sweep.on_border)
@@ -200,6 +202,7 @@ def plan_stage(sweep: Sweep, k: int, prev_space: sp.Space | None, prev_runs: lis
                 space[name] = narrow(dim, [r.params[name] for r in top], own, sweep.margin)
         else:
             space = dict(prev_space)  # nothing finished: keep the ranges
+    ranked = ranked or []
     trials = []
     by_trial = {r.trial: r for r in prev_runs}
     for parent in _promoted(stage, ranked):
