@@ -105,7 +105,7 @@ def master_start(sweep_file: str, root: str | None, **kw: Any) -> None:
     """
     from .master import StartOptions, start
 
-    if kw.get("dry_run"):
+    if kw.pop("dry_run"):
         from .launchers.slurm import dry_run
         click.echo(dry_run(sweep_file, root, kw.get("workers")))
         return

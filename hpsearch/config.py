@@ -45,7 +45,7 @@ class Metric:
 class Stage:
     trials: int
     epochs: int
-    top: int | None = None          # how many top runs of this stage steer the next ranges
+    top: int | None = None          # how many of the PREVIOUS stage's best configurations set this stage's ranges
     promote: float = 0              # K (int) or a fraction of the previous stage's runs
     repeats: int = 1                # seeds per configuration; ranking uses the mean
 

@@ -32,3 +32,10 @@ class StopTrial(Exception):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(reason)
+
+
+def failure_record(e: BaseException) -> tuple[str, str]:
+    """(traceback for error.txt, one-line reason for the journal) of an exception being handled."""
+    import traceback
+
+    return traceback.format_exc(), f"{type(e).__name__}: {e}".strip().splitlines()[0][:500]

@@ -37,7 +37,7 @@ class FlockLock:
             return self
         timeout = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout if timeout >= 0 else None
-        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o666)   # the umask applies: shared sweeps
         started = time.monotonic()
         try:
             wait = min(poll_interval, 0.0002)

@@ -32,7 +32,7 @@ class State(str, enum.Enum):
 
     @property
     def is_finished(self) -> bool:
-        return self in (State.FINISHED, State.DIVERGED, State.FAILED)
+        return self in FINISHED
 
 
 STATES = {s.value: s for s in State}        # State(value) is slow in a hot loop
@@ -56,7 +56,6 @@ class TrialRecord:
     best_epoch: int | None = None
     epochs_done: int = 0
     reason: str | None = None
-    claimed_at: float | None = None
     device: str | None = None   # as the claiming worker named it (cpu, cuda:0 (GPU 1))
 
 
@@ -80,7 +79,7 @@ class SweepState:
         # the two events of every trial come first: a 100,000-trial sweep folds 200,000 of them
         if kind == "claim":
             if t is not None and t.state is State.PLANNED:
-                t.state, t.attempt, t.worker, t.claimed_at = State.RUNNING, ev["attempt"], ev["worker"], ev.get("t")
+                t.state, t.attempt, t.worker = State.RUNNING, ev["attempt"], ev["worker"]
                 t.device = ev.get("device", t.device)
                 self.queue.pop(t.trial, None)
                 self.requeued.pop(t.trial, None)

@@ -1,6 +1,7 @@
 """The master: writes the plan of each stage, keeps workers running, requeues lost trials, and
 narrows the ranges between stages. It holds no state of its own: everything is in the journal,
-so a master that died is simply started again on the same directory and continues.
+so a master that died is simply started again on the same directory and continues. (It caches
+one thing: the next stage's plan, computed when a stage finishes, a pure function of the journal.)
 """
 from __future__ import annotations
 
@@ -32,14 +33,12 @@ class StartOptions:
     force: bool = False
     device: str | None = None
     workers_per_gpu: int | None = None
-    dry_run: bool = False
     poll: float = 0.5
     no_workers: bool = False       # plan and watch only; workers are started elsewhere by hand
 
 
 def runs_of(state: SweepState, k: int) -> list[stages.Run]:
-    return [stages.Run(t.trial, t.config, t.params, t.state.value, t.best, t.best_epoch, t.seed)
-            for t in state.stage_trials(k)]
+    return stages.runs_from(state.stage_trials(k))
 
 
 def counts_of(state: SweepState, k: int) -> dict[str, int]:
@@ -251,17 +250,19 @@ class Master:
         self.out.say(stage_text(self.store, self.sweep, k, flags))
         if self.sweep.keep_top:
             from .retention import prune_outside_top
-            prune_outside_top(self.store, self.sweep)
+            prune_outside_top(self.store, self.sweep, self._next_plan)
 
     def summary(self) -> None:
-        from .report import runs_frame
+        from .report import best_checkpoint, runs_frame
 
-        df = runs_frame(self.store.state, self.sweep.metric)
+        df = runs_frame(self.store.state, self.sweep.metric, checkpoints=False)
         fin = df[df["status"] == "finished"]
         if len(fin):
             best = fin.iloc[0]
+            st = self.store.state
+            ckpt = best_checkpoint(st, st.trials[best["trial"]], self.sweep.metric.name)
             self.out.say(f"Done. Best {self.sweep.metric.name} {best[self.sweep.metric.name]:.4f} "
-                         f"({best['trial']}, checkpoint {best['checkpoint']}). "
+                         f"({best['trial']}, checkpoint {ckpt}). "
                          f"Full ranking: hpsearch report {self.root}")
 
 

@@ -119,6 +119,9 @@ def _dim(spec: Any, where: str, problems: list[str]) -> sp.Dim | None:
         q is not None and is_int(q) and dist.startswith("q_") and is_int(spec["min"]))
     if dist == "int_uniform" and not (is_int(spec["min"]) and is_int(spec["max"])):
         problems.append(f"{where}: int_uniform needs integer min and max, got {spec['min']!r}, {spec['max']!r}")
+    on_border = spec.get("on_border", "extend")
+    if on_border not in ("extend", "keep"):
+        problems.append(f"{where}.on_border: must be 'extend' or 'keep', got {on_border!r}")
     bounds = spec.get("bounds")
     if bounds is not None:
         if not (isinstance(bounds, list) and len(bounds) == 2 and all(is_num(b) for b in bounds)
@@ -130,7 +133,7 @@ def _dim(spec: Any, where: str, problems: list[str]) -> sp.Dim | None:
         return None
     is_log = dist in LOG_VALUES or dist in LOG_EXPONENTS
     return sp.Numeric(float(lo), float(hi), log=is_log, integer=integer,
-                      q=None if integer and q == 1 else q, bounds=bounds)
+                      q=None if integer and q == 1 else q, bounds=bounds, on_border=on_border)
 
 
 def _infer(spec: dict[str, Any]) -> str:

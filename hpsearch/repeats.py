@@ -22,7 +22,7 @@ def has_repeats(state: SweepState) -> bool:
 def configs_frame(state: SweepState, metric: Metric, stage: int | None = None) -> pd.DataFrame:
     """One row per configuration with a finished run, best mean first."""
     trials = [t for t in state.trials.values() if stage is None or t.stage == stage]
-    runs = [stages.Run(t.trial, t.config, t.params, t.state.value, t.best, t.best_epoch, t.seed) for t in trials]
+    runs = stages.runs_from(trials)
     total: dict[str, int] = {}
     stage_of: dict[str, int] = {}
     for t in trials:

@@ -15,11 +15,10 @@ from .store import Store
 
 
 def runs(state: SweepState, k: int | None = None) -> list[stages.Run]:
-    trials = state.stage_trials(k) if k is not None else list(state.trials.values())
-    return [stages.Run(t.trial, t.config, t.params, t.state.value, t.best, t.best_epoch, t.seed) for t in trials]
+    return stages.runs_from(state.stage_trials(k) if k is not None else state.trials.values())
 
 
-def protected(state: SweepState, sweep: Any) -> set[str]:
+def protected(state: SweepState, sweep: Any, next_plan: stages.StagePlan | None = None) -> set[str]:
     """Trials whose checkpoints must stay: the top configurations, unfinished work, next promotions."""
     keep: set[str] = set()
     for r in stages.rank(runs(state), sweep.metric)[: sweep.keep_top]:
@@ -34,15 +33,17 @@ def protected(state: SweepState, sweep: Any) -> set[str]:
     if done and nxt <= len(sweep.stages) and nxt not in state.stages and sweep.stages[nxt - 1].promote:
         # the next stage is not planned yet: plan it (pure, seeded, the master's own plan) to see
         # which trials it will resume from
-        plan = stages.plan_stage(sweep, nxt, sp.space_from_dict(state.stages[done]["space"]), runs(state, done))
+        plan = next_plan if next_plan is not None and next_plan.stage == nxt else \
+            stages.plan_stage(sweep, nxt, sp.space_from_dict(state.stages[done]["space"]), runs(state, done))
         keep.update(t["parent"] for t in plan.trials if t.get("parent"))
     return keep
 
 
-def prune_outside_top(store: Store, sweep: Any) -> list[str]:
-    """Delete checkpoints of trials outside the protected set; returns the deleted file names."""
+def prune_outside_top(store: Store, sweep: Any, next_plan: stages.StagePlan | None = None) -> list[str]:
+    """Delete checkpoints of trials outside the protected set; returns the deleted file names.
+    `next_plan`: the next stage's plan when the caller has it (the master does), to skip re-planning."""
     state = store.refresh()
-    keep = protected(state, sweep)
+    keep = protected(state, sweep, next_plan)
     deleted = []
     for c in list(store.checkpoint_names()):
         if c.trial not in keep and c.trial in state.trials:

@@ -29,6 +29,7 @@ class Numeric:
     integer: bool = False
     q: float | None = None
     bounds: tuple[float, float] | None = None  # values the parameter can never leave
+    on_border: str = "extend"                  # "keep": never move past an edge, even when flagged
     kind: str = field(default="numeric", init=False)
 
     def warp(self, x: float) -> float:

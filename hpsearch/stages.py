@@ -28,6 +28,11 @@ class Run:
     seed: int = 0
 
 
+def runs_from(trials: Any) -> list[Run]:
+    """Runs of trial records (journal.TrialRecord, or anything with the same fields)."""
+    return [Run(t.trial, t.config, t.params, t.state.value, t.best, t.best_epoch, t.seed) for t in trials]
+
+
 @dataclass(frozen=True)
 class Ranked:
     """One configuration's standing: mean (and spread) of its repeats' best metric."""
@@ -110,7 +115,7 @@ def border_flags(space: sp.Space, best: dict[str, Any], fraction: float, on_bord
 
 
 def _can_extend(dim: sp.Numeric, side: str, on_border: str) -> bool:
-    if on_border == "keep":
+    if on_border == "keep" or dim.on_border == "keep":   # the sweep's setting, or the parameter's own
         return False
     floor, ceil = _limits(dim)
     return dim.low > floor if side == "low" else dim.high < ceil
@@ -163,7 +168,8 @@ def narrow(dim: sp.Dim, top_values: list[Any], flags: list[BorderFlag], margin: 
             high = low + 1
     elif high <= low:
         return dim
-    return sp.Numeric(float(low), float(high), log=dim.log, integer=dim.integer, q=dim.q, bounds=dim.bounds)
+    return sp.Numeric(float(low), float(high), log=dim.log, integer=dim.integer, q=dim.q, bounds=dim.bounds,
+                      on_border=dim.on_border)
 
 
 def top_count(stage: Stage, n_ranked: int) -> int:
@@ -180,7 +186,6 @@ class StagePlan:
     space: sp.Space
     trials: list[dict[str, Any]]
     flags: list[BorderFlag] = field(default_factory=list)       # flags of the previous stage
-    previous_space: sp.Space | None = None
     ranked: list[Ranked] = field(default_factory=list)          # previous stage's ranking
 
 
@@ -214,13 +219,14 @@ def plan_stage(sweep: Sweep, k: int, prev_space: sp.Space | None, prev_runs: lis
         for r in range(stage.repeats):
             trials.append(dict(params=params, seed=(seed + 1_000_003 * r) % (2**31 - 1), group=i,
                                repeat=r, repeats=stage.repeats))
-    return StagePlan(k, space, _name_trials(k, trials, stage.epochs), flags, prev_space, ranked)
+    return StagePlan(k, space, _name_trials(k, trials, stage.epochs), flags, ranked)
 
 
 def _promoted(stage: Stage, ranked: list[Ranked]) -> list[Ranked]:
     if not stage.promote:
         return []
-    n = int(stage.promote) if float(stage.promote).is_integer() and stage.promote >= 1 else math.ceil(stage.promote * len(ranked))
+    # an int is a count; a float is a fraction (config accepts floats only in (0, 1]), so 1.0 means all
+    n = stage.promote if isinstance(stage.promote, int) else math.ceil(stage.promote * len(ranked))
     return ranked[:n]
 
 

@@ -207,10 +207,10 @@ class Store:
         return sweep
 
     # -- trials --------------------------------------------------------------------------
-    def claim(self, worker: str, n: int = 1, same_epochs: bool = True,
-              info: dict[str, Any] | None = None) -> list[TrialRecord]:
-        """Claim up to n queued trials for `worker` (one lock hold; never two owners per trial).
-        `info` (e.g. {"device": "cuda:0 (GPU 1)"}) is recorded in each claim event."""
+    def claim(self, worker: str, n: int = 1, info: dict[str, Any] | None = None) -> list[TrialRecord]:
+        """Claim up to n queued trials of one stage and epoch count, in queue order, for `worker`
+        (one lock hold; never two owners per trial). `info` (e.g. {"device": "cuda:0 (GPU 1)"}) is
+        recorded in each claim event."""
         with self.journal.locked():
             st = self.journal.refresh()
             if st.stop:
@@ -218,8 +218,8 @@ class Store:
             picked: list[TrialRecord] = []
             for tid in st.next_queued():
                 t = st.trials[tid]
-                if picked and same_epochs and (t.epochs != picked[0].epochs or t.stage != picked[0].stage):
-                    continue
+                if picked and (t.epochs != picked[0].epochs or t.stage != picked[0].stage):
+                    break   # a batch trains together: stop at the first trial that cannot join it
                 picked.append(t)
                 if len(picked) >= n:
                     break

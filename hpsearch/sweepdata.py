@@ -49,8 +49,6 @@ def findings_for(store: Store, sweep: Any, runs: pd.DataFrame, stages: list[dict
 
 def load(root: str, stage: int | None = None, n_curves: int = TOP_CURVES) -> SweepData:
     store, sweep = open_sweep(root)
-    runs = runs_frame(store.state, sweep.metric)
-    if stage is not None and not runs.empty:
-        runs = runs[runs["stage"] == stage].reset_index(drop=True)
+    runs = runs_frame(store.state, sweep.metric, stage=stage)   # ranks 1..n within the stage, as `report`
     stages = [s for s in stage_files(store) if stage is None or s.get("stage") == stage]
     return SweepData(root, store, sweep, runs, stages, top_curves(store, runs, n_curves))

@@ -119,7 +119,8 @@ class Trial:
             self.store.adopt_checkpoint(Path(checkpoint), name)
         else:
             self.store.save_checkpoint(name, payload)
-        line = {"epoch": epoch, "attempt": self.attempt, **metrics, **(extras or {}), "checkpoint": name,
+        # extras first: they may never overwrite the epoch, the attempt or a metric
+        line = {**(extras or {}), "epoch": epoch, "attempt": self.attempt, **metrics, "checkpoint": name,
                 "time": time.time()}
         if checkpoint is not None:
             line["adopted"] = True   # not a torch payload of ours: resuming checks only that it exists
@@ -133,14 +134,19 @@ class Trial:
             self.stop_reason = "stopped"
             raise StopTrial("stopped: the sweep is stopping")
 
-    def _after_epoch(self, line: dict[str, Any]) -> None:
+    def _track(self, line: dict[str, Any]) -> None:
+        """Add an epoch to the history: best so far (NaN never counts) and checkpoint files on disk."""
         self.history.append(line)
-        value = line[self.metric]
-        if self.best is None or (value == value and (value > self.best if self._maximize else value < self.best)):
+        value = line.get(self.metric)
+        if isinstance(value, (int, float)) and value == value and (
+                self.best is None or (value > self.best if self._maximize else value < self.best)):
             self.best, self.best_epoch, self._best_checkpoint = value, line["epoch"], line.get("checkpoint")
-        self._status.update(trial=self.id, epoch=line["epoch"], metric=value, best=self.best)
         if line.get("checkpoint"):
-            self._on_disk[line["checkpoint"]] = None
+            self._on_disk[line["checkpoint"]] = None   # on resume maybe deleted already: deleting again is harmless
+
+    def _after_epoch(self, line: dict[str, Any]) -> None:
+        self._track(line)
+        self._status.update(trial=self.id, epoch=line["epoch"], metric=line[self.metric], best=self.best)
         if self._keep == "all":
             return
         keep = {line.get("checkpoint")}
@@ -216,12 +222,7 @@ class Trial:
         return None
 
     def _after_epoch_resume(self, line: dict[str, Any]) -> None:
-        self.history.append(line)
-        if line.get("checkpoint"):
-            self._on_disk[line["checkpoint"]] = None   # maybe deleted already: deleting again is harmless
-        value = line.get(self.metric)
-        if isinstance(value, (int, float)) and (self.best is None or (value > self.best if self._maximize else value < self.best)):
-            self.best, self.best_epoch, self._best_checkpoint = value, line["epoch"], line.get("checkpoint")
+        self._track(line)
         for k in LOSS_KEYS:
             if self._first_loss is None and isinstance(line.get(k), (int, float)):
                 self._first_loss = line[k]

@@ -12,13 +12,12 @@ import signal
 import sys
 import threading
 import time
-import traceback
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from .devices import device_label
-from .errors import HpsearchError, StopTrial
+from .errors import HpsearchError, StopTrial, failure_record
 from .journal import TrialRecord
 from .lazylog import LazyLog
 from .liveness import HOST, Liveness, lost_trials, my_pid_start
@@ -53,6 +52,7 @@ class Worker:
         self.opts = opts
         self.id = opts.worker_id or f"{HOST}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
         self.stop = threading.Event()
+        self._exiting = threading.Event()
         self.status: dict[str, Any] = {"state": "starting"}
         self.beat = 0
         self.fit: Callable[..., None] | None = None
@@ -68,7 +68,9 @@ class Worker:
                                   "trials_done": self.done, **self.status})
 
     def _heartbeat_loop(self) -> None:
-        while not self.stop.wait(self.sweep.heartbeat):
+        # not self.stop: after a stop signal the trial in hand trains on until its next report,
+        # and a silent worker would be judged lost (and its trial requeued) meanwhile
+        while not self._exiting.wait(self.sweep.heartbeat):
             with contextlib.suppress(HpsearchError, OSError):
                 self._heartbeat()
 
@@ -81,7 +83,8 @@ class Worker:
 
         self.fit = resolve(self.sweep)
         self._heartbeat()
-        threading.Thread(target=self._heartbeat_loop, daemon=True).start()
+        beats = threading.Thread(target=self._heartbeat_loop, daemon=True)
+        beats.start()
         liveness = Liveness(self.sweep.stale_after)
         batch = int(fixed.get("population", 1) or 1) if self.sweep.trainable_kind == "builtin" else 1
         try:
@@ -109,8 +112,10 @@ class Worker:
                           f"stopping so the queue is not burnt. See trials/*/error.txt", file=sys.stderr)
                     return 3
         finally:
-            self.status = {"state": "exited"}
             self.stop.set()
+            self._exiting.set()
+            beats.join(timeout=5)   # so no late beat overwrites the final "exited" one
+            self.status = {"state": "exited"}
             with contextlib.suppress(HpsearchError, OSError):
                 self._heartbeat()
         return 0
@@ -144,8 +149,7 @@ class Worker:
         except StopTrial:
             pass
         except Exception as e:
-            # the traceback goes to error.txt; the reason in the journal is the exception's own line
-            error = (traceback.format_exc(), f"{type(e).__name__}: {e}".strip().splitlines()[0][:500])
+            error = failure_record(e)   # traceback to error.txt, the exception's own line to the journal
         for t in trials:
             self._record(t, error or getattr(t, "error", None))  # a population records errors per group
         self.status.update(state="idle", trial=None)

@@ -74,16 +74,6 @@ def events(root: Path) -> list[dict[str, Any]]:
     return out
 
 
-def accepted_results(root: Path) -> dict[str, list[dict[str, Any]]]:
-    """Result events per trial that the fold accepted (what `report` shows)."""
-    st = Store(root).refresh()
-    by: dict[str, list[dict[str, Any]]] = {t: [] for t in st.trials}
-    for ev in events(root):
-        if ev.get("ev") == "result":
-            by.setdefault(ev["trial"], []).append(ev)
-    return by
-
-
 def wait_for(cond: Callable[[], bool], timeout: float, what: str, poll: float = 0.05) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

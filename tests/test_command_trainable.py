@@ -117,7 +117,7 @@ def test_nonzero_exit_fails_with_the_end_of_the_log(tmp_path: Path) -> None:
     trial = claimed_trial(tmp_path / "sweep")
     fit = make_runner([PY, "-c", "import sys; print('loading data'); sys.exit('CUDA out of memory')"],
                       str(tmp_path), {"command": []})
-    with pytest.raises(ProgramFailed, match="exited with code 1.*loading data | CUDA out of memory"):
+    with pytest.raises(ProgramFailed, match=r"exited with code 1.*loading data \| CUDA out of memory"):
         fit({}, trial)
 
 

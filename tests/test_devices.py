@@ -75,6 +75,8 @@ def test_device_shows_in_journal_heartbeat_status_and_report(tmp_path):
     assert "on cpu" in run_cli("master", "status", str(d), check=True).stdout
     table = run_cli("report", str(d), check=True).stdout.splitlines()
     header = table[2].split()
-    assert "device" in header and all(row.split()[header.index("device")] == "cpu" for row in table[4:7])
+    rows = table[4:7]
+    assert "device" in header and len(rows) == 3
+    assert all(row.split()[header.index("device")] == "cpu" for row in rows)
     csv = run_cli("report", str(d), "--format", "csv", check=True).stdout.splitlines()
     assert "device" in csv[0].split(",")

@@ -107,7 +107,8 @@ def test_second_ctrl_c_kills_at_once(tmp_path: Path) -> None:
     root = tmp_path / "d"
     m = _start(tmp_path, sweep, root)
     try:
-        wait_for(lambda: count_events(root, "claim") >= 2, 90, "two trials claimed")
+        wait_for(lambda: count_events(root, "claim") >= 2 and len(worker_pids(root)) >= 2, 90,
+                 "two trials claimed by two workers")
         pids = worker_pids(root)
         m.send_signal(signal.SIGINT)
         wait_for(lambda: count_events(root, "stop") == 1, 10, "the stop event")

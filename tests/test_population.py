@@ -97,8 +97,11 @@ def test_resume_from_population_checkpoint_matches_uninterrupted(tmp_path: Path)
                 "parent": f"s1-t{i:04d}"} for i, c in enumerate(configs)]
     store2.journal.append([{"ev": "stage", "stage": 2, "space": {}, "trials": planned}])
     recs = store2.claim("w2", n=3)
+    for r in recs:
+        store2.trial_files_ready(r)
     promoted = [Trial(store2, r, params={**CLASSIFIER_DEFAULTS, **r.params}, metric="val_acc", goal="maximize")
-                for r in recs if store2.trial_files_ready(r) is None]
+                for r in recs]
+    assert len(promoted) == 3
     assert all(t.start_epoch == 2 for t in promoted)
     run_alone(promoted[:1])
     fit_population([t.params for t in promoted[1:]], promoted[1:])
@@ -131,3 +134,12 @@ def test_mixed_architectures_are_grouped(tmp_path: Path) -> None:
     ckpt = store.load_checkpoint(pop[2].history[-1]["checkpoint"])
     assert ckpt is not None
     assert ckpt["state"]["model"]["layers.1.weight"].shape == torch.Size([16, 16])
+
+
+def test_a_failing_group_records_traceback_and_one_line_reason(tmp_path: Path) -> None:
+    bad = {"lr": 0.1, "reg": 1e-4, "optimizer": "lbfgs", "dropout": 0.0, "hidden": [8], "batch": 32}
+    _, trials = make_trials(tmp_path / "a", [bad, dict(bad)], epochs=1)
+    fit_population([t.params for t in trials], trials)
+    for t in trials:
+        tb, reason = t.error  # type: ignore[attr-defined]
+        assert tb.startswith("Traceback") and "lbfgs" in reason and "\n" not in reason

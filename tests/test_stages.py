@@ -132,3 +132,20 @@ def test_plan_promotes_top_and_names_repeats():
     assert [t["trial"] for t in p2.trials] == ["s2-t0000", "s2-t0001", "s2-t0002-r0", "s2-t0002-r1",
                                                "s2-t0003-r0", "s2-t0003-r1"]
     assert p2.trials[2]["params"] == p2.trials[3]["params"] and p2.trials[2]["seed"] != p2.trials[3]["seed"]
+
+
+def test_parameter_on_border_keep_never_extends_that_parameter():
+    sweep = parse({"name": "t", "trainable": {"builtin": "noop"},
+                   "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-6, "max": 1e-2,
+                                         "on_border": "keep"}},
+                   "stages": [{"trials": 2}]})
+    dim = sweep.space["lr"]
+    flags = stages.border_flags({"lr": dim}, {"lr": 9e-3}, 0.1)
+    assert flags and not flags[0].extends
+    assert stages.narrow(dim, [9e-3], flags, 0.25).high <= dim.high
+
+
+def test_promote_fraction_one_promotes_every_configuration():
+    ranked = [stages.Ranked(f"c{i}", (f"s1-t{i:04d}",), {}, 1.0, 0.0, 1, 1) for i in range(5)]
+    assert len(stages._promoted(stages.Stage(trials=0, epochs=2, promote=1.0), ranked)) == 5
+    assert len(stages._promoted(stages.Stage(trials=0, epochs=2, promote=1), ranked)) == 1

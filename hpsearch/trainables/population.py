@@ -13,14 +13,13 @@ Adam, RMSprop at their defaults), so results match one-by-one training up to flo
 from __future__ import annotations
 
 import time
-import traceback
 from collections import OrderedDict
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from ..errors import StopTrial
+from ..errors import StopTrial, failure_record
 from ..trial import Trial
 from . import classifier as single
 
@@ -50,10 +49,10 @@ def fit_population(params_list: list[dict[str, Any]], trials: list[Trial]) -> No
                 _fit_alone(*members[0])
             else:
                 Population(members).fit()
-        except Exception:
-            tb = traceback.format_exc()
+        except Exception as e:
+            record = failure_record(e)
             for _, t in members:
-                t.error = tb  # type: ignore[attr-defined]
+                t.error = record  # type: ignore[attr-defined]
 
 
 def _fit_alone(p: dict[str, Any], trial: Trial) -> None:
