@@ -38,8 +38,9 @@ class CheckpointName:
 
 
 def format_checkpoint(trial: str, epoch: int, metric: str, value: float) -> str:
-    v = "nan" if value != value else ("inf" if math.isinf(value) and value > 0 else
-                                      "-inf" if math.isinf(value) else f"{value:.4f}")
+    if -math.inf < value < math.inf:   # finite: the common case first (a report names 100,000)
+        return f"{trial}_ep{epoch:03d}_{metric}{value:.4f}.pt"
+    v = "nan" if value != value else "inf" if value > 0 else "-inf"
     return f"{trial}_ep{epoch:03d}_{metric}{v}.pt"
 
 
