@@ -8,6 +8,7 @@ Every file a reader may see is written to a temporary name beside it and `os.rep
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -323,10 +324,12 @@ class Store:
         import torch  # imported here: the rest of the store must stay light for report and master
 
         path = self.layout.checkpoint(name)
+        buf = io.BytesIO()
+        torch.save(payload, buf)   # in memory, then one write: torch's zip writer makes a dozen small ones
         fd, tmp = _temp_beside(path)
         try:
             with os.fdopen(fd, "wb") as f:
-                torch.save(payload, f)
+                f.write(buf.getbuffer())
             os.replace(tmp, path)
         except OSError as e:
             _unlink(Path(tmp))

@@ -25,6 +25,7 @@ from . import classifier as single
 
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8      # torch.optim.Adam defaults
 RMS_ALPHA, RMS_EPS = 0.99, 1e-8                 # torch.optim.RMSprop defaults
+EVAL_CHUNK_FLOATS = 1 << 18     # activations per evaluation chunk: 1 MiB, cache-sized on a CPU
 
 
 def group_key(p: dict[str, Any], trial: Trial) -> tuple[Any, ...]:
@@ -133,17 +134,14 @@ class Population:
                 "adam": ("exp_avg", "exp_avg_sq"), "rmsprop": ("square_avg",)}[self.opt_name]
 
     # -- forward and update ----------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, train: bool) -> torch.Tensor:
-        """x: [K, B, D] (or [B, D], shared by all members) -> logits [K, B, C]."""
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Evaluation forward pass (no dropout). x: [B, D], shared by all members -> [K, B, C]."""
         n_layers = len(self.P) // 2
         for li in range(n_layers):
             W, b = self.P[2 * li], self.P[2 * li + 1]
-            x = torch.baddbmm(b, x, W) if x.dim() == 3 else torch.matmul(x, W) + b
+            x = torch.baddbmm(b, x, W) if x.dim() == 3 else torch.matmul(x, W).add_(b)
             if li < n_layers - 1:
-                x = F.relu(x)
-                if train and self.any_dropout:
-                    keep = 1 - self.drop
-                    x = x * (torch.rand_like(x) < keep) / keep
+                x.relu_()
         return x
 
     @torch.no_grad()
@@ -152,35 +150,38 @@ class Population:
 
         x: [K, B, D], y: [K, B]. Autograd's bookkeeping costs more than the arithmetic of these
         tiny batched matmuls; the backward of a ReLU MLP with softmax cross-entropy is short:
-        dlogits = (softmax - onehot) / B, then per layer dW = a^T dz, db = sum dz, dz = (dz W^T) * mask.
+        dlogits = (softmax - onehot) / B, then per layer dW = a^T dz, db = sum dz, dz = (dz W^T) * [a > 0] * dropout.
         """
         n_layers = len(self.P) // 2
-        inputs, masks = [], []                   # each layer's input; each hidden layer's ReLU x dropout mask
+        inputs, drops = [], []                   # each layer's input; each hidden layer's dropout mask
         h = x
         for li in range(n_layers):
             W, bias = self.P[2 * li], self.P[2 * li + 1]
             inputs.append(h)
-            z = torch.baddbmm(bias, h, W)
-            if li == n_layers - 1:
-                h = z
-                break
-            mask = (z > 0).to(z.dtype)
-            if self.any_dropout:
-                keep = 1 - self.drop
-                mask = mask * (torch.rand_like(z) < keep) / keep
-            masks.append(mask)
-            h = z * mask
-        logp = torch.log_softmax(h, dim=2)                                   # [K, B, C]
-        ce = -logp.gather(2, y.unsqueeze(2)).squeeze(2).mean(1)              # [K]
+            h = torch.baddbmm(bias, h, W)
+            if li < n_layers - 1:
+                h.relu_()
+                if self.any_dropout:
+                    keep = 1 - self.drop
+                    drop = (torch.rand_like(h) < keep).to(h.dtype).div_(keep)
+                    h.mul_(drop)
+                    drops.append(drop)
+        B = y.shape[1]
+        # classes on dim 1 ([K, C, B]): log_softmax over a short last dim is several times slower
+        logp = torch.log_softmax(h.transpose(1, 2), dim=1)                  # [K, C, B]
+        ce = -logp.gather(1, y.unsqueeze(1)).squeeze(1).mean(1)              # [K]
         dz = logp.exp_()
-        dz.scatter_add_(2, y.unsqueeze(2), torch.full_like(dz[:, :, :1], -1.0))
-        dz.div_(y.shape[1])
+        dz.scatter_add_(1, y.unsqueeze(1), torch.full_like(dz[:, :1], -1.0))
+        dz = dz.div_(B).transpose(1, 2)                                      # [K, B, C] view
         for li in range(n_layers - 1, -1, -1):
             W = self.P[2 * li]
             self.P[2 * li].grad = torch.bmm(inputs[li].transpose(1, 2), dz)  # [K, in, out]
             self.P[2 * li + 1].grad = dz.sum(1, keepdim=True)                # [K, 1, out]
             if li:
-                dz = torch.bmm(dz, W.transpose(1, 2)) * masks[li - 1]
+                # ReLU's backward (one fused op, as autograd does it): pass where the layer's output > 0
+                dz = torch.ops.aten.threshold_backward(torch.bmm(dz, W.transpose(1, 2)), inputs[li], 0)
+                if drops:
+                    dz.mul_(drops[li - 1])
         return ce
 
     def l2(self) -> torch.Tensor:   # [K]
@@ -195,13 +196,14 @@ class Population:
             g = P.grad
             assert g is not None
             if j % 2 == 0:   # weights: d(reg * sum W**2)/dW, as autograd gives it to classifier.fit
-                g = g.add_(P * (2 * self.reg).view(-1, 1, 1))
+                g = g.addcmul_(P, 2 * self.reg.view(-1, 1, 1))
+            # P -= lr * step as one fused addcmul_ (no temporary [K, in, out] tensor per layer)
             if name == "sgd":
-                P.sub_(lr * g)
+                P.addcmul_(lr, g, value=-1)
             elif name in ("momentum", "nesterov"):
                 buf = self.S["momentum_buffer"][j]
                 buf.mul_(self.mom).add_(g)
-                P.sub_(lr * (g + self.mom * buf if name == "nesterov" else buf))
+                P.addcmul_(lr, g.addcmul_(self.mom, buf) if name == "nesterov" else buf, value=-1)
             elif name == "adam":
                 b1, b2 = ADAM_BETAS
                 m, v = self.S["exp_avg"][j], self.S["exp_avg_sq"][j]
@@ -281,13 +283,22 @@ class Population:
 
     @torch.no_grad()
     def evaluate(self, X: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
-        """Per member: (loss incl. L2, accuracy), without dropout."""
-        logits = self.forward(X, train=False)                     # [K, N, C]
-        K, N = logits.shape[0], logits.shape[1]
-        ce = F.cross_entropy(logits.flatten(0, 1), y.repeat(K), reduction="none").view(K, N).mean(1)
-        loss = ce + self.reg * self.l2()
-        acc = (logits.argmax(2) == y).float().mean(1)
-        return loss.tolist(), acc.tolist()
+        """Per member: (loss incl. L2, accuracy), without dropout.
+
+        In chunks of rows: all members' activations for a whole data set ([K, N, hidden], 17 MB at
+        K = 32 on digits) would leave the cache, and evaluation then cost more than training."""
+        K, N = len(self.trials), len(X)
+        widest = max(P.shape[-1] for P in self.P[0::2])
+        rows = max(1, EVAL_CHUNK_FLOATS // (K * widest))
+        ce_sum = torch.zeros(K, device=X.device)
+        correct = torch.zeros(K, device=X.device)
+        for a in range(0, N, rows):
+            logits = self.logits(X[a:a + rows]).transpose(1, 2)   # [K, C, n]: classes off the last dim (faster)
+            yc = y[a:a + rows]
+            ce_sum += F.cross_entropy(logits, yc.expand(K, -1), reduction="none").sum(1)
+            correct += (logits.argmax(1) == yc).sum(1)
+        loss = ce_sum / N + self.reg * self.l2()
+        return loss.tolist(), (correct / N).tolist()
 
     def member_state(self, k: int, lr: float) -> dict[str, Any]:
         """Member k as `classifier.fit` saves it: MLP state_dict, torch.optim state_dict, first loss.
