@@ -49,6 +49,7 @@ class Picture:
     total: int = 0
     best: float | None = None
     best_trial: str | None = None
+    best_scope: str = ""                    # "stage" when `best` is the running stage's, "" for the sweep's
     eta: float | None = None                # seconds left in this stage, None when unknown
     running: list[Running] = field(default_factory=list)
     workers: list[WorkerView] = field(default_factory=list)
@@ -159,7 +160,8 @@ def headline(p: Picture) -> str:
         return f"{p.name}: not planned yet"
     c = p.counts
     where = f"stage {p.stage}/{p.stages}" + ("" if p.phase == "stage" else f" ({p.phase})")
-    best = f"best {p.metric} {fmt(round(p.best, 4)) if p.best is not None else '-'}"
+    label = f"{p.best_scope} best" if p.best_scope else "best"
+    best = f"{label} {p.metric} {fmt(round(p.best, 4)) if p.best is not None else '-'}"
     eta_s = f", ~{duration(p.eta)} left in stage" if p.eta is not None else ""
     return (f"{where}: {p.done}/{p.total} done ({c.get('running', 0)} running, {c.get('planned', 0)} queued, "
             f"{c.get('failed', 0)} failed, {c.get('diverged', 0)} diverged), {best}{eta_s}")

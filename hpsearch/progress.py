@@ -1,6 +1,6 @@
 """Progress while a stage runs: a block redrawn in place on a terminal, timestamped plain lines elsewhere.
 
-On a TTY the block is a headline (stage k/n, counts, best, ETA) and one line per running trial
+On a TTY the block is a headline (stage k/n, counts, the stage's best, ETA) and one line per running trial
 (worker, device, epoch, latest metric), redrawn with ANSI cursor moves. Anywhere else (CI,
 nohup, Slurm logs) it prints the headline and the running trials as one timestamped line at
 most every `interval` seconds, with no control characters at all.
@@ -43,7 +43,7 @@ class Progress:
             self._done0 = units
         left = eta(time.monotonic() - self._started, units - self._done0, total - self._done0)
         pic = Picture(name="", metric=metric, phase="stage", stage=stage, stages=stages, counts=counts,
-                      total=total, best=best, eta=left, running=running)
+                      total=total, best=best, best_scope="stage", eta=left, running=running)
         head = headline(pic)
         if self.tty:
             block = [head, *self._running_lines(running, metric)]

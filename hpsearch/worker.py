@@ -87,6 +87,7 @@ class Worker:
         beats.start()
         liveness = Liveness(self.sweep.stale_after)
         batch = int(fixed.get("population", 1) or 1) if self.sweep.trainable_kind == "builtin" else 1
+        next_lost_check = 0.0
         try:
             while not self.stop.is_set():
                 if self.opts.max_trials is not None and self.done >= self.opts.max_trials:
@@ -96,11 +97,15 @@ class Worker:
                     st = self.store.state
                     if st.done or st.stop:
                         break
-                    # no master may be running: requeue trials of vanished workers ourselves
-                    lost = lost_trials(st, self.store.heartbeats(), liveness)
-                    if lost:
-                        self.store.requeue_lost(lost, self.sweep.retries)
-                        continue
+                    # no master may be running: requeue trials of vanished workers ourselves, judged
+                    # once a heartbeat period (each look reads every worker's file, maybe over NFS)
+                    now = time.monotonic()
+                    if now >= next_lost_check:
+                        next_lost_check = now + max(self.opts.poll, self.sweep.heartbeat)
+                        lost = lost_trials(st, self.store.heartbeats(), liveness)
+                        if lost:
+                            self.store.requeue_lost(lost, self.sweep.retries)
+                            continue
                     if self.opts.exit_when_idle and not any(t.state.value == "running" for t in st.trials.values()):
                         break
                     self.status = {"state": "idle"}

@@ -26,14 +26,14 @@ def test_tty_redraws_a_block_in_place_with_every_running_trial():
     p = Progress(out)
     p.update(1, 3, COUNTS, 10, 0.7, "val_acc", running=RUNNING)
     first = out.getvalue()
-    assert "stage 1/3: 4/10 done (2 running, 4 queued, 1 failed, 0 diverged), best val_acc 0.7" in first
+    assert "stage 1/3: 4/10 done (2 running, 4 queued, 1 failed, 0 diverged), stage best val_acc 0.7" in first
     assert "s1-t0003 on w-a (cuda:0): epoch 2/5, val_acc 0.6123" in first
     assert "s1-t0004 on w-b (cpu): epoch -/5, val_acc -" in first
     assert not first.endswith("\n")                     # the cursor stays on the block
     p.update(1, 3, {**COUNTS, "finished": 4, "running": 1}, 10, 0.75, "val_acc", running=RUNNING[:1])
     second = out.getvalue()[len(first):]
     assert second.startswith("\033[2A\r\033[J")          # up to the block's first line, clear, redraw
-    assert "5/10 done" in second and "best val_acc 0.75" in second
+    assert "5/10 done" in second and "stage best val_acc 0.75" in second
     p.say("Stage 1 done")
     third = out.getvalue()[len(first) + len(second):]
     assert third == "\033[1A\r\033[JStage 1 done\n"      # the block is erased, the message stays
@@ -53,7 +53,7 @@ def test_plain_mode_writes_timestamped_lines_without_control_characters():
     assert len(lines) == 2, text
     assert all(re.match(r"^\d\d:\d\d:\d\d stage 2/3: ", line) for line in lines)
     assert "running: s1-t0003 w-a cuda:0 ep 2 0.6123; s1-t0004 w-b cpu ep - -" in lines[0]
-    assert "10/10 done" in lines[1] and "best val_acc 0.9" in lines[1]
+    assert "10/10 done" in lines[1] and "stage best val_acc 0.9" in lines[1]
     assert not CONTROL.search(text) and "\033" not in text
 
 
