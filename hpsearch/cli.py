@@ -205,11 +205,9 @@ def report(root: str, fmt: str, stage: int | None, top: int | None, plots_dir: s
         from .plots import require_matplotlib
         require_matplotlib()
 
-    def pictures() -> None:
-        if not (plots_dir or html_file):
+    def pictures(data: Any) -> None:
+        if data is None:
             return
-        from .sweepdata import load
-        data = load(root, stage=stage)
         if plots_dir:
             from .plots import write_plots
             paths = write_plots(data, plots_dir)
@@ -222,10 +220,14 @@ def report(root: str, fmt: str, stage: int | None, top: int | None, plots_dir: s
         from .watch import watch_report
         sys.exit(watch_report(root, interval, stage=stage, top=top or 20, each=pictures))
     notes: list[str] = []
-    click.echo(render(root, fmt, stage=stage, top=top, notes=notes))
+    data = None
+    if plots_dir or html_file:   # read once for the report and the pictures
+        from .sweepdata import load
+        data = load(root, stage=stage)
+    click.echo(render(root, fmt, stage=stage, top=top, notes=notes, data=data))
     for note in notes if fmt != "table" else []:
         click.echo(f"note: {note}", err=True)
-    pictures()
+    pictures(data)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,9 @@ from .config import Metric
 from .journal import SweepState
 from .repeats import config_columns, configs_frame, has_repeats
 from .store import Store, format_checkpoint, read_json
+
+if TYPE_CHECKING:
+    from .sweepdata import SweepData
 
 STATUS_ORDER = {"finished": 0, "running": 1, "planned": 2, "diverged": 3, "failed": 4}
 
@@ -226,24 +229,28 @@ def open_sweep(root: str) -> tuple[Store, Any]:
 
 
 def render(root: str, fmt: str = "table", stage: int | None = None, top: int | None = None,
-           notes: list[str] | None = None) -> str:
-    """The report as text; on an empty sweep a note goes to `notes` (csv/json stay parseable)."""
+           notes: list[str] | None = None, data: SweepData | None = None) -> str:
+    """The report as text; on an empty sweep a note goes to `notes` (csv/json stay parseable).
+    `data`: the sweep already read for plots or a watch round (`sweepdata.of_store`, same `stage`)."""
     from .sweepdata import findings_for
 
-    store, sweep = open_sweep(root)
-    df = runs_frame(store.state, sweep.metric, stage=stage, checkpoints=fmt != "table")
+    if data is not None:
+        store, sweep, df, stages = data.store, data.sweep, data.runs, data.stages
+    else:
+        store, sweep = open_sweep(root)
+        df = runs_frame(store.state, sweep.metric, stage=stage, checkpoints=fmt != "table")
+        stages = [s for s in stage_files(store) if stage is None or s["stage"] == stage]
     ranked = df
     if top is not None:
         df = df.head(top)
-    if fmt == "table" and not df.empty:
+    if fmt == "table" and not df.empty and "checkpoint" not in df:
         df = add_checkpoints(df, store.state, sweep.metric.name)
-    stages = [s for s in stage_files(store) if stage is None or s["stage"] == stage]
     empty_note = f"{sweep.name}: no runs yet (the sweep has not planned any trial)" if df.empty else None
     if empty_note and notes is not None:
         notes.append(empty_note)
     if fmt == "csv":
         return csv_text(df)
-    findings = findings_for(store, sweep, ranked, stages)
+    findings = data.findings() if data is not None else findings_for(store, sweep, ranked, stages)
     if fmt == "json":
         out = to_json(df, stages, sweep.metric, sweep.name, [f.to_dict() for f in findings])
         if has_repeats(store.state):   # `configs`: one record per configuration (repeats: R > 1)

@@ -49,6 +49,11 @@ def findings_for(store: Store, sweep: Any, runs: pd.DataFrame, stages: list[dict
 
 def load(root: str, stage: int | None = None, n_curves: int = TOP_CURVES) -> SweepData:
     store, sweep = open_sweep(root)
+    return of_store(root, store, sweep, stage, n_curves)
+
+
+def of_store(root: str, store: Store, sweep: Any, stage: int | None = None, n_curves: int = TOP_CURVES) -> SweepData:
+    """The data of an open (and refreshed) store: report, plots and HTML share one read."""
     runs = runs_frame(store.state, sweep.metric, stage=stage)   # ranks 1..n within the stage, as `report`
     stages = [s for s in stage_files(store) if stage is None or s.get("stage") == stage]
     return SweepData(root, store, sweep, runs, stages, top_curves(store, runs, n_curves))

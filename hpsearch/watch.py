@@ -9,29 +9,32 @@ from typing import TextIO
 from .picture import picture_lines
 from .report import open_sweep, render
 from .status import picture_of
+from .sweepdata import SweepData, of_store
 
 CLEAR = "\033[H\033[2J"   # cursor home, clear screen: only ever written to a terminal
 
 
 def watch_report(root: str, interval: float = 10.0, stage: int | None = None, top: int | None = None,
-                 stream: TextIO | None = None, each: Callable[[], None] | None = None) -> int:
+                 stream: TextIO | None = None, each: Callable[[SweepData], None] | None = None) -> int:
     """Print the status picture and the ranking every `interval` seconds until the sweep is
-    finished or stopped (then once more, final). `each` runs after every round (e.g. rewrite
-    the HTML). Returns 0; Ctrl-C ends it quietly with 130."""
+    finished or stopped (then once more, final). `each` runs after every round with that round's
+    data (e.g. to rewrite the HTML). Returns 0; Ctrl-C ends it quietly with 130."""
     out = stream or sys.stdout
     tty = hasattr(out, "isatty") and out.isatty()
+    store, sweep = open_sweep(root)   # kept: each round reads only what the journal gained since
     try:
         while True:
-            store, sweep = open_sweep(root)
+            store.refresh()
             pic = picture_of(store, sweep)
-            text = "\n".join(picture_lines(pic, root)) + "\n\n" + render(root, "table", stage=stage, top=top)
+            data = of_store(root, store, sweep, stage)
+            text = "\n".join(picture_lines(pic, root)) + "\n\n" + render(root, "table", stage=stage, top=top, data=data)
             if tty:
                 out.write(CLEAR + text + f"\n\n(refreshing every {interval:g}s; Ctrl-C to quit)\n")
             else:
                 out.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} ===\n{text}\n")
             out.flush()
             if each is not None:
-                each()
+                each(data)
             if pic.phase in ("finished", "stopped"):
                 return 0
             time.sleep(interval)
