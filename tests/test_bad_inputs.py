@@ -15,10 +15,11 @@ from typing import Callable
 
 import pytest
 
-from faults_util import HPSEARCH, cli, noop_sweep, plan, tree_hash, write_sweep
 from hpsearch.journal import State
 from hpsearch.store import Store
 from hpsearch.trial import Trial
+
+from helpers import noop_sweep, plan, run_cli, spawn, tree_hash, write_sweep
 
 CORPUS = Path(__file__).parent / "bad_inputs"
 SWEEP_CASES = sorted(CORPUS.glob("*.yaml"))
@@ -57,8 +58,7 @@ def corpus_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[obj
         shutil.copy(case, src)
         plan(write_sweep(tmp, noop_sweep(trials=2, epochs=1), "ok.yaml"), tmp / "sweep")
         before = tree_hash(tmp)
-        proc = subprocess.Popen([*HPSEARCH, "master", "start", str(src), "--dir", str(tmp / "sweep")], cwd=tmp,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = spawn("master", "start", str(src), "--dir", str(tmp / "sweep"), cwd=tmp, capture=True)
         started[case.stem] = (tmp, before, proc)
     out = {}
     for name, (tmp, before, proc) in started.items():
@@ -75,7 +75,7 @@ def test_bad_sweep_file(case: Path, corpus_runs: dict) -> None:
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
-    r = cli("--debug", "master", "start", str(CORPUS / "zero_trials.yaml"), "--dir", str(tmp_path / "d"))
+    r = run_cli("--debug", "master", "start", str(CORPUS / "zero_trials.yaml"), "--dir", str(tmp_path / "d"))
     assert r.returncode != 0 and "Traceback" in r.stderr
 
 
@@ -129,7 +129,7 @@ def test_corrupt_directory(case: str, tmp_path: Path) -> None:
     plan(sweep, root)
     _corrupt(root, how)
     before = tree_hash(root)
-    r = cli(*[a.format(d=root) for a in argv])
+    r = run_cli(*[a.format(d=root) for a in argv])
     assert_one_line_error(r, expect)
     assert tree_hash(root) == before
 
@@ -140,7 +140,7 @@ def test_not_a_sweep_directory(argv: list[str], tmp_path: Path) -> None:
     sweep = write_sweep(tmp_path, noop_sweep())
     root = tmp_path / "empty"
     root.mkdir()
-    r = cli(*[a.format(d=root, s=sweep) for a in argv])
+    r = run_cli(*[a.format(d=root, s=sweep) for a in argv])
     assert_one_line_error(r, "not a sweep directory")
     assert list(root.iterdir()) == []
 
@@ -151,7 +151,7 @@ def test_existing_unrelated_directory_is_refused(tmp_path: Path) -> None:
     root.mkdir()
     (root / "thesis.tex").write_text("precious")
     before = tree_hash(root)
-    assert_one_line_error(cli("master", "start", str(sweep), "--dir", str(root)), "not empty")
+    assert_one_line_error(run_cli("master", "start", str(sweep), "--dir", str(root)), "not empty")
     assert tree_hash(root) == before
 
 
@@ -159,11 +159,11 @@ def test_a_file_where_the_directory_should_be(tmp_path: Path) -> None:
     sweep = write_sweep(tmp_path, noop_sweep())
     f = tmp_path / "file"
     f.write_text("not a directory")
-    assert_one_line_error(cli("master", "start", str(sweep), "--dir", str(f / "sub")), "Not a directory")
+    assert_one_line_error(run_cli("master", "start", str(sweep), "--dir", str(f / "sub")), "Not a directory")
     # `--dir FILE` itself is caught by click's argument check: a usage message, exit 2, no traceback
-    r = cli("master", "start", str(sweep), "--dir", str(f))
+    r = run_cli("master", "start", str(sweep), "--dir", str(f))
     assert r.returncode == 2 and "is a file" in r.stderr and "Traceback" not in r.stderr
-    assert_one_line_error(cli("report", str(f / "sub")), "not a sweep directory")
+    assert_one_line_error(run_cli("report", str(f / "sub")), "not a sweep directory")
     assert f.read_text() == "not a directory"
 
 
@@ -173,7 +173,7 @@ def test_full_disk_refuses_cleanly(tmp_path: Path) -> None:
     root = tmp_path / "d"
     plan(sweep, root)
     before = tree_hash(root)
-    r = cli("master", "stop", str(root), preexec=_full_disk(root / "journal.jsonl"))
+    r = run_cli("master", "stop", str(root), preexec=_full_disk(root / "journal.jsonl"))
     assert_one_line_error(r, "is the disk full or read-only?")
     assert tree_hash(root) == before
 
@@ -181,7 +181,7 @@ def test_full_disk_refuses_cleanly(tmp_path: Path) -> None:
 def test_directory_that_cannot_be_created(tmp_path: Path) -> None:
     sweep = write_sweep(tmp_path, noop_sweep())
     # /proc refuses new entries even to root (a read-only directory would not stop root)
-    assert_one_line_error(cli("master", "start", str(sweep), "--dir", "/proc/self/hpsearch-nohere/d"))
+    assert_one_line_error(run_cli("master", "start", str(sweep), "--dir", "/proc/self/hpsearch-nohere/d"))
 
 
 def test_different_sweep_on_same_directory_needs_force(tmp_path: Path) -> None:
@@ -190,10 +190,10 @@ def test_different_sweep_on_same_directory_needs_force(tmp_path: Path) -> None:
     root = tmp_path / "d"
     plan(a, root)
     before = tree_hash(root)
-    assert_one_line_error(cli("master", "start", str(b), "--dir", str(root), "--no-workers"), "--force")
+    assert_one_line_error(run_cli("master", "start", str(b), "--dir", str(root), "--no-workers"), "--force")
     assert tree_hash(root) == before
     # --force is accepted: the master continues the directory with the new file
-    r = cli("master", "start", str(b), "--dir", str(root), "--force", timeout=120)
+    r = run_cli("master", "start", str(b), "--dir", str(root), "--force", timeout=120)
     assert r.returncode == 0, r.stderr
     assert (root / "sweep.yaml").read_text() == b.read_text()
     assert Store(root).refresh().done
@@ -206,7 +206,7 @@ def test_torn_journal_tail_is_not_an_error(tmp_path: Path) -> None:
     plan(sweep, root)
     with open(root / "journal.jsonl", "ab") as f:
         f.write(b'{"ev":"claim","trial":"s1-t0001","wor')   # a writer killed mid-append
-    r = cli("report", str(root), "--format", "json")
+    r = run_cli("report", str(root), "--format", "json")
     assert r.returncode == 0, r.stderr
     assert {run["status"] for run in json.loads(r.stdout)["runs"]} == {"planned"}
 

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from faults_util import (alive, cli, events, kill_pids, noop_sweep, plan, spawn, wait_for, worker_pids,
-                         write_sweep)
 from hpsearch.journal import State
 from hpsearch.store import Store
+
+from helpers import (alive, events, kill_pids, noop_sweep, plan, run_cli, spawn, wait_for, worker_pids,
+                     write_sweep)
 
 pytestmark = pytest.mark.slow
 
@@ -85,7 +86,7 @@ def test_chaos_random_sigkills_lose_and_double_nothing(tmp_path: Path) -> None:
         assert payload["trial"] in st.trials
 
     # `report` agrees with each trial's metrics.jsonl
-    r = cli("report", str(root), "--format", "json")
+    r = run_cli("report", str(root), "--format", "json")
     assert r.returncode == 0, r.stderr
     runs = json.loads(r.stdout)["runs"]
     assert len(runs) == sum(per_stage)

@@ -12,7 +12,7 @@ from hpsearch import config, data
 from hpsearch.cifar import load_cifar10, read_py_batch
 from hpsearch.errors import HpsearchError
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT
 
 
 def _s(b: bytes) -> bytes:

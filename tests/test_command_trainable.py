@@ -13,7 +13,7 @@ from hpsearch import StopTrial, config
 from hpsearch.errors import ConfigError
 from hpsearch.trainables.command import ProgramFailed, check, expand, make_runner
 
-from helpers_usercode import claimed_trial, release, write
+from helpers import claimed_trial, release, write
 
 PY = sys.executable
 

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from faults_util import count_events, events, kill_pids, plan, spawn, wait_for, write_sweep, noop_sweep
 from hpsearch.errors import StopTrial
 from hpsearch.journal import State
 from hpsearch.store import Store, read_jsonl
 from hpsearch.trial import Trial
+
+from helpers import count_events, events, kill_pids, noop_sweep, plan, spawn, wait_for, write_sweep
 
 
 def _lines(root: Path, trial: str) -> list[dict]:

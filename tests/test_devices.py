@@ -11,7 +11,7 @@ from hpsearch.launchers import LaunchSpec, gpu_count
 from hpsearch.launchers.local import LocalLauncher
 from hpsearch.master import Master, StartOptions
 
-from conftest import run_cli, write_sweep
+from helpers import run_cli, write_sweep
 
 SWEEP = {"name": "dev", "trainable": {"builtin": "noop", "target": {"lr": 0.01}},
          "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1.0}},
@@ -31,7 +31,7 @@ def master_for(tmp_path, monkeypatch, visible: str | None, **opts) -> Master:
         monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi either: a machine without GPUs
     else:
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
-    f = write_sweep(tmp_path / "s.yaml", SWEEP)
+    f = write_sweep(tmp_path, SWEEP, "s.yaml")
     sweep, raw = load(f)
     return Master(sweep, raw, f.read_text(), str(tmp_path / "run"), StartOptions(**opts))
 
@@ -65,7 +65,7 @@ def test_device_label_names_the_physical_gpu(device, visible, label):
 
 
 def test_device_shows_in_journal_heartbeat_status_and_report(tmp_path):
-    f = write_sweep(tmp_path / "s.yaml", {**SWEEP, "workers": 1})
+    f = write_sweep(tmp_path, {**SWEEP, "workers": 1}, "s.yaml")
     d = tmp_path / "run"
     run_cli("master", "start", str(f), "--dir", str(d), "--device", "cpu", check=True, timeout=180)
     claims = [json.loads(x) for x in (d / "journal.jsonl").read_text().splitlines() if '"ev":"claim"' in x]

@@ -7,10 +7,11 @@ import math
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from hpsearch.store import Store, parse_checkpoint
 
-from conftest import run_cli
+from helpers import run_cli, spawn, wait_for, write_sweep
 
 SMALL = {
     "name": "small", "seed": 1, "metric": {"name": "val_acc", "goal": "maximize"},
@@ -26,9 +27,8 @@ SMALL = {
 @pytest.fixture(scope="module")
 def small_sweep(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
-    f = tmp / "small.yaml"
-    import yaml
-    f.write_text(yaml.safe_dump(SMALL))
+    # keys sorted, as this file was always written: the order of the parameters fixes the draws
+    f = write_sweep(tmp, yaml.safe_dump(SMALL), "small.yaml")
     d = tmp / "run dir with spaces"
     p = run_cli("master", "start", str(f), "--dir", str(d), timeout=300)
     return f, d, p
@@ -103,12 +103,10 @@ def test_report_formats(small_sweep):
 
 def test_border_flag_moves_next_range_up(tmp_path):
     """The best lr is pinned to the upper edge of a deliberately low range: flagged, and stage 2 moves up."""
-    import yaml
     doc = {"name": "edge", "seed": 0, "trainable": {"builtin": "noop", "target": {"lr": 10.0}},
            "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-6, "max": 1e-3}},
            "stages": [{"trials": 12, "epochs": 1}, {"trials": 10, "epochs": 1, "top": 4}], "workers": 2}
-    f = tmp_path / "edge.yaml"
-    f.write_text(yaml.safe_dump(doc))
+    f = write_sweep(tmp_path, doc, "edge.yaml")
     p = run_cli("master", "start", str(f), "--dir", str(tmp_path / "run"), check=True)
     assert "best lr" in p.stdout and "the next stage extends the range upward" in p.stdout
     s1 = json.loads((tmp_path / "run" / "stages" / "stage-1.json").read_text())
@@ -123,22 +121,16 @@ def test_border_flag_moves_next_range_up(tmp_path):
 
 def test_worker_started_by_hand_joins(tmp_path):
     """`--no-workers` master + two hand-started workers on the same directory."""
-    import subprocess, sys, yaml
     doc = {"name": "hand", "trainable": {"builtin": "noop", "sleep": 0.05},
            "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1}},
            "stages": [{"trials": 10, "epochs": 2}], "heartbeat": 0.2}
-    f = tmp_path / "hand.yaml"
-    f.write_text(yaml.safe_dump(doc))
+    f = write_sweep(tmp_path, doc, "hand.yaml")
     d = tmp_path / "run"
-    master = subprocess.Popen([sys.executable, "-m", "hpsearch", "master", "start", str(f), "--dir", str(d),
-                               "--no-workers"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    master = spawn("master", "start", str(f), "--dir", str(d), "--no-workers", capture=True)
     try:
-        import time
-        for _ in range(100):
-            if (d / "journal.jsonl").exists() and Store(d).refresh().trials:
-                break
-            time.sleep(0.1)
-        workers = [subprocess.Popen([sys.executable, "-m", "hpsearch", "worker", "--dir", str(d)]) for _ in range(2)]
+        wait_for(lambda: (d / "journal.jsonl").exists() and Store(d).refresh().trials, 60, "stage 1 planned",
+                 poll=0.1, proc=master)
+        workers = [spawn("worker", "--dir", str(d)) for _ in range(2)]
         out, err = master.communicate(timeout=120)
         assert master.returncode == 0, err
         for w in workers:
@@ -160,8 +152,7 @@ def test_worker_started_by_hand_joins(tmp_path):
     ("trainable: {builtin: classifier}\nmetric: {goal: up}\nstages: [{trials: 1}]\n", "metric.goal"),
 ])
 def test_malformed_sweep_exits_2_with_one_line(tmp_path, text, fragment):
-    f = tmp_path / "bad.yaml"
-    f.write_text(text)
+    f = write_sweep(tmp_path, text, "bad.yaml")
     p = run_cli("master", "start", str(f), "--dir", str(tmp_path / "run"))
     assert p.returncode == 2
     lines = p.stderr.strip().splitlines()

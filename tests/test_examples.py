@@ -6,16 +6,12 @@ import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from helpers_usercode import hpsearch, metrics, wait_for, write
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT, metrics, run_cli, spawn, wait_for, write, write_sweep
 
 
 def _example(tmp_path: Path, example: str, sleep: float) -> Path:
@@ -29,7 +25,7 @@ def _example(tmp_path: Path, example: str, sleep: float) -> Path:
         sweep["trainable"]["sleep"] = sleep
     else:
         sweep["trainable"]["command"] += ["--sleep", str(sleep)]
-    (folder / "sweep.yaml").write_text(yaml.safe_dump(sweep))
+    write_sweep(folder, yaml.safe_dump(sweep))   # keys sorted: the order of the parameters fixes the draws
     return folder
 
 
@@ -49,16 +45,16 @@ def _worker_pid(root: Path, trial: str) -> int | None:
 def test_example_resumes_from_its_checkpoint_after_the_worker_is_killed(tmp_path: Path, example: str) -> None:
     folder = _example(tmp_path, example, sleep=0.5)
     root = folder / "run"
-    master = subprocess.Popen([sys.executable, "-m", "hpsearch", "master", "start", "sweep.yaml", "--dir", "run"],
-                              cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    master = spawn("master", "start", "sweep.yaml", "--dir", "run", cwd=folder, log=tmp_path / "master.log")
     try:
         wait_for(lambda: len(metrics(root, "s1-t0000")) >= 2, 180, "two epochs of s1-t0000")
         pid = wait_for(lambda: _worker_pid(root, "s1-t0000"), 30, "the worker of s1-t0000")
         os.kill(pid, signal.SIGKILL)
-        out, _ = master.communicate(timeout=400)
+        master.wait(timeout=400)
     finally:
         if master.poll() is None:
             master.kill()
+    out = (tmp_path / "master.log").read_text()
     assert master.returncode == 0, out
     assert "s1-t0000: worker" in out and "requeued" in out
     log = (root / "trials" / "s1-t0000" / "worker.log").read_text()
@@ -69,7 +65,7 @@ def test_example_resumes_from_its_checkpoint_after_the_worker_is_killed(tmp_path
     after = re.findall(r"epoch (\d+):", log.split("resumed", 1)[1])
     assert [int(e) for e in after] == list(range(k + 1, 6))
     assert [x["epoch"] for x in metrics(root, "s1-t0000")] == [1, 2, 3, 4, 5]
-    doc = json.loads(hpsearch("report", "run", "--format", "json", cwd=folder).stdout)
+    doc = json.loads(run_cli("report", "run", "--format", "json", cwd=folder).stdout)
     runs = {x["trial"]: x for x in doc["runs"]}
     assert {x["status"] for x in runs.values()} == {"finished"} and runs["s1-t0000"]["attempts"] == 2
     # the promoted configuration went on from its parent's last checkpoint
@@ -93,7 +89,7 @@ for epoch in range(int(os.environ["HPSEARCH_START_EPOCH"]) + 1, epochs + 1):
 def test_a_program_through_the_cli(tmp_path: Path) -> None:
     """Fast: a stdlib-only program, promoted from stage 1 to 2 and resumed from its own file."""
     write(tmp_path / "prog.py", PROGRAM)
-    write(tmp_path / "s.yaml", """
+    write_sweep(tmp_path, """
         name: prog
         trainable: {command: ["${interpreter}", prog.py, "{lr}", "{epochs}"]}
         parameters:
@@ -102,15 +98,15 @@ def test_a_program_through_the_cli(tmp_path: Path) -> None:
         heartbeat: 0.2
         stale_after: 3
         workers: 1
-        """)
-    r = hpsearch("master", "start", "s.yaml", "--dir", "run", cwd=tmp_path)
+        """, "s.yaml")
+    r = run_cli("master", "start", "s.yaml", "--dir", "run", cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
-    doc = json.loads(hpsearch("report", "run", "--format", "json", cwd=tmp_path).stdout)
+    doc = json.loads(run_cli("report", "run", "--format", "json", cwd=tmp_path).stdout)
     runs = {x["trial"]: x for x in doc["runs"]}
     child = runs["s2-t0000"]
     lr = child["params"]["lr"]
     assert child["status"] == "finished" and child["val_acc"] == pytest.approx(3 * lr)  # w carried over
     assert child["parent"] == max((x for x in runs.values() if x["stage"] == 1), key=lambda x: x["val_acc"])["trial"]
-    bad = write(tmp_path / "bad.yaml", (tmp_path / "s.yaml").read_text().replace("{lr}", "{rate}"))
-    r = hpsearch("master", "start", bad.name, "--dir", "run2", cwd=tmp_path)
+    bad = write_sweep(tmp_path, (tmp_path / "s.yaml").read_text().replace("{lr}", "{rate}"), "bad.yaml")
+    r = run_cli("master", "start", bad.name, "--dir", "run2", cwd=tmp_path)
     assert r.returncode == 2 and "unknown placeholder {rate}" in r.stderr

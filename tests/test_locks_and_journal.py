@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from faults_util import cli, noop_sweep, plan, write_sweep
 from hpsearch.errors import StoreError
 from hpsearch.journal import Journal, State, break_soft_lock
 from hpsearch.store import Store
+
+from helpers import noop_sweep, plan, run_cli, write_sweep
 
 HOLD = """
 import sys, time, filelock
@@ -111,7 +112,7 @@ def test_soft_lock_held_by_a_live_process_is_respected(soft_root: Path) -> None:
 
 
 def test_master_stop_uses_the_sweeps_soft_lock(soft_root: Path) -> None:
-    r = cli("master", "stop", str(soft_root))
+    r = run_cli("master", "stop", str(soft_root))
     assert r.returncode == 0, r.stderr
     assert Store(soft_root).refresh().stop
     assert not (soft_root / "journal.jsonl.lock").exists()   # no hard lock file beside the soft ones
@@ -126,7 +127,7 @@ def test_torn_last_line_readers_tolerate_it_next_writer_isolates_it(root: Path) 
     # readers: the torn tail is neither an event nor an error
     for st in (reader.refresh(), Store(root).refresh()):
         assert st.trials["s1-t0003"].state is State.PLANNED and st.bad_lines == 0
-    r = cli("report", str(root), "--format", "json")
+    r = run_cli("report", str(root), "--format", "json")
     assert r.returncode == 0 and len(json.loads(r.stdout)["runs"]) == 4
 
     # the next writer starts a fresh line; the torn one stays a single skipped line

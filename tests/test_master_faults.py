@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from faults_util import (alive, cli, count_events, events, kill_pids, noop_sweep, spawn, wait_for,
-                         worker_pids, write_sweep)
 from hpsearch.journal import State
 from hpsearch.store import Store
+
+from helpers import (alive, count_events, events, kill_pids, noop_sweep, run_cli, spawn, wait_for,
+                     worker_pids, write_sweep)
 
 
 def _start(tmp_path: Path, sweep: Path, root: Path, log: str = "master.log"):
@@ -58,7 +59,7 @@ def test_master_killed_mid_stage_resumes_with_exact_counts(tmp_path: Path) -> No
         m.wait()
         assert Counter(e.get("ev") for e in events(root))["stage_done"] == 0   # killed mid-stage 1
         # the same command again: it continues (its old workers, orphaned, may still be working)
-        r = cli("master", "start", str(sweep), "--dir", str(root), timeout=180)
+        r = run_cli("master", "start", str(sweep), "--dir", str(root), timeout=180)
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr
         assert "Resuming" in r.stdout
         _assert_exact(root, [24, 8])
@@ -80,7 +81,7 @@ def test_signal_on_master_releases_trials_and_a_resume_finishes_them(sig: int, t
         assert "Resume with" in (tmp_path / "master.log").read_text()
         if sig == signal.SIGINT:
             return   # one resume is enough (SIGTERM's)
-        r = cli("master", "start", str(sweep), "--dir", str(root), timeout=180)
+        r = run_cli("master", "start", str(sweep), "--dir", str(root), timeout=180)
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr
         _assert_exact(root, [6])
     finally:
@@ -93,7 +94,7 @@ def test_master_stop_from_another_process(tmp_path: Path) -> None:
     m = _start(tmp_path, sweep, root)
     try:
         wait_for(lambda: _training(root, 2), 90, "two trials training")
-        r = cli("master", "stop", str(root))
+        r = run_cli("master", "stop", str(root))
         assert r.returncode == 0 and "Stop requested" in r.stdout
         assert m.wait(timeout=60) == 0
         _assert_released_not_failed(root)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers_usercode import hpsearch, metrics, write
+from helpers import metrics, run_cli, write, write_sweep
 
 TRAIN = """
 import json, random
@@ -27,7 +27,7 @@ def fit(params, trial):
 
 def _sweep(tmp_path: Path, stages: str, extra: str = "") -> Path:
     write(tmp_path / "ut_train.py", TRAIN)
-    return write(tmp_path / "s.yaml", f"""
+    return write_sweep(tmp_path, f"""
         name: t
         trainable: {{python: "ut_train:fit"}}
         parameters:
@@ -37,15 +37,15 @@ def _sweep(tmp_path: Path, stages: str, extra: str = "") -> Path:
         stale_after: 3
         workers: 1
         {extra}
-        """)
+        """, "s.yaml")
 
 
 def test_promoted_configurations_continue_from_their_checkpoints(tmp_path: Path) -> None:
     _sweep(tmp_path, "[{trials: 5, epochs: 2}, {trials: 1, epochs: 4, promote: 2}]", "keep_top: 1")
-    r = hpsearch("master", "start", "s.yaml", "--dir", "run", cwd=tmp_path)
+    r = run_cli("master", "start", "s.yaml", "--dir", "run", cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     root = tmp_path / "run"
-    doc = json.loads(hpsearch("report", "run", "--format", "json", cwd=tmp_path).stdout)
+    doc = json.loads(run_cli("report", "run", "--format", "json", cwd=tmp_path).stdout)
     runs = {x["trial"]: x for x in doc["runs"]}
     assert len(runs) == 8                                # report knows every run, pruned or not
     stage1 = sorted((x for x in runs.values() if x["stage"] == 1), key=lambda x: -x["val_acc"])
@@ -71,15 +71,15 @@ def test_promoted_configurations_continue_from_their_checkpoints(tmp_path: Path)
     best = max(runs.values(), key=lambda x: x["val_acc"])["trial"]
     left = {p.name.split("_")[0] for p in (root / "checkpoints").iterdir()}
     assert left == {best}
-    table = hpsearch("report", "run", cwd=tmp_path).stdout
+    table = run_cli("report", "run", cwd=tmp_path).stdout
     assert "Configurations" not in table                 # repeats: 1 changes nothing
 
 
 def test_repeats_rank_by_the_mean_and_report_mean_std_count(tmp_path: Path) -> None:
     _sweep(tmp_path, "[{trials: 3, epochs: 1, repeats: 3}, {trials: 1, epochs: 1, top: 1}]")
-    r = hpsearch("master", "start", "s.yaml", "--dir", "run", cwd=tmp_path)
+    r = run_cli("master", "start", "s.yaml", "--dir", "run", cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
-    doc = json.loads(hpsearch("report", "run", "--format", "json", cwd=tmp_path).stdout)
+    doc = json.loads(run_cli("report", "run", "--format", "json", cwd=tmp_path).stdout)
     by_config: dict[str, list[float]] = {}
     for x in doc["runs"]:
         if x["stage"] == 1:
@@ -92,7 +92,7 @@ def test_repeats_rank_by_the_mean_and_report_mean_std_count(tmp_path: Path) -> N
     # the master narrowed around the best mean, not the best single run
     stage1 = json.loads((tmp_path / "run" / "stages" / "stage-1.json").read_text())
     assert stage1["ranking"][0]["config"] == max(by_config, key=lambda c: sum(by_config[c]))
-    table = hpsearch("report", "run", "--stage", "1", cwd=tmp_path).stdout
+    table = run_cli("report", "run", "--stage", "1", cwd=tmp_path).stdout
     head, _, configs_part = table.partition("Configurations")
     assert head.count("-r0 ") == 3 and head.count("-r2 ") == 3   # the per-trial table is still there
     best = stage1["ranking"][0]

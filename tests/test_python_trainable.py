@@ -10,7 +10,7 @@ import hpsearch
 from hpsearch.errors import ConfigError
 from hpsearch.trainables.python import load
 
-from helpers_usercode import write
+from helpers import write
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ from hpsearch import config
 from hpsearch.retention import protected, prune_outside_top
 from hpsearch.store import Store, format_checkpoint
 
-from helpers_usercode import claimed_trial
+from helpers import claimed_trial
 
 
 @pytest.mark.parametrize("keep, kept_epochs", [("best_last", [2, 4]), ("last", [4]), ("all", [1, 2, 3, 4])])

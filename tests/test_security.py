@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from faults_util import noop_sweep, plan, write_sweep
 from hpsearch import config
 from hpsearch.errors import ConfigError, StoreError
 from hpsearch.store import Layout, Store
 from hpsearch.trial import Trial
 
-PACKAGE = Path(__file__).resolve().parent.parent / "hpsearch"
+from helpers import ROOT, noop_sweep, plan, write_sweep
+
+PACKAGE = ROOT / "hpsearch"
 SOURCES = sorted(PACKAGE.rglob("*.py"))
 
 

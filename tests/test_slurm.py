@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import pytest
 
 from hpsearch.store import Store
 
-from conftest import ROOT, run_cli, write_sweep
+from helpers import ROOT, run_cli, spawn, wait_for, write_sweep
 
 pytestmark = pytest.mark.slurm
 
@@ -95,29 +94,18 @@ def cleanup():
 
 
 def start_master(sweep: Path, d: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "hpsearch", "master", "start", str(sweep), "--dir", str(d), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-
-
-def wait_for(cond, timeout: float, what: str, proc: subprocess.Popen[str] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"master exited {proc.returncode} while waiting for {what}:\n{proc.stdout.read()}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.3)
+    return spawn("master", "start", str(sweep), "--dir", str(d), *args, capture=True)
 
 
 def finish(proc: subprocess.Popen[str], timeout: float) -> str:
+    """The master's whole output (stdout, then stderr) once it has exited."""
     try:
-        out, _ = proc.communicate(timeout=timeout)
+        out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.terminate()
-        out, _ = proc.communicate(timeout=60)
-        raise AssertionError(f"master did not finish within {timeout:.0f} s:\n{out}")
-    return out
+        out, err = proc.communicate(timeout=60)
+        raise AssertionError(f"master did not finish within {timeout:.0f} s:\n{out}{err}")
+    return out + err
 
 
 def epochs_logged(d: Path, trial: str) -> list[dict[str, Any]]:
@@ -131,7 +119,7 @@ def claims(d: Path) -> list[dict[str, Any]]:
 def test_whole_sweep_through_a_two_task_array(slurm, tmp_path, cleanup):
     doc = base_sweep("slurm-e2e", trainable={"builtin": "noop", "target": {"lr": 0.01}, "sleep": 0.2},
                      stages=[{"trials": 6, "epochs": 1}, {"trials": 2, "epochs": 2, "top": 2}], workers=1)
-    sweep = write_sweep(tmp_path / "s.yaml", doc)
+    sweep = write_sweep(tmp_path, doc, "s.yaml")
     d = tmp_path / "run dir"
     cleanup(d)
     p = run_cli("master", "start", str(sweep), "--dir", str(d), "--workers", "2", timeout=300)
@@ -157,12 +145,13 @@ def test_whole_sweep_through_a_two_task_array(slurm, tmp_path, cleanup):
 def test_scancelled_worker_trial_resumes_from_its_checkpoint(slurm, tmp_path, cleanup):
     doc = base_sweep("slurm-scancel", trainable={"builtin": "noop", "target": {"lr": 0.01}, "sleep": 1.0},
                      stages=[{"trials": 1, "epochs": 8}])
-    sweep = write_sweep(tmp_path / "s.yaml", doc)
+    sweep = write_sweep(tmp_path, doc, "s.yaml")
     d = tmp_path / "run"
     cleanup(d)
     proc = start_master(sweep, d)
     cleanup(proc)
-    wait_for(lambda: len(epochs_logged(d, "s1-t0000")) >= 2, 180, "two epochs of the trial", proc)
+    wait_for(lambda: len(epochs_logged(d, "s1-t0000")) >= 2, 180, "two epochs of the trial", poll=0.3,
+             proc=proc)
     [first] = arrays_of(d)
     cancelled_at = time.time()
     subprocess.run(["scancel", first], check=True)
@@ -186,13 +175,13 @@ def test_master_stop_leaves_no_job_in_squeue(slurm, tmp_path, cleanup):
     # three tasks on a node with two cores: two run, one waits; `master stop` must clear all three
     doc = base_sweep("slurm-stop", trainable={"builtin": "noop", "target": {"lr": 0.01}, "sleep": 0.5},
                      stages=[{"trials": 20, "epochs": 4}], workers=3)
-    sweep = write_sweep(tmp_path / "s.yaml", doc)
+    sweep = write_sweep(tmp_path, doc, "s.yaml")
     d = tmp_path / "run"
     cleanup(d)
     proc = start_master(sweep, d)
     cleanup(proc)
     wait_for(lambda: any(x.get("epoch") for hb in [Store(d).heartbeats()] for x in hb.values()),
-             180, "a worker training", proc)
+             180, "a worker training", poll=0.3, proc=proc)
     ids = arrays_of(d)
     assert len(listed(ids)) == 3
     stop = run_cli("master", "stop", str(d), check=True)
@@ -219,7 +208,7 @@ def test_time_limit_kill_requeues_and_resumes_the_trial(slurm, tmp_path, cleanup
         "        trial.report(epoch, val_acc=0.1 * epoch, state={'epoch': epoch})\n")
     doc = base_sweep("slurm-timeout", trainable={"python": "slowfit:fit"}, stages=[{"trials": 1, "epochs": 3}],
                      launcher={"type": "slurm", "time": "0:01", "signal_seconds": 30})
-    sweep = write_sweep(tmp_path / "s.yaml", doc)
+    sweep = write_sweep(tmp_path, doc, "s.yaml")
     d = tmp_path / "run"
     cleanup(d)
     t0 = time.time()
@@ -241,7 +230,7 @@ def test_time_limit_kill_requeues_and_resumes_the_trial(slurm, tmp_path, cleanup
 
 def test_rejected_submission_shows_slurms_reason(slurm, tmp_path, cleanup):
     doc = base_sweep("slurm-reject", launcher={"type": "slurm", "partition": "no-such-partition"})
-    sweep = write_sweep(tmp_path / "s.yaml", doc)
+    sweep = write_sweep(tmp_path, doc, "s.yaml")
     d = tmp_path / "run"
     cleanup(d)
     p = run_cli("master", "start", str(sweep), "--dir", str(d), timeout=120)
@@ -254,7 +243,7 @@ def test_rejected_submission_shows_slurms_reason(slurm, tmp_path, cleanup):
 def test_worker_failing_at_once_shows_its_log(slurm, tmp_path, cleanup):
     doc = base_sweep("slurm-fail", launcher={"type": "slurm", "time": "0:10:00",
                                              "setup": ["echo loading modules", "false  # a setup line fails"]})
-    sweep = write_sweep(tmp_path / "s.yaml", doc)
+    sweep = write_sweep(tmp_path, doc, "s.yaml")
     d = tmp_path / "run"
     cleanup(d)
     p = run_cli("master", "start", str(sweep), "--dir", str(d), timeout=180)
@@ -267,12 +256,13 @@ def test_worker_failing_at_once_shows_its_log(slurm, tmp_path, cleanup):
 def test_restarted_master_adopts_the_running_tasks(slurm, tmp_path, cleanup):
     doc = base_sweep("slurm-adopt", trainable={"builtin": "noop", "target": {"lr": 0.01}, "sleep": 0.5},
                      stages=[{"trials": 4, "epochs": 4}])
-    sweep = write_sweep(tmp_path / "s.yaml", doc)
+    sweep = write_sweep(tmp_path, doc, "s.yaml")
     d = tmp_path / "run"
     cleanup(d)
     proc = start_master(sweep, d)
     cleanup(proc)
-    wait_for(lambda: any(x.get("epoch") for x in Store(d).heartbeats().values()), 180, "a worker training", proc)
+    wait_for(lambda: any(x.get("epoch") for x in Store(d).heartbeats().values()), 180, "a worker training",
+             poll=0.3, proc=proc)
     proc.kill()  # the master dies; its worker task goes on
     proc.communicate()
     [array] = arrays_of(d)

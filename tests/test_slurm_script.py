@@ -14,7 +14,7 @@ from hpsearch.launchers import LaunchSpec
 from hpsearch.launchers.slurm import SlurmLauncher
 from hpsearch.launchers.slurm_script import batch_script, check_options
 
-from conftest import run_cli, write_sweep
+from helpers import run_cli, write_sweep
 
 SWEEP = {"name": "dry", "trainable": {"builtin": "noop"},
          "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1.0}},
@@ -31,7 +31,7 @@ def test_dry_run_prints_the_whole_batch_script(tmp_path):
                                  "constraint": "a100", "extra": ["--exclusive", "#SBATCH --mail-type=END"],
                                  "setup": ["module load cuda", "source ~/venv/bin/activate"],
                                  "signal_seconds": 240}}
-    sweep = write_sweep(tmp_path / "s.yaml", doc)
+    sweep = write_sweep(tmp_path, doc, "s.yaml")
     d = tmp_path / "runs with 'quotes' and spaces"
     p = run_cli("master", "start", str(sweep), "--dir", str(d), "--launcher", "slurm", "--workers", "3",
                 "--dry-run", check=True)
@@ -97,7 +97,7 @@ def test_options_are_checked_at_the_door():
 
 
 def test_sbatch_missing_is_a_clear_error(tmp_path):
-    sweep = write_sweep(tmp_path / "s.yaml", {**SWEEP, "launcher": {"type": "slurm"}})
+    sweep = write_sweep(tmp_path, {**SWEEP, "launcher": {"type": "slurm"}}, "s.yaml")
     p = run_cli("master", "start", str(sweep), "--dir", str(tmp_path / "run"), env={"PATH": str(tmp_path)},
                 timeout=120)
     assert p.returncode == 2

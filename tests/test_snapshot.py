@@ -8,11 +8,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_cli, write_sweep
 
 from hpsearch import snapshot
 from hpsearch.journal import Journal, SweepState
 from hpsearch.store import Layout, Store
+
+from helpers import ROOT, run_cli, write_sweep
 
 SWEEP = {"name": "snap", "seed": 3, "trainable": {"builtin": "noop", "target": {"lr": 0.01}},
          "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1.0},
@@ -26,7 +27,7 @@ def finished(tmp_path_factory) -> Path:
     """A real 2-stage sweep run through the CLI (the master writes the snapshot after each stage)."""
     tmp = tmp_path_factory.mktemp("snap")
     d = tmp / "run"
-    run_cli("master", "start", str(write_sweep(tmp / "s.yaml", SWEEP)), "--dir", str(d), check=True)
+    run_cli("master", "start", str(write_sweep(tmp, SWEEP, "s.yaml")), "--dir", str(d), check=True)
     return d
 
 

@@ -3,22 +3,11 @@ from __future__ import annotations
 
 import math
 
-from hpsearch.store import Store
-from hpsearch.trial import Trial
-
-
-def claimed(root) -> Trial:
-    store = Store(root)
-    store.layout.ensure()
-    store.journal.append([{"ev": "stage", "stage": 1, "space": {}, "trials": [
-        {"trial": "s1-t0000", "config": "s1-t0000", "params": {}, "seed": 1, "epochs": 3, "parent": None}]}])
-    [rec] = store.claim("w")
-    store.trial_files_ready(rec)
-    return Trial(store, rec, params={}, metric="val_acc", goal="maximize")
+from helpers import claimed_trial
 
 
 def test_nan_metric_never_becomes_the_best(tmp_path):
-    t = claimed(tmp_path)
+    t = claimed_trial(tmp_path)
     t.report(1, val_acc=math.nan, train_loss=1.0)   # a finite loss: not diverged
     assert t.best is None
     t.report(2, val_acc=0.4, train_loss=0.9)
@@ -27,7 +16,7 @@ def test_nan_metric_never_becomes_the_best(tmp_path):
 
 
 def test_extras_cannot_overwrite_epoch_attempt_or_metrics(tmp_path):
-    t = claimed(tmp_path)
+    t = claimed_trial(tmp_path)
     t.report(1, val_acc=0.5, extras={"epoch": 99, "attempt": 7, "val_acc": 1.0, "losses": [1.0]})
     [line] = t.store.metrics(t.id)
     assert (line["epoch"], line["attempt"], line["val_acc"], line["losses"]) == (1, 1, 0.5, [1.0])

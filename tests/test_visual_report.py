@@ -23,6 +23,8 @@ from hpsearch.plots import metric_vs_param, ranges_per_stage
 from hpsearch.progress import Progress
 from hpsearch.sweepdata import SweepData
 
+from helpers import run_cli, write_sweep
+
 SWEEP = """
 name: tiny-digits
 metric: {name: val_acc, goal: maximize}
@@ -48,10 +50,8 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def sweep_dir(tmp_path_factory) -> str:
     """A real two-stage sweep of the built-in classifier, run by `hpsearch master start`."""
     d = tmp_path_factory.mktemp("visual")
-    (d / "tiny.yaml").write_text(SWEEP)
     root = str(d / "run")
-    r = subprocess.run([sys.executable, "-m", "hpsearch", "master", "start", str(d / "tiny.yaml"), "--dir", root],
-                       capture_output=True, text=True, timeout=300, check=False)
+    r = run_cli("master", "start", str(write_sweep(d, SWEEP, "tiny.yaml")), "--dir", root, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "\033" not in r.stdout   # captured, not a terminal: plain lines only
     return root
