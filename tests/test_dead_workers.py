@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -141,3 +143,36 @@ def test_worker_stops_after_max_failures_in_a_row(tmp_path: Path) -> None:
     assert c == {State.FAILED: 3, State.PLANNED: 5}   # the rest of the queue is not burnt
     hb = json.loads(next((root / "workers").glob("*.json")).read_text())
     assert hb["state"] == "exited" and not os.path.exists(f"/proc/{w.pid}/status")
+
+
+IDLE_WORKER = """
+import sys, threading
+from hpsearch.store import Store
+from hpsearch.worker import Worker, WorkerOptions
+
+reads = []
+real = Store.heartbeats
+def counted(self):
+    reads.append(1)
+    return real(self)
+Store.heartbeats = counted      # counts the reads of the real method; nothing is faked
+w = Worker(sys.argv[1], WorkerOptions(worker_id="idle", poll=0.05))
+threading.Timer(float(sys.argv[2]), w.stop.set).start()
+w.run()
+print(len(reads))
+"""
+
+
+def test_an_idle_worker_reads_the_heartbeats_once_a_heartbeat_period(tmp_path: Path) -> None:
+    """An idle worker (queue empty, one trial running elsewhere) looks for lost trials, which reads
+    every worker's heartbeat file (maybe over NFS): once per `heartbeat`, not at every poll."""
+    sweep = write_sweep(tmp_path, noop_sweep(trials=1, heartbeat=1.0, stale_after=60))
+    store = plan(sweep, tmp_path / "run")
+    assert store.claim("elsewhere")          # alive for the whole test: stale_after is 60 s
+    store.beat("elsewhere", {"beat": 1, "host": "another-host"})
+    seconds = 3.0
+    out = subprocess.run([sys.executable, "-c", IDLE_WORKER, str(tmp_path / "run"), str(seconds)],
+                         capture_output=True, text=True, timeout=120, check=True)
+    reads = int(out.stdout.strip().splitlines()[-1])
+    # polling every 0.05 s would read ~60 times; once a second (plus the first look) at most ~4
+    assert 2 <= reads <= seconds / 1.0 + 2, reads
