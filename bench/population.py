@@ -56,34 +56,38 @@ def together(trials: list[Any]) -> None:
     fit_population([t.params for t in trials], trials)
 
 
-def compare(tmp: Path, k: int, epochs: int, device: str, s: Section) -> dict[str, Any]:
+def compare(tmp: Path, k: int, epochs: int, device: str, s: Section, repeats: int = 3) -> dict[str, Any]:
+    """Both ways `repeats` times, alternating (so a burst of load hits both), median times."""
     import torch
 
     cfgs = configs(k)
     # warm up both paths (first optimizer step imports torch._dynamo; data sets load once per process)
     one_by_one(make_trials(tmp / f"warm1-{device}-{k}", cfgs[:1], 1, device))
     together(make_trials(tmp / f"warm2-{device}-{k}", cfgs[:2], 1, device))
-    timings = {}
+    runs: dict[str, list[float]] = {"one_by_one": [], "population": []}
     results = {}
-    for label, fn in (("one_by_one", one_by_one), ("population", together)):
-        trials = make_trials(tmp / f"{label}-{device}-{k}", cfgs, epochs, device)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn(trials)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        timings[label] = time.perf_counter() - t0
-        results[label] = [[h["val_acc"] for h in t.history] for t in trials]
+    for rep in range(repeats):
+        for label, fn in (("one_by_one", one_by_one), ("population", together)):
+            trials = make_trials(tmp / f"{label}-{device}-{k}-{rep}", cfgs, epochs, device)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn(trials)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            runs[label].append(time.perf_counter() - t0)
+            results[label] = [[h["val_acc"] for h in t.history] for t in trials]
+    timings = {label: float(np.median(ts)) for label, ts in runs.items()}
     diffs = [abs(a - b) for ra, rb in zip(results["one_by_one"], results["population"]) for a, b in zip(ra, rb)]
     lengths_equal = all(len(a) == len(b) for a, b in zip(results["one_by_one"], results["population"]))
     fig = {"k": k, "epochs": epochs, "device": device, "threads": torch.get_num_threads(),
+           "repeats": repeats, "one_by_one_runs_s": runs["one_by_one"], "population_runs_s": runs["population"],
            "one_by_one_s": timings["one_by_one"], "population_s": timings["population"],
            "one_by_one_trials_per_s": k / timings["one_by_one"], "population_trials_per_s": k / timings["population"],
            "speedup": timings["one_by_one"] / timings["population"],
            "max_abs_val_acc_diff": max(diffs) if diffs else None,
            "mean_abs_val_acc_diff": float(np.mean(diffs)) if diffs else None, "same_epochs_per_trial": lengths_equal}
-    s.say(f"K={k} x {epochs} epochs on {device}: one by one {fig['one_by_one_trials_per_s']:.1f} trials/s, "
+    s.say(f"K={k} x {epochs} epochs on {device} (median of {repeats}): one by one {fig['one_by_one_trials_per_s']:.1f} trials/s, "
           f"population {fig['population_trials_per_s']:.1f} trials/s -> {fig['speedup']:.1f}x; "
           f"val_acc max |diff| {fig['max_abs_val_acc_diff']:.2e} (mean {fig['mean_abs_val_acc_diff']:.1e})")
     return fig
@@ -96,11 +100,11 @@ def run(quick: bool = False) -> Section:
     epochs = 3 if quick else 5
     with tempfile.TemporaryDirectory(prefix="hpsearch-bench-") as d:
         tmp = Path(d)
-        cpu = compare(tmp, 32, epochs, "cpu", s)
+        cpu = compare(tmp, 32, epochs, "cpu", s, repeats=1 if quick else 3)
         s.figures["cpu_k32"] = cpu
         s.goal("cpu_speedup_k32", cpu["speedup"], ">= 5x", cpu["speedup"] >= 5.0)
         if not quick:
-            s.figures["cpu_k128"] = compare(tmp, 128, 2, "cpu", s)
+            s.figures["cpu_k128"] = compare(tmp, 128, 2, "cpu", s, repeats=1)
         if torch.cuda.is_available():
             for k in (32, 256):
                 s.figures[f"cuda_k{k}"] = compare(tmp, k, epochs, "cuda", s)

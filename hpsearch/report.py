@@ -46,7 +46,7 @@ def runs_frame(state: SweepState, metric: Metric, stage: int | None = None, chec
     for k in names:
         cols[f"p.{k}"] = [t.params.get(k) for t in trials]
     if checkpoints:
-        cols["checkpoint"] = [best_checkpoint(state, t, metric.name) for t in trials]
+        cols["checkpoint"] = checkpoint_names(state, trials, metric.name)
     order = _ranking_order(cols["status"], -best if metric.goal == "maximize" else best, cols["trial"])
     df = pd.DataFrame(cols).take(order).reset_index(drop=True)
     df.insert(0, "rank", range(1, len(df) + 1))
@@ -75,19 +75,29 @@ def _ranking_order(status: list[str], key: np.ndarray, trial: list[str]) -> np.n
 
 def add_checkpoints(df: pd.DataFrame, state: SweepState, metric: str) -> pd.DataFrame:
     trials = state.trials
-    return df.assign(checkpoint=[best_checkpoint(state, trials[t], metric) for t in df["trial"].tolist()])
+    return df.assign(checkpoint=checkpoint_names(state, [trials[t] for t in df["trial"].tolist()], metric))
 
 
 def best_checkpoint(state: SweepState, t: Any, metric: str) -> str | None:
     """Name of the checkpoint of a trial's best epoch (a promoted trial's early epochs are its parent's)."""
-    if t.best is None or t.best_epoch is None:
-        return None
-    owner = t.trial
-    if t.parent:
-        parent = state.trials.get(t.parent)
-        if parent is not None and t.best_epoch <= parent.epochs_done:
-            owner = parent.trial
-    return format_checkpoint(owner, t.best_epoch, metric, t.best)
+    return checkpoint_names(state, [t], metric)[0]
+
+
+def checkpoint_names(state: SweepState, trials: list[Any], metric: str) -> list[str | None]:
+    """best_checkpoint of each trial, in one loop (a full report names 100,000)."""
+    out: list[str | None] = []
+    append, known = out.append, state.trials
+    for t in trials:
+        if t.best is None or t.best_epoch is None:
+            append(None)
+            continue
+        owner = t.trial
+        if t.parent:
+            parent = known.get(t.parent)
+            if parent is not None and t.best_epoch <= parent.epochs_done:
+                owner = parent.trial
+        append(format_checkpoint(owner, t.best_epoch, metric, t.best))
+    return out
 
 
 def stage_files(store: Store) -> list[dict[str, Any]]:
@@ -115,20 +125,20 @@ def text_table(df: pd.DataFrame, columns: list[str], max_width: int = 60) -> str
     padded = []
     for i, c in enumerate(columns):
         values = df[c].tolist() if c in df else [None] * len(df)
-        cells = _column_cells(values, c)
+        kinds = set(map(type, values))
+        cells = _column_cells(values, kinds, c)
         width = max([len(c), *map(len, cells)])
         if width > max_width:
             cells = [s[:max_width] for s in cells]
             width = max([len(c), *map(len, cells)])
-        pad = str.rjust if i < len(columns) - 1 and _numeric(values, cells) else str.ljust
+        pad = str.rjust if i < len(columns) - 1 and _numeric(kinds, cells) else str.ljust
         padded.append([pad(c, width), "-" * width, *[pad(s, width) for s in cells]])
     return "\n".join(map("  ".join, zip(*padded)))
 
 
-def _column_cells(values: list[Any], col: str) -> list[str]:
+def _column_cells(values: list[Any], kinds: set[type], col: str) -> list[str]:
     """format_value (for a parameter column, sp.fmt) of each value. Columns of one number type, the
     common case, are formatted in one expression per column rather than a call per cell."""
-    kinds = set(map(type, values))
     if kinds <= {int, str}:
         return list(map(str, values))
     if kinds == {float} and not col.startswith("p."):
@@ -140,10 +150,10 @@ def _column_cells(values: list[Any], col: str) -> list[str]:
     return [v if type(v) is str else float_text(v) if type(v) is float else format_value(v) for v in values]
 
 
-def _numeric(values: list[Any], cells: list[str]) -> bool:
+def _numeric(kinds: set[type], cells: list[str]) -> bool:
     """Whether every cell reads as a number (or "-"): said by the values' types when they are all
     numbers or missing, else by parsing the text."""
-    if set(map(type, values)) <= {int, float, type(None), type(pd.NA)}:
+    if kinds <= {int, float, type(None), type(pd.NA)}:
         return True
 
     def isnum(s: str) -> bool:
