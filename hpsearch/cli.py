@@ -197,37 +197,43 @@ def report(root: str, fmt: str, stage: int | None, top: int | None, plots_dir: s
     --format json follows a stable schema (README, "Reports and plots"). --plots and
     --html need matplotlib (pip install 'hpsearch[plots]').
     """
-    from .report import render
-
     if watch and fmt != "table":
         raise click.BadParameter("--watch shows the table; use --format table", param_hint="--watch")
     if plots_dir or html_file:
         from .plots import require_matplotlib
         require_matplotlib()
-
-    def pictures(data: Any) -> None:
-        if data is None:
-            return
-        if plots_dir:
-            from .plots import write_plots
-            paths = write_plots(data, plots_dir)
-            click.echo(f"wrote {len(paths)} plot(s) to {plots_dir}", err=True)
-        if html_file:
-            from .htmlreport import write_html
-            click.echo(f"wrote {write_html(data, html_file)}", err=True)
-
+    pictures = functools.partial(_write_pictures, plots_dir, html_file)
     if watch:
         from .watch import watch_report
         sys.exit(watch_report(root, interval, stage=stage, top=top or 20, each=pictures))
+    from .gcpause import gc_paused
+
     notes: list[str] = []
     data = None
-    if plots_dir or html_file:   # read once for the report and the pictures
-        from .sweepdata import load
-        data = load(root, stage=stage)
-    click.echo(render(root, fmt, stage=stage, top=top, notes=notes, data=data))
+    # importing pandas, reading and tabulating build objects by the hundred thousand and leave no
+    # cycles: the collector would only walk them again and again (plots, which do, run after)
+    with gc_paused():
+        from .report import render
+        if plots_dir or html_file:   # read once for the report and the pictures
+            from .sweepdata import load
+            data = load(root, stage=stage)
+        text = render(root, fmt, stage=stage, top=top, notes=notes, data=data)
+    click.echo(text)
     for note in notes if fmt != "table" else []:
         click.echo(f"note: {note}", err=True)
     pictures(data)
+
+
+def _write_pictures(plots_dir: str | None, html_file: str | None, data: Any) -> None:
+    if data is None:
+        return
+    if plots_dir:
+        from .plots import write_plots
+        paths = write_plots(data, plots_dir)
+        click.echo(f"wrote {len(paths)} plot(s) to {plots_dir}", err=True)
+    if html_file:
+        from .htmlreport import write_html
+        click.echo(f"wrote {write_html(data, html_file)}", err=True)
 
 
 if __name__ == "__main__":

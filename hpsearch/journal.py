@@ -21,6 +21,7 @@ import filelock
 
 from .errors import StoreError
 from .flock import FlockLock
+from .gcpause import bulk
 
 
 class State(str, enum.Enum):
@@ -182,6 +183,7 @@ class Journal:
         self.state = SweepState()
 
     # -- reading -------------------------------------------------------------------------
+    @bulk
     def refresh(self) -> SweepState:
         """Fold events appended since the last call. A torn last line waits for its newline."""
         try:

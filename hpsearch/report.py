@@ -17,6 +17,7 @@ from . import space as sp
 from .config import Metric
 from .journal import SweepState
 from .repeats import config_columns, configs_frame, has_repeats
+from .gcpause import bulk
 from .store import Store, format_checkpoint, read_json
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 STATUS_ORDER = {"finished": 0, "running": 1, "planned": 2, "diverged": 3, "failed": 4}
 
 
+@bulk
 def runs_frame(state: SweepState, metric: Metric, stage: int | None = None, checkpoints: bool = True) -> pd.DataFrame:
     """One row per trial (of `stage`, or all), ranked: finished by best metric, then running,
     planned, diverged, failed; ties by trial id. `checkpoints=False` leaves out the checkpoint names
@@ -83,6 +85,7 @@ def best_checkpoint(state: SweepState, t: Any, metric: str) -> str | None:
     return checkpoint_names(state, [t], metric)[0]
 
 
+@bulk
 def checkpoint_names(state: SweepState, trials: list[Any], metric: str) -> list[str | None]:
     """best_checkpoint of each trial, in one loop (a full report names 100,000)."""
     out: list[str | None] = []
@@ -117,6 +120,7 @@ def format_value(v: Any) -> str:
     return str(v)
 
 
+@bulk
 def text_table(df: pd.DataFrame, columns: list[str], max_width: int = 60) -> str:
     """A plain, aligned table (no dependency beyond pandas): numeric columns right-aligned, text
     and the last column left-aligned."""
@@ -169,6 +173,7 @@ _CSV_SPECIAL = re.compile(r'[,"\n]')   # what pandas' (csv's) minimal quoting qu
 _MISSING = {type(None), type(pd.NA)}
 
 
+@bulk
 def csv_text(df: pd.DataFrame) -> str:
     """The frame as CSV, as `df.to_csv(index=False)` writes it (minimal quoting, missing values
     empty, floats in full precision), less its final newline. Written column by column: pandas'
