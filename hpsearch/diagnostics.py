@@ -189,7 +189,10 @@ def diagnose(runs: pd.DataFrame, stages: list[dict[str, Any]], curves: dict[str,
              n_stages: int) -> list[Finding]:
     """Sweep-wide findings, then those of each run in `curves` (in ranking order)."""
     out = border_findings(stages, n_stages) + diverged_findings(runs)
-    best_epoch = dict(zip(runs["trial"], runs["best_epoch"])) if "best_epoch" in runs.columns else {}
+    best_epoch: dict[str, Any] = {}
+    if curves and "best_epoch" in runs.columns:   # only the few runs drawn: a sweep may hold 100,000
+        shown = runs[runs["trial"].isin(list(curves))]
+        best_epoch = dict(zip(shown["trial"].tolist(), shown["best_epoch"].tolist()))
     for trial, curve in curves.items():
         out += run_findings(trial, curve, best_epoch.get(trial))
     return out
