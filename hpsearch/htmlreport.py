@@ -17,7 +17,7 @@ from .plots import all_plots, png_bytes
 from .report import format_value, ranking_columns
 from .space import fmt, from_dict
 from .status import picture_of
-from .store import atomic_write_bytes
+from .atomic import atomic_write_bytes
 from .sweepdata import SweepData
 
 SHOWN = 20       # ranking rows shown open; the rest up to MAX_ROWS sit in a <details>

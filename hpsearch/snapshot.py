@@ -14,10 +14,11 @@ import dataclasses
 import hashlib
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from .atomic import atomic_write_bytes
+from .errors import StoreError
 from .journal import STATES, SweepState, TrialRecord
 
 VERSION = 1
@@ -91,17 +92,8 @@ def load(path: Path, journal: BinaryIO) -> tuple[SweepState, int] | None:
 
 def write(path: Path, data: bytes) -> bool:
     """Write atomically (temp beside it, then rename); False if it could not be written."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{time.monotonic_ns()}.tmp")
     try:
-        # os.open honours the umask (mkstemp's 0600 would hide it from other users of a shared sweep)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        atomic_write_bytes(path, data)
         return True
-    except OSError:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
+    except StoreError:
         return False

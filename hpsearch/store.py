@@ -13,11 +13,11 @@ import json
 import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from .atomic import atomic_write_bytes, temp_beside, unlink_missing_ok
 from .errors import StoreError
 from .journal import Journal, State, SweepState, TrialRecord
 
@@ -103,32 +103,6 @@ class Layout:
 
 
 # -- atomic files ------------------------------------------------------------------------
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-FILE_MODE = 0o666 & ~_UMASK  # mkstemp makes 0600 files: other users of a shared sweep could not read them
-
-
-def _temp_beside(path: Path) -> tuple[int, str]:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, FILE_MODE)
-    return fd, tmp
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename: readers see old or new, never half."""
-    try:
-        fd, tmp = _temp_beside(path)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            _unlink(Path(tmp))
-            raise
-    except OSError as e:
-        raise StoreError(f"cannot write {path}: {e.strerror} (is the disk full or read-only?)") from None
-
-
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=1, default=_json_default) + "\n").encode())
 
@@ -148,13 +122,6 @@ def read_json(path: Path) -> Any:
         return None
     except (ValueError, UnicodeDecodeError):
         raise StoreError(f"{path} is corrupt (not valid JSON); delete it or restore it from a backup") from None
-
-
-def _unlink(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -326,13 +293,13 @@ class Store:
         path = self.layout.checkpoint(name)
         buf = io.BytesIO()
         torch.save(payload, buf)   # in memory, then one write: torch's zip writer makes a dozen small ones
-        fd, tmp = _temp_beside(path)
+        fd, tmp = temp_beside(path)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(buf.getbuffer())
             os.replace(tmp, path)
         except OSError as e:
-            _unlink(Path(tmp))
+            unlink_missing_ok(Path(tmp))
             raise StoreError(f"cannot write checkpoint {path}: {e.strerror} (is the disk full?)") from None
         return path
 
@@ -343,7 +310,7 @@ class Store:
             os.replace(src, dest)
         except OSError:  # another filesystem: copy to a temp beside dest, then rename
             atomic_write_bytes(dest, Path(src).read_bytes())
-            _unlink(Path(src))
+            unlink_missing_ok(Path(src))
         return dest
 
     def load_checkpoint(self, name: str) -> dict[str, Any] | None:
@@ -357,7 +324,7 @@ class Store:
             return None
 
     def delete_checkpoint(self, name: str) -> None:
-        _unlink(self.layout.checkpoint(name))
+        unlink_missing_ok(self.layout.checkpoint(name))
 
     def checkpoint_names(self) -> Iterator[CheckpointName]:
         try:
