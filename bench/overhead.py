@@ -138,12 +138,20 @@ def run(quick: bool = False) -> Section:
         s.goal("noop_vs_optuna_2_workers", ratio, ">= 2x", ratio >= 2.0)
 
         big = 3000 if quick else 10_000
-        _, times = hpsearch_noop(tmp, big, 2)
-        near_1k, near_end = rate(times, 500, 1500), rate(times, big - 1000, big - 1)
-        fig.update(scale_trials=big, rate_near_1000=near_1k, rate_near_end=near_end)
-        slowdown = 1 - near_end / near_1k
-        s.say(f"hpsearch 2 workers, {big} trials: {near_1k:.0f} trials/s near trial 1,000, "
-              f"{near_end:.0f} near trial {big:,} ({slowdown * 100:+.1f}% slower)")
+        # a window of 1,000 no-op trials lasts half a second: a burst of load on a shared machine
+        # moves one run's ratio by +-20%, so the sweep runs `repeats` times and the median counts
+        pairs = []
+        for _ in range(repeats):
+            _, times = hpsearch_noop(tmp, big, 2)
+            pairs.append((rate(times, 500, 1500), rate(times, big - 1000, big - 1)))
+        slowdowns = [1 - end / first for first, end in pairs]
+        slowdown = median(slowdowns)
+        near_1k, near_end = median([p[0] for p in pairs]), median([p[1] for p in pairs])
+        fig.update(scale_trials=big, rate_near_1000=near_1k, rate_near_end=near_end,
+                   scale_runs=[{"near_1000": a, "near_end": b} for a, b in pairs], slowdowns=slowdowns)
+        s.say(f"hpsearch 2 workers, {big} trials (median of {repeats}): {near_1k:.0f} trials/s near trial 1,000, "
+              f"{near_end:.0f} near trial {big:,}; slowdown {slowdown * 100:+.1f}% "
+              f"(runs: {', '.join(f'{x * 100:+.1f}%' for x in slowdowns)})")
         s.goal(f"slowdown_at_{big}", slowdown, "<= 10% slower", slowdown <= 0.10)
         if not quick:
             _, otimes = optuna_noop(tmp, big, 1)
