@@ -3,21 +3,30 @@ the target, then a rename. Used by the store (stage files, heartbeats, checkpoin
 journal's snapshot, which sits below the store and so cannot import it."""
 from __future__ import annotations
 
+import itertools
 import os
-import tempfile
+import secrets
+import socket
 from pathlib import Path
 
 from .errors import StoreError
 
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-FILE_MODE = 0o666 & ~_UMASK  # mkstemp makes 0600 files: other users of a shared sweep could not read them
+_HOST_TOKEN = f"{socket.gethostname()}-{secrets.token_hex(3)}"   # other hosts may share the folder (NFS)
+_COUNTER = itertools.count()
 
 
 def temp_beside(path: Path) -> tuple[int, str]:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, FILE_MODE)
-    return fd, tmp
+    """A new file beside `path`, named for this host, process and call; O_EXCL refuses a name in use.
+
+    Not tempfile.mkstemp: it makes 0600 files (other users of a shared sweep could not read them,
+    so it needs an fchmod) and costs more; a checkpoint per trial makes this a hot path. 0o666
+    here is narrowed by the umask, as for any file the user creates."""
+    while True:
+        tmp = str(path.parent / f".{path.name}.{_HOST_TOKEN}-{os.getpid()}-{next(_COUNTER)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def atomic_write_bytes(path: Path, data: bytes | memoryview) -> None:
