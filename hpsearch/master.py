@@ -195,10 +195,10 @@ class Master:
             for tid, action in self.store.requeue_lost(lost, self.sweep.retries) if lost else []:
                 self.out.say(f"{tid}: {lost[tid]}; {action}")
             if self.launcher is not None:
-                self._check_workers()
+                self._check_workers(k)
             time.sleep(self.opts.poll)
 
-    def _check_workers(self) -> None:
+    def _check_workers(self, k: int) -> None:
         assert self.launcher is not None
         codes = getattr(self.launcher, "exit_codes", lambda: [])()
         if 3 in codes:
@@ -207,16 +207,22 @@ class Master:
         if 2 in codes and self.launcher.alive() == 0:
             logs = getattr(self.launcher, "logs", f"{self.root}/workers/local-*.out")
             raise HpsearchError(f"every worker exited with an error (exit code 2); see {logs}")
-        n = self.launcher.replace_dead(work_left=True)
+        # a worker that finished the stage's last trial and left is no reason for a replacement:
+        # the journal is read after the launcher saw it gone, so its last result is in it
+        work_left = self.launcher.alive() < self.launcher.spec.workers and self._work_left(k)
+        n = self.launcher.replace_dead(work_left=work_left)
         if n:
             self.out.say(f"started {n} replacement worker(s)")
-        elif self.launcher.alive() == 0 and self.launcher.restarts >= self.launcher.max_restarts:
+        elif work_left and self.launcher.alive() == 0 and self.launcher.restarts >= self.launcher.max_restarts:
             raise HpsearchError(f"all workers have exited and the {self.launcher.max_restarts} replacements allowed "
                                 f"are used up; see {self.root}/workers/*.out, then resume with the same command")
 
     def _beat(self) -> None:
         atomic_write_json(self.store.layout.master, {"host": socket.gethostname(), "pid": os.getpid(),
                                                      "time": time.time()})
+
+    def _work_left(self, k: int) -> bool:
+        return any(not t.state.is_finished for t in self.store.refresh().stage_trials(k))
 
     def _best(self, st: SweepState, k: int) -> float | None:
         vals = [t.best for t in st.stage_trials(k) if t.best is not None and t.state is State.FINISHED]

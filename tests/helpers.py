@@ -109,13 +109,18 @@ def noop_sweep(name: str = "faults", trials: int | list[int] = 8, epochs: int | 
 # -- sweep directories and trials built in-process -----------------------------------------------
 def plan(sweep_file: Path, root: Path) -> Store:
     """Create the sweep directory and plan stage 1 in-process (no master loop, no workers)."""
+    return planned_master(sweep_file, root).store
+
+
+def planned_master(sweep_file: Path, root: Path) -> Master:
+    """The in-process Master that `plan` uses, stage 1 planned (its launcher is None)."""
     sweep, raw = config.load(sweep_file)
     m = Master(sweep, raw, sweep_file.read_text(), str(root), StartOptions(no_workers=True),
                Progress(open(os.devnull, "w")))
     m.open_directory()
     m.store.refresh()
     m.plan(1)
-    return m.store
+    return m
 
 
 def claimed_trial(root: Path, trial: str = "s1-t0000", epochs: int = 3, params: dict[str, Any] | None = None,

@@ -11,7 +11,7 @@ import pytest
 from hpsearch.journal import State
 from hpsearch.store import Store
 
-from helpers import (alive, count_events, events, kill_pids, noop_sweep, run_cli, spawn, wait_for,
+from helpers import (alive, count_events, events, kill_pids, noop_sweep, planned_master, run_cli, spawn, wait_for,
                      worker_pids, write_sweep)
 
 
@@ -122,3 +122,26 @@ def test_second_ctrl_c_kills_at_once(tmp_path: Path) -> None:
         assert sum(t.state is State.RUNNING for t in Store(root).refresh().trials.values()) == 2
     finally:
         kill_pids([m.pid, *worker_pids(root)])
+
+
+def test_a_worker_that_left_after_the_last_trial_is_not_replaced(tmp_path: Path) -> None:
+    """The master sees a worker gone while the journal it read a moment before still had work: it
+    must look again before starting a replacement (a Slurm run once got a needless third array)."""
+    from hpsearch.launchers import LaunchSpec
+    from hpsearch.launchers.local import LocalLauncher
+
+    root = tmp_path / "run"
+    m = planned_master(write_sweep(tmp_path, noop_sweep(trials=2, workers=1)), root)
+    m.launcher = LocalLauncher(LaunchSpec(str(root), 1))      # started nobody: alive() == 0
+    assert m.store.state.stage_trials(1)                       # the master's state: work left
+    run_cli("worker", "--dir", str(root), "--exit-when-idle", check=True, timeout=120)   # another process does it all
+    m._check_workers(1)
+    assert m.launcher.restarts == 0 and m.launcher.procs == []
+    # with work left, the same call does start one
+    m2 = planned_master(write_sweep(tmp_path / "b", noop_sweep(trials=2, workers=1)), tmp_path / "run2")
+    m2.launcher = LocalLauncher(LaunchSpec(str(tmp_path / "run2"), 1))
+    m2._check_workers(1)
+    try:
+        assert m2.launcher.restarts == 1 and len(m2.launcher.procs) == 1
+    finally:
+        m2.launcher.stop(grace=5)
