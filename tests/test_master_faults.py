@@ -135,8 +135,11 @@ def test_a_worker_that_left_after_the_last_trial_is_not_replaced(tmp_path: Path)
     m.launcher = LocalLauncher(LaunchSpec(str(root), 1))      # started nobody: alive() == 0
     assert m.store.state.stage_trials(1)                       # the master's state: work left
     run_cli("worker", "--dir", str(root), "--exit-when-idle", check=True, timeout=120)   # another process does it all
-    m._check_workers(1)
-    assert m.launcher.restarts == 0 and m.launcher.procs == []
+    try:
+        m._check_workers(1)
+        assert m.launcher.restarts == 0 and m.launcher.procs == []
+    finally:
+        m.launcher.stop(grace=5)
     # with work left, the same call does start one
     m2 = planned_master(write_sweep(tmp_path / "b", noop_sweep(trials=2, workers=1)), tmp_path / "run2")
     m2.launcher = LocalLauncher(LaunchSpec(str(tmp_path / "run2"), 1))
