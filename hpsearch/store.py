@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .atomic import atomic_write_bytes, temp_beside, unlink_missing_ok
+from .atomic import atomic_write_bytes, unlink_missing_ok
 from .errors import StoreError
 from .journal import Journal, State, SweepState, TrialRecord
 
@@ -293,14 +293,7 @@ class Store:
         path = self.layout.checkpoint(name)
         buf = io.BytesIO()
         torch.save(payload, buf)   # in memory, then one write: torch's zip writer makes a dozen small ones
-        fd, tmp = temp_beside(path)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(buf.getbuffer())
-            os.replace(tmp, path)
-        except OSError as e:
-            unlink_missing_ok(Path(tmp))
-            raise StoreError(f"cannot write checkpoint {path}: {e.strerror} (is the disk full?)") from None
+        atomic_write_bytes(path, buf.getbuffer())
         return path
 
     def adopt_checkpoint(self, src: Path, name: str) -> Path:
