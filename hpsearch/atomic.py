@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import itertools
 import os
-import secrets
 import socket
 from pathlib import Path
 
 from .errors import StoreError
 
-_HOST_TOKEN = f"{socket.gethostname()}-{secrets.token_hex(3)}"   # other hosts may share the folder (NFS)
+_HOST_TOKEN = f"{socket.gethostname()}-{os.urandom(3).hex()}"   # other hosts may share the folder (NFS)
 _COUNTER = itertools.count()
 
 

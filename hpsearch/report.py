@@ -222,15 +222,19 @@ def history_text(stages: list[dict[str, Any]]) -> str:
 
 
 def to_json(df: pd.DataFrame, stages: list[dict[str, Any]], metric: Metric, name: str,
-            diagnostics: list[dict[str, str]] | None = None) -> str:
+            diagnostics: list[dict[str, str]] | None = None, configs: pd.DataFrame | None = None) -> str:
     """Schema 1 (stable, see README "Reports and plots"): {schema, sweep, metric: {name, goal},
-    runs: [row...], stages: [stage-k.json...], diagnostics: [{scope, kind, message, advice}...]}."""
+    runs: [row...], stages: [stage-k.json...], diagnostics: [{scope, kind, message, advice}...]},
+    and `configs: [row...]` (one per configuration) when trials repeat configurations."""
     runs = json.loads(df.to_json(orient="records", double_precision=15))
     for r in runs:
         r["params"] = {k[2:]: r.pop(k) for k in list(r) if k.startswith("p.")}
         r["value"] = r.get(metric.name)
-    return json.dumps({"schema": 1, "sweep": name, "metric": {"name": metric.name, "goal": metric.goal},
-                       "runs": runs, "stages": stages, "diagnostics": diagnostics or []}, indent=1)
+    doc = {"schema": 1, "sweep": name, "metric": {"name": metric.name, "goal": metric.goal},
+           "runs": runs, "stages": stages, "diagnostics": diagnostics or []}
+    if configs is not None:
+        doc["configs"] = json.loads(configs.to_json(orient="records", double_precision=15))
+    return json.dumps(doc, indent=1)
 
 
 def open_sweep(root: str) -> tuple[Store, Any]:
@@ -267,12 +271,8 @@ def render(root: str, fmt: str = "table", stage: int | None = None, top: int | N
         return csv_text(df)
     findings = data.findings() if data is not None else findings_for(store, sweep, ranked, stages)
     if fmt == "json":
-        out = to_json(df, stages, sweep.metric, sweep.name, [f.to_dict() for f in findings])
-        if has_repeats(store.state):   # `configs`: one record per configuration (repeats: R > 1)
-            doc = json.loads(out)
-            doc["configs"] = json.loads(configs_frame(store.state, sweep.metric, stage).to_json(orient="records", double_precision=15))
-            out = json.dumps(doc, indent=1)
-        return out
+        configs = configs_frame(store.state, sweep.metric, stage) if has_repeats(store.state) else None
+        return to_json(df, stages, sweep.metric, sweep.name, [f.to_dict() for f in findings], configs)
     if df.empty:
         return text_table(df, ranking_columns(df, sweep.metric.name)) + f"\n\nnote: {empty_note}"
     counts = df["status"].value_counts().to_dict()

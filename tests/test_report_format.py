@@ -1,6 +1,7 @@
 """report's ranking, table and CSV: the fast column-wise code must give what the plain definitions give."""
 from __future__ import annotations
 
+import io
 import math
 import random
 
@@ -64,7 +65,7 @@ def test_csv_text_is_what_pandas_writes():
                         "s": ["a,b", 'q"uote', "plain"], "o": [None, True, 2.5], "e": ["", None, "x\ry"],
                         "comma,name": [1.0, 2.0, 3.0]})
     assert report.csv_text(odd) == odd.to_csv(index=False).rstrip("\n")
-    assert pd.read_csv(__import__("io").StringIO(report.csv_text(df)))["trial"].tolist() == df["trial"].tolist()
+    assert pd.read_csv(io.StringIO(report.csv_text(df)))["trial"].tolist() == df["trial"].tolist()
 
 
 def reference_table(df: pd.DataFrame, columns: list[str], max_width: int = 60) -> str:
