@@ -97,6 +97,13 @@ def start_master(sweep: Path, d: Path, *args: str) -> subprocess.Popen[str]:
     return spawn("master", "start", str(sweep), "--dir", str(d), *args, capture=True)
 
 
+def sweep_and_dir(tmp_path: Path, doc: dict[str, Any], cleanup: Any, name: str = "run") -> tuple[Path, Path]:
+    """The sweep file and its (not yet created) directory, whose Slurm jobs `cleanup` cancels."""
+    d = tmp_path / name
+    cleanup(d)
+    return write_sweep(tmp_path, doc, "s.yaml"), d
+
+
 def finish(proc: subprocess.Popen[str], timeout: float) -> str:
     """The master's whole output (stdout, then stderr) once it has exited."""
     try:
@@ -119,9 +126,7 @@ def claims(d: Path) -> list[dict[str, Any]]:
 def test_whole_sweep_through_a_two_task_array(slurm, tmp_path, cleanup):
     doc = base_sweep("slurm-e2e", trainable={"builtin": "noop", "target": {"lr": 0.01}, "sleep": 0.2},
                      stages=[{"trials": 6, "epochs": 1}, {"trials": 2, "epochs": 2, "top": 2}], workers=1)
-    sweep = write_sweep(tmp_path, doc, "s.yaml")
-    d = tmp_path / "run dir"
-    cleanup(d)
+    sweep, d = sweep_and_dir(tmp_path, doc, cleanup, "run dir")
     p = run_cli("master", "start", str(sweep), "--dir", str(d), "--workers", "2", timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "2 Slurm worker task(s)" in p.stdout and "Stage 2 done" in p.stdout
@@ -145,9 +150,7 @@ def test_whole_sweep_through_a_two_task_array(slurm, tmp_path, cleanup):
 def test_scancelled_worker_trial_resumes_from_its_checkpoint(slurm, tmp_path, cleanup):
     doc = base_sweep("slurm-scancel", trainable={"builtin": "noop", "target": {"lr": 0.01}, "sleep": 1.0},
                      stages=[{"trials": 1, "epochs": 8}])
-    sweep = write_sweep(tmp_path, doc, "s.yaml")
-    d = tmp_path / "run"
-    cleanup(d)
+    sweep, d = sweep_and_dir(tmp_path, doc, cleanup)
     proc = start_master(sweep, d)
     cleanup(proc)
     wait_for(lambda: len(epochs_logged(d, "s1-t0000")) >= 2, 180, "two epochs of the trial", poll=0.3,
@@ -175,9 +178,7 @@ def test_master_stop_leaves_no_job_in_squeue(slurm, tmp_path, cleanup):
     # three tasks on a node with two cores: two run, one waits; `master stop` must clear all three
     doc = base_sweep("slurm-stop", trainable={"builtin": "noop", "target": {"lr": 0.01}, "sleep": 0.5},
                      stages=[{"trials": 20, "epochs": 4}], workers=3)
-    sweep = write_sweep(tmp_path, doc, "s.yaml")
-    d = tmp_path / "run"
-    cleanup(d)
+    sweep, d = sweep_and_dir(tmp_path, doc, cleanup)
     proc = start_master(sweep, d)
     cleanup(proc)
     wait_for(lambda: any(x.get("epoch") for hb in [Store(d).heartbeats()] for x in hb.values()),
@@ -208,9 +209,7 @@ def test_time_limit_kill_requeues_and_resumes_the_trial(slurm, tmp_path, cleanup
         "        trial.report(epoch, val_acc=0.1 * epoch, state={'epoch': epoch})\n")
     doc = base_sweep("slurm-timeout", trainable={"python": "slowfit:fit"}, stages=[{"trials": 1, "epochs": 3}],
                      launcher={"type": "slurm", "time": "0:01", "signal_seconds": 30})
-    sweep = write_sweep(tmp_path, doc, "s.yaml")
-    d = tmp_path / "run"
-    cleanup(d)
+    sweep, d = sweep_and_dir(tmp_path, doc, cleanup)
     t0 = time.time()
     p = run_cli("master", "start", str(sweep), "--dir", str(d), timeout=400)
     assert p.returncode == 0, p.stdout + p.stderr
@@ -230,9 +229,7 @@ def test_time_limit_kill_requeues_and_resumes_the_trial(slurm, tmp_path, cleanup
 
 def test_rejected_submission_shows_slurms_reason(slurm, tmp_path, cleanup):
     doc = base_sweep("slurm-reject", launcher={"type": "slurm", "partition": "no-such-partition"})
-    sweep = write_sweep(tmp_path, doc, "s.yaml")
-    d = tmp_path / "run"
-    cleanup(d)
+    sweep, d = sweep_and_dir(tmp_path, doc, cleanup)
     p = run_cli("master", "start", str(sweep), "--dir", str(d), timeout=120)
     assert p.returncode == 2
     err = p.stderr.strip()
@@ -243,9 +240,7 @@ def test_rejected_submission_shows_slurms_reason(slurm, tmp_path, cleanup):
 def test_worker_failing_at_once_shows_its_log(slurm, tmp_path, cleanup):
     doc = base_sweep("slurm-fail", launcher={"type": "slurm", "time": "0:10:00",
                                              "setup": ["echo loading modules", "false  # a setup line fails"]})
-    sweep = write_sweep(tmp_path, doc, "s.yaml")
-    d = tmp_path / "run"
-    cleanup(d)
+    sweep, d = sweep_and_dir(tmp_path, doc, cleanup)
     p = run_cli("master", "start", str(sweep), "--dir", str(d), timeout=180)
     assert p.returncode == 2, p.stdout + p.stderr
     err = p.stderr.strip()
@@ -256,9 +251,7 @@ def test_worker_failing_at_once_shows_its_log(slurm, tmp_path, cleanup):
 def test_restarted_master_adopts_the_running_tasks(slurm, tmp_path, cleanup):
     doc = base_sweep("slurm-adopt", trainable={"builtin": "noop", "target": {"lr": 0.01}, "sleep": 0.5},
                      stages=[{"trials": 4, "epochs": 4}])
-    sweep = write_sweep(tmp_path, doc, "s.yaml")
-    d = tmp_path / "run"
-    cleanup(d)
+    sweep, d = sweep_and_dir(tmp_path, doc, cleanup)
     proc = start_master(sweep, d)
     cleanup(proc)
     wait_for(lambda: any(x.get("epoch") for x in Store(d).heartbeats().values()), 180, "a worker training",
