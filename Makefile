@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 DEMO_DIR ?= runs/demo
 
-.PHONY: install demo test test-slow test-slurm test-all bench clean
+.PHONY: install demo test test-slow test-slurm test-all lint bench clean
 
 $(BIN)/hpsearch: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -33,6 +33,15 @@ test-slurm: install
 	$(BIN)/python -m pytest -q -m slurm -rs
 
 test-all: test test-slow test-slurm
+
+# ruff (lint + format check) and mypy over the code; import-linter keeps the layers of
+# docs/ARCHITECTURE.md (nothing imports a higher layer, no import cycles, search/ touches no file).
+lint: install
+	$(BIN)/pip install -q -e ".[lint]"
+	$(BIN)/ruff check hpsearch tests bench examples scripts
+	$(BIN)/ruff format --check hpsearch tests bench examples scripts
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: install
 	$(BIN)/pip install -q -e ".[bench]"

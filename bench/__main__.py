@@ -1,4 +1,5 @@
 """`python -m bench [SECTION ...] [--quick]`: run benchmark sections, print ratios, write JSON to bench/results/."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,8 +13,13 @@ SECTIONS = ("overhead", "reading", "population", "quality")
 
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    ap.add_argument("sections", nargs="*", choices=[*SECTIONS, []], metavar="SECTION",
-                    help=f"any of {', '.join(SECTIONS)} (default: all)")
+    ap.add_argument(
+        "sections",
+        nargs="*",
+        choices=[*SECTIONS, []],
+        metavar="SECTION",
+        help=f"any of {', '.join(SECTIONS)} (default: all)",
+    )
     ap.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats (a few minutes)")
     args = ap.parse_args()
     chosen = args.sections or list(SECTIONS)

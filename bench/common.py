@@ -1,4 +1,5 @@
 """What every benchmark section shares: a result record, timing helpers, sweep files, the hpsearch CLI."""
+
 from __future__ import annotations
 
 import json
@@ -39,15 +40,23 @@ class Section:
 
 
 def machine() -> dict[str, Any]:
-    return {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
-            "load_avg": os.getloadavg(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    return {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "load_avg": os.getloadavg(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
 
 
 def write_results(sections: list[Section], quick: bool) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    doc = {"machine": machine(), "quick": quick,
-           "sections": {s.name: {"figures": s.figures, "goals": s.goals, "skipped": s.skipped} for s in sections}}
+    doc = {
+        "machine": machine(),
+        "quick": quick,
+        "sections": {s.name: {"figures": s.figures, "goals": s.goals, "skipped": s.skipped} for s in sections},
+    }
     path.write_text(json.dumps(doc, indent=1, default=str) + "\n")
     return path
 
@@ -59,19 +68,20 @@ def write_sweep(path: Path, doc: dict[str, Any]) -> Path:
 
 
 # Runs the CLI in a fresh interpreter and prints that process's own peak RSS when it exits.
-_MEASURED = ("import atexit, resource, sys\n"
-             "atexit.register(lambda: sys.stderr.write('MAXRSS_KB %d\\n' % "
-             "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
-             "from hpsearch.cli import main\n"
-             "sys.argv = ['hpsearch', *sys.argv[1:]]\n"
-             "main()\n")
+_MEASURED = (
+    "import atexit, resource, sys\n"
+    "atexit.register(lambda: sys.stderr.write('MAXRSS_KB %d\\n' % "
+    "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
+    "from hpsearch.cli import main\n"
+    "sys.argv = ['hpsearch', *sys.argv[1:]]\n"
+    "main()\n"
+)
 
 
 def run_cli(args: list[str], timeout: float = 900) -> tuple[float, float, str]:
     """Run the hpsearch CLI with ARGS in a new process: (wall seconds, its peak RSS in MiB, stdout)."""
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", _MEASURED, *args], capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run([sys.executable, "-c", _MEASURED, *args], capture_output=True, text=True, timeout=timeout)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"hpsearch {' '.join(args)} exited {proc.returncode}: {proc.stderr[-2000:]}")

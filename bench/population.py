@@ -1,6 +1,7 @@
 """Section population: K trials of the built-in classifier on digits trained at once in one process
 (`population: K`) vs the same trials one by one with `classifier.fit`, both through real `Trial`
 objects (metrics lines and a checkpoint per epoch included), on CPU and on a GPU when one is present."""
+
 from __future__ import annotations
 
 import tempfile
@@ -16,26 +17,52 @@ from .common import Section
 def configs(k: int, seed: int = 0) -> list[dict[str, Any]]:
     """K non-chaotic configurations (lr up to 0.3 with momentum 0.9), dropout 0 so results can match."""
     rng = np.random.default_rng(seed)
-    return [{"lr": float(10 ** rng.uniform(-3, -0.5)), "reg": float(10 ** rng.uniform(-5, -2)),
-             "optimizer": "momentum", "momentum": 0.9, "dropout": 0.0, "hidden": [100], "batch": 64}
-            for _ in range(k)]
+    return [
+        {
+            "lr": float(10 ** rng.uniform(-3, -0.5)),
+            "reg": float(10 ** rng.uniform(-5, -2)),
+            "optimizer": "momentum",
+            "momentum": 0.9,
+            "dropout": 0.0,
+            "hidden": [100],
+            "batch": 64,
+        }
+        for _ in range(k)
+    ]
 
 
 def make_trials(root: Path, cfgs: list[dict[str, Any]], epochs: int, device: str) -> list[Any]:
-    from hpsearch.store import Store
-    from hpsearch.trainables import CLASSIFIER_DEFAULTS
-    from hpsearch.trial import Trial
+    from hpsearch.search.builtins import CLASSIFIER_DEFAULTS
+    from hpsearch.store.sweepdir import Store
+    from hpsearch.trainables.trial import Trial
 
     store = Store(root)
     store.layout.ensure()
-    planned = [{"trial": f"s1-t{i:04d}", "config": f"s1-t{i:04d}", "params": c, "seed": 1000 + i,
-                "epochs": epochs, "parent": None} for i, c in enumerate(cfgs)]
+    planned = [
+        {
+            "trial": f"s1-t{i:04d}",
+            "config": f"s1-t{i:04d}",
+            "params": c,
+            "seed": 1000 + i,
+            "epochs": epochs,
+            "parent": None,
+        }
+        for i, c in enumerate(cfgs)
+    ]
     store.journal.append([{"ev": "stage", "stage": 1, "space": {}, "trials": planned}])
     out = []
     for rec in store.claim("bench", n=len(cfgs)):
         store.trial_files_ready(rec)
-        out.append(Trial(store, rec, params={**CLASSIFIER_DEFAULTS, **rec.params}, metric="val_acc",
-                         goal="maximize", device=device))
+        out.append(
+            Trial(
+                store,
+                rec,
+                params={**CLASSIFIER_DEFAULTS, **rec.params},
+                metric="val_acc",
+                goal="maximize",
+                device=device,
+            )
+        )
     return out
 
 
@@ -80,16 +107,29 @@ def compare(tmp: Path, k: int, epochs: int, device: str, s: Section, repeats: in
     timings = {label: float(np.median(ts)) for label, ts in runs.items()}
     diffs = [abs(a - b) for ra, rb in zip(results["one_by_one"], results["population"]) for a, b in zip(ra, rb)]
     lengths_equal = all(len(a) == len(b) for a, b in zip(results["one_by_one"], results["population"]))
-    fig = {"k": k, "epochs": epochs, "device": device, "threads": torch.get_num_threads(),
-           "repeats": repeats, "one_by_one_runs_s": runs["one_by_one"], "population_runs_s": runs["population"],
-           "one_by_one_s": timings["one_by_one"], "population_s": timings["population"],
-           "one_by_one_trials_per_s": k / timings["one_by_one"], "population_trials_per_s": k / timings["population"],
-           "speedup": timings["one_by_one"] / timings["population"],
-           "max_abs_val_acc_diff": max(diffs) if diffs else None,
-           "mean_abs_val_acc_diff": float(np.mean(diffs)) if diffs else None, "same_epochs_per_trial": lengths_equal}
-    s.say(f"K={k} x {epochs} epochs on {device} (median of {repeats}): one by one {fig['one_by_one_trials_per_s']:.1f} trials/s, "
-          f"population {fig['population_trials_per_s']:.1f} trials/s -> {fig['speedup']:.1f}x; "
-          f"val_acc max |diff| {fig['max_abs_val_acc_diff']:.2e} (mean {fig['mean_abs_val_acc_diff']:.1e})")
+    fig = {
+        "k": k,
+        "epochs": epochs,
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "repeats": repeats,
+        "one_by_one_runs_s": runs["one_by_one"],
+        "population_runs_s": runs["population"],
+        "one_by_one_s": timings["one_by_one"],
+        "population_s": timings["population"],
+        "one_by_one_trials_per_s": k / timings["one_by_one"],
+        "population_trials_per_s": k / timings["population"],
+        "speedup": timings["one_by_one"] / timings["population"],
+        "max_abs_val_acc_diff": max(diffs) if diffs else None,
+        "mean_abs_val_acc_diff": float(np.mean(diffs)) if diffs else None,
+        "same_epochs_per_trial": lengths_equal,
+    }
+    s.say(
+        f"K={k} x {epochs} epochs on {device} (median of {repeats}): "
+        f"one by one {fig['one_by_one_trials_per_s']:.1f} trials/s, "
+        f"population {fig['population_trials_per_s']:.1f} trials/s -> {fig['speedup']:.1f}x; "
+        f"val_acc max |diff| {fig['max_abs_val_acc_diff']:.2e} (mean {fig['mean_abs_val_acc_diff']:.1e})"
+    )
     return fig
 
 

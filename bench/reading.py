@@ -1,6 +1,7 @@
 """Section reading: `hpsearch report` and the master's stage summary on a generated sweep of 100,000
 finished trials, each in a fresh process (imports included), with its peak resident memory.
 The summary runs as at the stage's end (journal only); the reports after it, from the snapshot."""
+
 from __future__ import annotations
 
 import json
@@ -18,9 +19,10 @@ from .gen_sweep import generate
 SUMMARY = """
 import json, resource, sys, time
 t0 = time.perf_counter()
-from hpsearch import space as sp, stages
-from hpsearch.master import runs_of, stage_text
-from hpsearch.store import Store
+from hpsearch.search import space as sp
+from hpsearch.search import stages
+from hpsearch.run.master import runs_of, stage_text
+from hpsearch.store.sweepdir import Store
 t1 = time.perf_counter()
 store = Store(sys.argv[1]); sweep = store.load_sweep(); st = store.refresh()
 t2 = time.perf_counter()
@@ -39,7 +41,7 @@ print(json.dumps({"import_s": t1 - t0, "fold_journal_s": t2 - t1, "rank_border_p
 
 STAGE_DONE = """
 import sys
-from hpsearch.store import Store
+from hpsearch.store.sweepdir import Store
 store = Store(sys.argv[1]); store.refresh()
 store.journal.append([{"ev": "stage_done", "stage": 1}])
 assert store.journal.write_snapshot()
@@ -61,18 +63,25 @@ def run(quick: bool = False) -> Section:
         proc = subprocess.run([sys.executable, "-c", SUMMARY, str(root)], capture_output=True, text=True, check=True)
         summary = json.loads(proc.stdout.strip().splitlines()[-1])
         s.figures["stage_summary"] = summary
-        s.say("master stage summary: " + ", ".join(f"{k} {v:.2f}" for k, v in summary.items() if k.endswith("_s"))
-              + f"; peak {summary['maxrss_mib']:.0f} MiB")
+        s.say(
+            "master stage summary: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in summary.items() if k.endswith("_s"))
+            + f"; peak {summary['maxrss_mib']:.0f} MiB"
+        )
         # the stage ends as in master.finish_stage: stage_done, then the snapshot readers start from
         # (in a child: a parent holding the fold would inflate its children's ru_maxrss, copied at fork)
         subprocess.run([sys.executable, "-c", STAGE_DONE, str(root)], check=True)
-        for label, args in (("report_top20", ["report", str(root), "--top", "20"]),
-                            ("report_full_table", ["report", str(root)]),
-                            ("report_csv", ["report", str(root), "--format", "csv"])):
+        for label, args in (
+            ("report_top20", ["report", str(root), "--top", "20"]),
+            ("report_full_table", ["report", str(root)]),
+            ("report_csv", ["report", str(root), "--format", "csv"]),
+        ):
             wall, rss, out = run_cli(args)
             s.figures[label] = {"seconds": wall, "peak_rss_mib": rss, "output_lines": out.count("\n")}
-            s.say(f"hpsearch {' '.join(args[:1] + args[2:])}: {wall:.2f} s, peak {rss:.0f} MiB "
-                  f"({out.count(chr(10)):,} lines, from the snapshot)")
+            s.say(
+                f"hpsearch {' '.join(args[:1] + args[2:])}: {wall:.2f} s, peak {rss:.0f} MiB "
+                f"({out.count(chr(10)):,} lines, from the snapshot)"
+            )
         worst = max(s.figures[k]["seconds"] for k in ("report_top20", "report_full_table", "report_csv"))
         mem = max(s.figures[k]["peak_rss_mib"] for k in ("report_top20", "report_full_table", "report_csv"))
         s.goal(f"report_seconds_{n}", worst, "< 2 s", worst < 2.0)

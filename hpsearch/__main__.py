@@ -1,3 +1,3 @@
-from .cli import main
+from hpsearch.cli import main
 
 main()

@@ -3,20 +3,23 @@
 Commands are thin: they parse arguments and call the library. Every HpsearchError becomes one
 line on stderr and exit code 2 (the traceback only with --debug).
 """
+
 from __future__ import annotations
 
 import functools
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
-from . import __version__
-from .errors import HpsearchError
+from hpsearch import __version__
+from hpsearch.errors import HpsearchError
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn our errors (and a few OS ones) into one clear line and exit code 2."""
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         debug = click.get_current_context().find_root().params.get("debug")
@@ -32,14 +35,21 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             click.echo(f"hpsearch: error: {e.strerror}: {e.filename}", err=True)
             sys.exit(2)
+
     return wrapper
 
 
 class OneLineErrors(click.Group):
     """Bad command-line arguments print one line (not click's usage block) and exit 2."""
 
-    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:
@@ -82,15 +92,29 @@ def master() -> None:
 
 @master.command("start")
 @click.argument("sweep_file", type=click.Path(dir_okay=False))
-@click.option("--dir", "root", type=click.Path(file_okay=False), help="Sweep directory (default runs/<name>). An existing one is resumed.")
-@click.option("--workers", "-w", type=click.IntRange(min=1), help="Worker processes (default: the sweep's `workers`, or one per GPU).")
-@click.option("--launcher", type=click.Choice(["local", "slurm"]), help="Where workers run (default: the sweep's `launcher`).")
+@click.option(
+    "--dir",
+    "root",
+    type=click.Path(file_okay=False),
+    help="Sweep directory (default runs/<name>). An existing one is resumed.",
+)
+@click.option(
+    "--workers",
+    "-w",
+    type=click.IntRange(min=1),
+    help="Worker processes (default: the sweep's `workers`, or one per GPU).",
+)
+@click.option(
+    "--launcher", type=click.Choice(["local", "slurm"]), help="Where workers run (default: the sweep's `launcher`)."
+)
 @click.option("--resume", is_flag=True, help="Require DIR to exist and continue it.")
 @click.option("--force", is_flag=True, help="Continue DIR even though it was started with a different sweep file.")
 @click.option("--device", help="Device for every worker, e.g. cpu or cuda (default: cuda when available).")
 @click.option("--workers-per-gpu", type=click.IntRange(min=1), help="Pack K small workers on each GPU.")
 @click.option("--dry-run", is_flag=True, help="Slurm: print the batch script instead of submitting it.")
-@click.option("--no-workers", is_flag=True, help="Start no workers; plan and watch while you start `hpsearch worker` by hand.")
+@click.option(
+    "--no-workers", is_flag=True, help="Start no workers; plan and watch while you start `hpsearch worker` by hand."
+)
 @friendly
 def master_start(sweep_file: str, root: str | None, **kw: Any) -> None:
     """Start (or resume) the sweep in SWEEP_FILE.
@@ -103,10 +127,11 @@ def master_start(sweep_file: str, root: str | None, **kw: Any) -> None:
     around the previous stage's best runs (moved outward where a best value sits on
     a border). Re-running the same command on the same --dir continues where it stopped.
     """
-    from .master import StartOptions, start
+    from hpsearch.run.master import StartOptions, start
 
     if kw.pop("dry_run"):
-        from .launchers.slurm import dry_run
+        from hpsearch.run.launchers.slurm import dry_run
+
         click.echo(dry_run(sweep_file, root, kw.get("workers")))
         return
     sys.exit(start(sweep_file, root, StartOptions(**kw)))
@@ -122,7 +147,7 @@ def master_stop(root: str) -> None:
     Example:
       hpsearch master stop runs/demo
     """
-    from .master import request_stop
+    from hpsearch.run.master import request_stop
 
     request_stop(root)
     click.echo(f"Stop requested for {root}; workers release their trials at their next epoch.")
@@ -142,7 +167,7 @@ def master_status(root: str) -> None:
     Example:
       hpsearch master status runs/demo
     """
-    from .status import status_text
+    from hpsearch.report.status import status_text
 
     click.echo(status_text(root))
 
@@ -152,11 +177,19 @@ def master_status(root: str) -> None:
 @click.option("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available).")
 @click.option("--threads", type=click.IntRange(min=1), help="torch threads (default: torch's choice).")
 @click.option("--max-trials", type=click.IntRange(min=1), help="Exit after this many trials.")
-@click.option("--exit-when-idle", is_flag=True, help="Exit when no trial is queued instead of waiting for the next stage.")
+@click.option(
+    "--exit-when-idle", is_flag=True, help="Exit when no trial is queued instead of waiting for the next stage."
+)
 @click.option("--id", "worker_id", help="Worker name (default host-pid-random).")
 @friendly
-def worker(root: str, device: str | None, threads: int | None, max_trials: int | None, exit_when_idle: bool,
-           worker_id: str | None) -> None:
+def worker(
+    root: str,
+    device: str | None,
+    threads: int | None,
+    max_trials: int | None,
+    exit_when_idle: bool,
+    worker_id: str | None,
+) -> None:
     """Claim and train trials of the sweep in --dir until it is done.
 
     \b
@@ -166,10 +199,20 @@ def worker(root: str, device: str | None, threads: int | None, max_trials: int |
     Stop it with Ctrl-C or SIGTERM: the trial in hand keeps its checkpoint and goes
     back to the queue.
     """
-    from .worker import WorkerOptions, run_worker
+    from hpsearch.run.worker import WorkerOptions, run_worker
 
-    sys.exit(run_worker(root, WorkerOptions(worker_id=worker_id, device=device, threads=threads,
-                                            max_trials=max_trials, exit_when_idle=exit_when_idle)))
+    sys.exit(
+        run_worker(
+            root,
+            WorkerOptions(
+                worker_id=worker_id,
+                device=device,
+                threads=threads,
+                max_trials=max_trials,
+                exit_when_idle=exit_when_idle,
+            ),
+        )
+    )
 
 
 @main.command()
@@ -177,14 +220,34 @@ def worker(root: str, device: str | None, threads: int | None, max_trials: int |
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @click.option("--stage", type=click.IntRange(min=1), help="Only this stage's runs.")
 @click.option("--top", type=click.IntRange(min=1), help="Only the N best runs.")
-@click.option("--plots", "plots_dir", type=click.Path(file_okay=False), help="Write the plots as PNGs into this folder.")
-@click.option("--html", "html_file", type=click.Path(dir_okay=False), help="Write one self-contained HTML report (plots embedded).")
+@click.option(
+    "--plots", "plots_dir", type=click.Path(file_okay=False), help="Write the plots as PNGs into this folder."
+)
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False),
+    help="Write one self-contained HTML report (plots embedded).",
+)
 @click.option("--watch", is_flag=True, help="Refresh the status and the ranking until the sweep ends.")
-@click.option("--interval", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
-              help="Seconds between refreshes with --watch.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds between refreshes with --watch.",
+)
 @friendly
-def report(root: str, fmt: str, stage: int | None, top: int | None, plots_dir: str | None, html_file: str | None,
-           watch: bool, interval: float) -> None:
+def report(
+    root: str,
+    fmt: str,
+    stage: int | None,
+    top: int | None,
+    plots_dir: str | None,
+    html_file: str | None,
+    watch: bool,
+    interval: float,
+) -> None:
     """Rank the runs in ROOT; show border flags, the ranges of each stage and diagnostics.
 
     \b
@@ -200,22 +263,26 @@ def report(root: str, fmt: str, stage: int | None, top: int | None, plots_dir: s
     if watch and fmt != "table":
         raise click.BadParameter("--watch shows the table; use --format table", param_hint="--watch")
     if plots_dir or html_file:
-        from .plots import require_matplotlib
+        from hpsearch.report.plots import require_matplotlib
+
         require_matplotlib()
     pictures = functools.partial(_write_pictures, plots_dir, html_file)
     if watch:
-        from .watch import watch_report
+        from hpsearch.report.watch import watch_report
+
         sys.exit(watch_report(root, interval, stage=stage, top=top or 20, each=pictures))
-    from .gcpause import gc_paused
+    from hpsearch.gcpause import gc_paused
 
     notes: list[str] = []
     data = None
     # importing pandas, reading and tabulating build objects by the hundred thousand and leave no
     # cycles: the collector would only walk them again and again (plots, which do, run after)
     with gc_paused():
-        from .report import render
-        if plots_dir or html_file:   # read once for the report and the pictures
-            from .sweepdata import load
+        from hpsearch.report.tables import render
+
+        if plots_dir or html_file:  # read once for the report and the pictures
+            from hpsearch.report.sweepdata import load
+
             data = load(root, stage=stage)
         text = render(root, fmt, stage=stage, top=top, notes=notes, data=data)
     click.echo(text)
@@ -228,11 +295,13 @@ def _write_pictures(plots_dir: str | None, html_file: str | None, data: Any) -> 
     if data is None:
         return
     if plots_dir:
-        from .plots import write_plots
+        from hpsearch.report.plots import write_plots
+
         paths = write_plots(data, plots_dir)
         click.echo(f"wrote {len(paths)} plot(s) to {plots_dir}", err=True)
     if html_file:
-        from .htmlreport import write_html
+        from hpsearch.report.html import write_html
+
         click.echo(f"wrote {write_html(data, html_file)}", err=True)
 
 

@@ -1,4 +1,5 @@
 """The few exception types the CLI turns into one clear line and exit code 2."""
+
 from __future__ import annotations
 
 

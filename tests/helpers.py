@@ -1,4 +1,5 @@
 """Plain helpers shared by the tests: the real CLI, sweep files, polling, processes, journal reads."""
+
 from __future__ import annotations
 
 import hashlib
@@ -9,16 +10,17 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
-from hpsearch import config
-from hpsearch.master import Master, StartOptions
-from hpsearch.progress import Progress
-from hpsearch.store import Store
-from hpsearch.trial import Trial
+from hpsearch.run.master import Master, StartOptions
+from hpsearch.run.progress import Progress
+from hpsearch.store import sweepfile
+from hpsearch.store.sweepdir import Store
+from hpsearch.trainables.trial import Trial
 
 ROOT = Path(__file__).resolve().parents[1]
 HPSEARCH = [sys.executable, "-m", "hpsearch"]
@@ -30,39 +32,61 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**os.environ, "PYTHONUNBUFFERED": "1", **(extra or {})}
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict[str, str] | None = None,
-            check: bool = False, preexec: Callable[[], None] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str,
+    cwd: Path | None = None,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+    check: bool = False,
+    preexec: Callable[[], None] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """`hpsearch ARGS` to the end: a real process, real exit code, real stdout and stderr.
 
     `env` is added to this process's environment; `check` fails the test on a non-zero exit.
     """
-    p = subprocess.run([*HPSEARCH, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                       env=_env(env), preexec_fn=preexec)
+    p = subprocess.run(
+        [*HPSEARCH, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=_env(env), preexec_fn=preexec
+    )
     if check and p.returncode != 0:
         raise AssertionError(f"hpsearch {' '.join(args)} exited {p.returncode}\n{p.stdout}\n{p.stderr}")
     return p
 
 
-def spawn(*args: str, log: Path | None = None, capture: bool = False, cwd: Path | None = None,
-          new_session: bool = True) -> subprocess.Popen[Any]:
+def spawn(
+    *args: str, log: Path | None = None, capture: bool = False, cwd: Path | None = None, new_session: bool = True
+) -> subprocess.Popen[Any]:
     """`hpsearch ARGS` in the background: output appended to `log`, or (`capture`) to text pipes
     (stdout and stderr apart, read them with communicate()), or dropped."""
-    out = open(log, "ab") if log else None
+    out = open(log, "ab") if log else None  # noqa: SIM115 (the child's output)
     try:
         if capture:
-            return subprocess.Popen([*HPSEARCH, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    stdin=subprocess.DEVNULL, text=True, env=_env(),
-                                    start_new_session=new_session)
-        return subprocess.Popen([*HPSEARCH, *args], cwd=cwd, stdout=out or subprocess.DEVNULL,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_env(),
-                                start_new_session=new_session)
+            return subprocess.Popen(
+                [*HPSEARCH, *args],
+                cwd=cwd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                env=_env(),
+                start_new_session=new_session,
+            )
+        return subprocess.Popen(
+            [*HPSEARCH, *args],
+            cwd=cwd,
+            stdout=out or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=_env(),
+            start_new_session=new_session,
+        )
     finally:
         if out:
-            out.close()   # the child holds its own copy
+            out.close()  # the child holds its own copy
 
 
-def wait_for(cond: Callable[[], Any], timeout: float, what: str, poll: float = 0.05,
-             proc: subprocess.Popen[Any] | None = None) -> Any:
+def wait_for(
+    cond: Callable[[], Any], timeout: float, what: str, poll: float = 0.05, proc: subprocess.Popen[Any] | None = None
+) -> Any:
     """Poll `cond` until it returns something true, and return that; fail after `timeout` s, or
     at once if `proc` (the process that should make it true) exits first."""
     deadline = time.monotonic() + timeout
@@ -71,7 +95,7 @@ def wait_for(cond: Callable[[], Any], timeout: float, what: str, poll: float = 0
         if value:
             return value
         if proc is not None and proc.poll() is not None:
-            out = "".join(x for x in proc.communicate() if x)   # what it printed, if captured
+            out = "".join(x for x in proc.communicate() if x)  # what it printed, if captured
             raise AssertionError(f"process exited {proc.returncode} while waiting for {what}:\n{out}")
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
@@ -92,17 +116,28 @@ def write_sweep(folder: Path, doc: dict[str, Any] | str, name: str = "sweep.yaml
     return write(folder / name, text)
 
 
-def noop_sweep(name: str = "faults", trials: int | list[int] = 8, epochs: int | list[int] = 2,
-               sleep: float = 0.0, workers: int = 2, **extra: Any) -> str:
+def noop_sweep(
+    name: str = "faults",
+    trials: int | list[int] = 8,
+    epochs: int | list[int] = 2,
+    sleep: float = 0.0,
+    workers: int = 2,
+    **extra: Any,
+) -> str:
     """A sweep file's text: the noop trainable, fast failure detection, one stage per entry."""
     trials_l = trials if isinstance(trials, list) else [trials]
     epochs_l = epochs if isinstance(epochs, list) else [epochs] * len(trials_l)
     stages = "\n".join(f"  - {{trials: {n}, epochs: {e}}}" for n, e in zip(trials_l, epochs_l))
     settings = {"heartbeat": 0.2, "stale_after": 2, "workers": workers, **extra}
-    lines = [f"name: {name}", "metric: {name: val_acc, goal: maximize}",
-             f"trainable: {{builtin: noop, sleep: {sleep}}}",
-             "parameters:", "  metric_value: {distribution: uniform, min: 0.1, max: 0.9}",
-             "stages:", stages] + [f"{k}: {json.dumps(v)}" for k, v in settings.items()]
+    lines = [
+        f"name: {name}",
+        "metric: {name: val_acc, goal: maximize}",
+        f"trainable: {{builtin: noop, sleep: {sleep}}}",
+        "parameters:",
+        "  metric_value: {distribution: uniform, min: 0.1, max: 0.9}",
+        "stages:",
+        stages,
+    ] + [f"{k}: {json.dumps(v)}" for k, v in settings.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -114,25 +149,54 @@ def plan(sweep_file: Path, root: Path) -> Store:
 
 def planned_master(sweep_file: Path, root: Path) -> Master:
     """The in-process Master that `plan` uses, stage 1 planned (its launcher is None)."""
-    sweep, raw = config.load(sweep_file)
-    m = Master(sweep, raw, sweep_file.read_text(), str(root), StartOptions(no_workers=True),
-               Progress(open(os.devnull, "w")))
+    sweep, raw = sweepfile.load(sweep_file)
+    m = Master(
+        sweep,
+        raw,
+        sweep_file.read_text(),
+        str(root),
+        StartOptions(no_workers=True),
+        Progress(open(os.devnull, "w")),  # noqa: SIM115
+    )
     m.open_directory()
     m.store.refresh()
     m.plan(1)
     return m
 
 
-def claimed_trial(root: Path, trial: str = "s1-t0000", epochs: int = 3, params: dict[str, Any] | None = None,
-                  keep: str = "best_last", parent: str | None = None, plan: bool = True) -> Trial:
+def claimed_trial(
+    root: Path,
+    trial: str = "s1-t0000",
+    epochs: int = 3,
+    params: dict[str, Any] | None = None,
+    keep: str = "best_last",
+    parent: str | None = None,
+    plan: bool = True,
+) -> Trial:
     """Plan (once) and claim one trial in a real store; the Trial handle a worker would build."""
     store = Store(root)
     store.layout.ensure()
     if plan:
         stage = int(trial[1:].split("-")[0])
-        store.journal.append([{"ev": "stage", "stage": stage, "space": {}, "trials": [
-            {"trial": trial, "config": trial.split("-r")[0], "params": params or {}, "seed": 7,
-             "epochs": epochs, "parent": parent}]}])
+        store.journal.append(
+            [
+                {
+                    "ev": "stage",
+                    "stage": stage,
+                    "space": {},
+                    "trials": [
+                        {
+                            "trial": trial,
+                            "config": trial.split("-r")[0],
+                            "params": params or {},
+                            "seed": 7,
+                            "epochs": epochs,
+                            "parent": parent,
+                        }
+                    ],
+                }
+            ]
+        )
     rec = store.claim("w")[0]
     store.trial_files_ready(rec)
     return Trial(store, rec, params=dict(params or {}), metric="val_acc", goal="maximize", keep=keep)

@@ -1,4 +1,5 @@
 """Atomic whole-file writes: complete or absent, readable as the umask says, no temp files left."""
+
 from __future__ import annotations
 
 import os
@@ -6,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hpsearch.atomic import atomic_write_bytes, temp_beside
 from hpsearch.errors import StoreError
+from hpsearch.store.atomic import atomic_write_bytes, temp_beside
 
 
 def test_write_replaces_whole_and_follows_the_umask(tmp_path: Path) -> None:
@@ -19,8 +20,8 @@ def test_write_replaces_whole_and_follows_the_umask(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert target.read_bytes() == b"second"
-    assert target.stat().st_mode & 0o777 == 0o640      # 0o666 narrowed by the umask, as any user file
-    assert [p.name for p in tmp_path.iterdir()] == ["stage-1.json"]   # no temporary file left
+    assert target.stat().st_mode & 0o777 == 0o640  # 0o666 narrowed by the umask, as any user file
+    assert [p.name for p in tmp_path.iterdir()] == ["stage-1.json"]  # no temporary file left
 
 
 def test_temp_names_are_unique_and_never_reuse_an_existing_file(tmp_path: Path) -> None:

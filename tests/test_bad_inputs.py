@@ -4,22 +4,22 @@ Sweep files live in tests/bad_inputs/*.yaml (first line: `# expect: <part of the
 Directory corruptions are built here on a planned sweep directory. Corruptions that must NOT be
 errors (a torn journal tail, a garbage checkpoint, a missing params.json) are tested to go on.
 """
+
 from __future__ import annotations
 
 import json
 import resource
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
-
-from hpsearch.journal import State
-from hpsearch.store import Store
-from hpsearch.trial import Trial
-
 from helpers import noop_sweep, plan, run_cli, spawn, tree_hash, write_sweep
+
+from hpsearch.store.fold import State
+from hpsearch.store.sweepdir import Store
+from hpsearch.trainables.trial import Trial
 
 CORPUS = Path(__file__).parent / "bad_inputs"
 SWEEP_CASES = sorted(CORPUS.glob("*.yaml"))
@@ -86,6 +86,7 @@ def _full_disk(limit_of: Path) -> Callable[[], None]:
 
     def preexec() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
     return preexec
 
 
@@ -134,8 +135,16 @@ def test_corrupt_directory(case: str, tmp_path: Path) -> None:
     assert tree_hash(root) == before
 
 
-@pytest.mark.parametrize("argv", [["report", "{d}"], ["worker", "--dir", "{d}"], ["master", "stop", "{d}"],
-                                  ["master", "status", "{d}"], ["master", "start", "{s}", "--dir", "{d}", "--resume"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["report", "{d}"],
+        ["worker", "--dir", "{d}"],
+        ["master", "stop", "{d}"],
+        ["master", "status", "{d}"],
+        ["master", "start", "{s}", "--dir", "{d}", "--resume"],
+    ],
+)
 def test_not_a_sweep_directory(argv: list[str], tmp_path: Path) -> None:
     sweep = write_sweep(tmp_path, noop_sweep())
     root = tmp_path / "empty"
@@ -205,7 +214,7 @@ def test_torn_journal_tail_is_not_an_error(tmp_path: Path) -> None:
     root = tmp_path / "d"
     plan(sweep, root)
     with open(root / "journal.jsonl", "ab") as f:
-        f.write(b'{"ev":"claim","trial":"s1-t0001","wor')   # a writer killed mid-append
+        f.write(b'{"ev":"claim","trial":"s1-t0001","wor')  # a writer killed mid-append
     r = run_cli("report", str(root), "--format", "json")
     assert r.returncode == 0, r.stderr
     assert {run["status"] for run in json.loads(r.stdout)["runs"]} == {"planned"}

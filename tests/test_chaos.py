@@ -2,6 +2,7 @@
 
 Both print the figures quoted in README "Reliability" (run with `-s` to see them).
 """
+
 from __future__ import annotations
 
 import json
@@ -14,12 +15,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import alive, events, kill_pids, noop_sweep, plan, run_cli, spawn, wait_for, worker_pids, write_sweep
 
-from hpsearch.journal import State
-from hpsearch.store import Store
-
-from helpers import (alive, events, kill_pids, noop_sweep, plan, run_cli, spawn, wait_for, worker_pids,
-                     write_sweep)
+from hpsearch.store.fold import State
+from hpsearch.store.sweepdir import Store
 
 pytestmark = pytest.mark.slow
 
@@ -74,9 +73,9 @@ def test_chaos_random_sigkills_lose_and_double_nothing(tmp_path: Path) -> None:
     for t in st.trials.values():
         assert t.state is State.FINISHED or (t.state is State.FAILED and t.reason), (t.trial, t.state, t.reason)
     finished = sum(t.state is State.FINISHED for t in st.trials.values())
-    assert finished >= len(st.trials) - kills   # a kill can fail at most the one trial it hit
+    assert finished >= len(st.trials) - kills  # a kill can fail at most the one trial it hit
     lost = sum(1 for e in evs if e.get("ev") == "release" and e.get("lost"))
-    assert lost >= 1   # kills hit trials mid-way and those were requeued
+    assert lost >= 1  # kills hit trials mid-way and those were requeued
 
     # no truncated checkpoint: every file loads without unpickling anything
     ckpts = sorted((root / "checkpoints").glob("*.pt"))
@@ -102,11 +101,15 @@ def test_chaos_random_sigkills_lose_and_double_nothing(tmp_path: Path) -> None:
         assert run["best_epoch"] == best["epoch"], run["trial"]
         assert run["epochs"] == run["of_epochs"]
         payload = torch.load(root / "checkpoints" / run["checkpoint"], weights_only=True)
-        assert payload["epoch"] == run["best_epoch"] and payload["metrics"]["val_acc"] == pytest.approx(run["val_acc"], rel=1e-9)
+        assert payload["epoch"] == run["best_epoch"] and payload["metrics"]["val_acc"] == pytest.approx(
+            run["val_acc"], rel=1e-9
+        )
     finished = sum(run["status"] == "finished" for run in runs)
-    print(f"\nchaos: {kills} SIGKILLs, {sum(per_stage)} trials x {epochs} epochs, {workers} workers, "
-          f"{lost} trials requeued, {finished} finished, {sum(per_stage) - finished} failed, "
-          f"{len(ckpts)} checkpoints load, {elapsed:.1f} s, {st.bad_lines} torn journal line(s)")
+    print(
+        f"\nchaos: {kills} SIGKILLs, {sum(per_stage)} trials x {epochs} epochs, {workers} workers, "
+        f"{lost} trials requeued, {finished} finished, {sum(per_stage) - finished} failed, "
+        f"{len(ckpts)} checkpoints load, {elapsed:.1f} s, {st.bad_lines} torn journal line(s)"
+    )
 
 
 def test_eight_workers_claim_1000_trials_exactly_once(tmp_path: Path) -> None:
@@ -114,8 +117,10 @@ def test_eight_workers_claim_1000_trials_exactly_once(tmp_path: Path) -> None:
     root = tmp_path / "d"
     plan(write_sweep(tmp_path, noop_sweep("contention", trials=n_trials, epochs=1, stale_after=60)), root)
     t0 = time.monotonic()
-    procs = [spawn("worker", "--dir", str(root), "--exit-when-idle", "--id", f"w{i}", log=tmp_path / f"w{i}.log")
-             for i in range(n_workers)]
+    procs = [
+        spawn("worker", "--dir", str(root), "--exit-when-idle", "--id", f"w{i}", log=tmp_path / f"w{i}.log")
+        for i in range(n_workers)
+    ]
     try:
         codes = [p.wait(timeout=500) for p in procs]
     finally:
@@ -125,7 +130,7 @@ def test_eight_workers_claim_1000_trials_exactly_once(tmp_path: Path) -> None:
 
     raw = (root / "journal.jsonl").read_bytes()
     assert raw.endswith(b"\n")
-    evs = [json.loads(line) for line in raw.splitlines()]     # every line parses
+    evs = [json.loads(line) for line in raw.splitlines()]  # every line parses
     claims = Counter(e["trial"] for e in evs if e["ev"] == "claim")
     results = Counter(e["trial"] for e in evs if e["ev"] == "result")
     st = Store(root).refresh()
@@ -134,8 +139,10 @@ def test_eight_workers_claim_1000_trials_exactly_once(tmp_path: Path) -> None:
     assert set(results) == set(st.trials) and set(results.values()) == {1}
     assert {t.state for t in st.trials.values()} == {State.FINISHED}
     by_worker = Counter(e["worker"] for e in evs if e["ev"] == "claim")
-    assert len(by_worker) == n_workers   # all of them took part
+    assert len(by_worker) == n_workers  # all of them took part
     for t in st.trials.values():
         assert len(Store(root).metrics(t.trial)) == 1
-    print(f"\ncontention: {n_workers} workers, {n_trials} trials claimed and finished exactly once in "
-          f"{elapsed:.1f} s (incl. start-up); claims per worker {sorted(by_worker.values())}")
+    print(
+        f"\ncontention: {n_workers} workers, {n_trials} trials claimed and finished exactly once in "
+        f"{elapsed:.1f} s (incl. start-up); claims per worker {sorted(by_worker.values())}"
+    )

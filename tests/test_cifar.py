@@ -1,4 +1,5 @@
 """CIFAR-10 from a local folder, both formats, on small files written here in the real layouts."""
+
 from __future__ import annotations
 
 import pickle
@@ -7,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from hpsearch import config, data
-from hpsearch.cifar import load_cifar10, read_py_batch
-from hpsearch.errors import HpsearchError
-
 from helpers import ROOT
+
+from hpsearch.errors import HpsearchError
+from hpsearch.store import sweepfile
+from hpsearch.trainables import data
+from hpsearch.trainables.cifar import load_cifar10, read_py_batch
 
 
 def _s(b: bytes) -> bytes:
@@ -31,16 +32,54 @@ def _i(n: int) -> bytes:
 def py2_batch(images: np.ndarray, labels: list[int]) -> bytes:
     """The bytes Python 2 + numpy 1.x wrote for cifar-10-batches-py/data_batch_N (protocol 2)."""
     n = len(images)
-    dtype = (b"cnumpy\ndtype\n" + _s(b"u1") + _i(0) + _i(1) + b"\x87R"
-             + b"(" + _i(3) + _s(b"|") + b"NNN" + _i(-1) + _i(-1) + _i(0) + b"tb")
-    array = (b"cnumpy.core.multiarray\n_reconstruct\n" + b"cnumpy\nndarray\n" + _i(0) + b"\x85" + _s(b"b")
-             + b"\x87R" + b"(" + _i(1) + _i(n) + _i(3072) + b"\x86" + dtype + b"\x89"
-             + _s(images.astype(np.uint8).tobytes()) + b"tb")
-    return (b"\x80\x02}q\x01(" + _s(b"data") + array
-            + _s(b"labels") + b"](" + b"".join(_i(v) for v in labels) + b"e"
-            + _s(b"batch_label") + _s(b"training batch 1 of 5")
-            + _s(b"filenames") + b"](" + b"".join(_s(b"img_%d.png" % k) for k in range(n)) + b"e"
-            + b"u.")
+    dtype = (
+        b"cnumpy\ndtype\n"
+        + _s(b"u1")
+        + _i(0)
+        + _i(1)
+        + b"\x87R"
+        + b"("
+        + _i(3)
+        + _s(b"|")
+        + b"NNN"
+        + _i(-1)
+        + _i(-1)
+        + _i(0)
+        + b"tb"
+    )
+    array = (
+        b"cnumpy.core.multiarray\n_reconstruct\n"
+        + b"cnumpy\nndarray\n"
+        + _i(0)
+        + b"\x85"
+        + _s(b"b")
+        + b"\x87R"
+        + b"("
+        + _i(1)
+        + _i(n)
+        + _i(3072)
+        + b"\x86"
+        + dtype
+        + b"\x89"
+        + _s(images.astype(np.uint8).tobytes())
+        + b"tb"
+    )
+    return (
+        b"\x80\x02}q\x01("
+        + _s(b"data")
+        + array
+        + _s(b"labels")
+        + b"]("
+        + b"".join(_i(v) for v in labels)
+        + b"e"
+        + _s(b"batch_label")
+        + _s(b"training batch 1 of 5")
+        + _s(b"filenames")
+        + b"]("
+        + b"".join(_s(b"img_%d.png" % k) for k in range(n))
+        + b"e"
+        + b"u."
+    )
 
 
 def _images(n: int, seed: int) -> tuple[np.ndarray, list[int]]:
@@ -73,7 +112,7 @@ def make_bin(folder: Path, batches: int = 2, n: int = 60) -> tuple[np.ndarray, n
 
 
 def test_py_batch_reads_exactly(tmp_path: Path) -> None:
-    imgs, labels = _images(300, 0)   # > 255 images: the two-byte int opcode as in the real files
+    imgs, labels = _images(300, 0)  # > 255 images: the two-byte int opcode as in the real files
     (tmp_path / "b").write_bytes(py2_batch(imgs, labels))
     X, y = read_py_batch(tmp_path / "b")
     assert X.dtype == np.uint8 and np.array_equal(X, imgs) and y.tolist() == labels
@@ -82,7 +121,7 @@ def test_py_batch_reads_exactly(tmp_path: Path) -> None:
 @pytest.mark.parametrize("make, sub", [(make_py, "cifar-10-batches-py"), (make_bin, "cifar-10-batches-bin")])
 def test_both_formats_give_the_same_dataset(tmp_path: Path, make, sub: str) -> None:
     X, y = make(tmp_path / sub)
-    for where in (tmp_path / sub, tmp_path):   # the folder itself, or its parent
+    for where in (tmp_path / sub, tmp_path):  # the folder itself, or its parent
         ds = load_cifar10(str(where))
         n_val = len(X) // 50
         assert ds.X_train.shape == (len(X) - n_val, 3072) and ds.X_val.shape == (n_val, 3072)
@@ -112,7 +151,7 @@ def test_missing_folder_says_what_is_expected(tmp_path: Path) -> None:
 def test_the_cifar_sweep_file_reads_data_under_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     make_py(tmp_path / "data" / "cifar-10-batches-py")
-    sweep, _ = config.load(ROOT / "sweeps" / "cifar10-twolayer.yaml")
+    sweep, _ = sweepfile.load(ROOT / "sweeps" / "cifar10-twolayer.yaml")
     assert set(sweep.space) == {"hidden", "lr", "reg"}
     assert sweep.space["lr"].log and sweep.space["reg"].log and sweep.space["hidden"].integer
     assert (sweep.space["hidden"].low, sweep.space["hidden"].high) == (50, 500)
@@ -122,4 +161,4 @@ def test_the_cifar_sweep_file_reads_data_under_home(tmp_path: Path, monkeypatch:
     data.load.cache_clear()
     monkeypatch.setenv("HOME", str(tmp_path / "elsewhere"))
     with pytest.raises(Exception, match="not found"):
-        config.load(ROOT / "sweeps" / "cifar10-twolayer.yaml")
+        sweepfile.load(ROOT / "sweeps" / "cifar10-twolayer.yaml")

@@ -1,4 +1,5 @@
 """The `command` contract: arguments, environment, metrics lines, checkpoints, exit codes, signals."""
+
 from __future__ import annotations
 
 import json
@@ -8,12 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
-
-from hpsearch import StopTrial, config
-from hpsearch.errors import ConfigError
-from hpsearch.trainables.command import ProgramFailed, check, expand, make_runner
-
 from helpers import claimed_trial, release, write
+
+from hpsearch import StopTrial
+from hpsearch.errors import ConfigError
+from hpsearch.search import config
+from hpsearch.trainables.command import ProgramFailed, check, expand, make_runner
 
 PY = sys.executable
 
@@ -21,11 +22,32 @@ PY = sys.executable
 def test_expand_placeholders_and_wandb_forms() -> None:
     values = {"lr": 0.001, "hidden": [64, 32], "trial": "s1-t0003", "name": "a b"}
     params = {"lr": 0.001, "hidden": [64, 32]}
-    argv = ["${interpreter}", "t.py", "--lr={lr}", "{trial}", "{{lr}}", "{name}", '{"x": 1}', "${args}",
-            "${args_no_hyphens}", "${args_json}"]
+    argv = [
+        "${interpreter}",
+        "t.py",
+        "--lr={lr}",
+        "{trial}",
+        "{{lr}}",
+        "{name}",
+        '{"x": 1}',
+        "${args}",
+        "${args_no_hyphens}",
+        "${args_json}",
+    ]
     assert expand(argv, values, params) == [
-        PY, "t.py", "--lr=0.001", "s1-t0003", "{lr}", "a b", '{"x": 1}', "--lr=0.001", "--hidden=[64, 32]",
-        "lr=0.001", "hidden=[64, 32]", '{"hidden": [64, 32], "lr": 0.001}']
+        PY,
+        "t.py",
+        "--lr=0.001",
+        "s1-t0003",
+        "{lr}",
+        "a b",
+        '{"x": 1}',
+        "--lr=0.001",
+        "--hidden=[64, 32]",
+        "lr=0.001",
+        "hidden=[64, 32]",
+        '{"hidden": [64, 32], "lr": 0.001}',
+    ]
     with pytest.raises(KeyError):
         expand(["{nope}"], values, params)
     with pytest.raises(KeyError):
@@ -33,8 +55,14 @@ def test_expand_placeholders_and_wandb_forms() -> None:
 
 
 def _sweep(tmp_path: Path, command: list[str], **trainable: object) -> config.Sweep:
-    return config.parse({"trainable": {"command": command, **trainable}, "stages": [{"trials": 1, "epochs": 1}],
-                         "parameters": {"lr": {"min": 0.1, "max": 1.0}}}, source_dir=str(tmp_path))
+    return config.parse(
+        {
+            "trainable": {"command": command, **trainable},
+            "stages": [{"trials": 1, "epochs": 1}],
+            "parameters": {"lr": {"min": 0.1, "max": 1.0}},
+        },
+        source_dir=str(tmp_path),
+    )
 
 
 def test_check_at_the_door(tmp_path: Path) -> None:
@@ -51,7 +79,8 @@ def test_check_at_the_door(tmp_path: Path) -> None:
 REPORTER = """
 import json, os, sys
 env = {k: v for k, v in os.environ.items() if k.startswith(("HPSEARCH_", "CUDA_"))}
-json.dump({"argv": sys.argv[1:], "env": env, "cwd": os.getcwd()}, open(os.path.join(env["HPSEARCH_TRIAL_DIR"], "seen.json"), "w"))
+seen = {"argv": sys.argv[1:], "env": env, "cwd": os.getcwd()}
+json.dump(seen, open(os.path.join(env["HPSEARCH_TRIAL_DIR"], "seen.json"), "w"))
 start, epochs = int(env["HPSEARCH_START_EPOCH"]), int(env["HPSEARCH_EPOCHS"])
 values = json.loads(sys.argv[1])
 for epoch in range(start + 1, epochs + 1):
@@ -79,7 +108,9 @@ def test_program_reports_epochs_and_hands_over_checkpoints(tmp_path: Path, monke
     assert env["CUDA_VISIBLE_DEVICES"] == "3" and env["HPSEARCH_TRIAL_ID"] == "s1-t0000"
     assert json.loads(env["HPSEARCH_PARAMS"]) == {"lr": 0.5, "tag": "x y"}
     assert env["HPSEARCH_START_EPOCH"] == "0" and "HPSEARCH_RESUME_FROM" not in env
-    assert all(Path(env[k]).is_absolute() for k in ("HPSEARCH_TRIAL_DIR", "HPSEARCH_METRICS_FILE", "HPSEARCH_CHECKPOINT_DIR"))
+    assert all(
+        Path(env[k]).is_absolute() for k in ("HPSEARCH_TRIAL_DIR", "HPSEARCH_METRICS_FILE", "HPSEARCH_CHECKPOINT_DIR")
+    )
     lines = trial.store.metrics(trial.id)
     assert [x["epoch"] for x in lines] == [1, 2, 3]
     assert lines[0]["note"] == "hi" and lines[0]["program_time"] == 3.5 and lines[0]["time"] != 3.5
@@ -87,7 +118,7 @@ def test_program_reports_epochs_and_hands_over_checkpoints(tmp_path: Path, monke
     ckpts = sorted(p.name for p in trial.store.layout.checkpoints.iterdir())
     assert ckpts == ["s1-t0000_ep002_val_acc0.7000.pt", "s1-t0000_ep003_val_acc0.6000.pt"]
     assert (trial.store.layout.checkpoints / ckpts[1]).read_bytes() == b"weights-3"
-    assert not Path(env["HPSEARCH_CHECKPOINT_DIR"]).exists()   # scratch of the attempt is gone
+    assert not Path(env["HPSEARCH_CHECKPOINT_DIR"]).exists()  # scratch of the attempt is gone
     assert "did epoch 3" in (trial.trial_dir / "worker.log").read_text()
 
 
@@ -96,9 +127,16 @@ def test_resume_gets_the_last_handed_over_checkpoint(tmp_path: Path) -> None:
     trial = claimed_trial(tmp_path / "sweep", epochs=4)
     fit = make_runner([PY, "prog.py", "[0.1, 0.2, 0.3, 0.4]", "0"], str(tmp_path), {"command": []})
     # attempt 1 dies (exit 1) after two epochs
-    fit2 = make_runner([PY, "-c", "import runpy, sys; sys.argv = ['p', '[0.1, 0.2]', '1']; "
-                        "import os; os.environ['HPSEARCH_EPOCHS'] = '2'; runpy.run_path('prog.py')"],
-                       str(tmp_path), {"command": []})
+    fit2 = make_runner(
+        [
+            PY,
+            "-c",
+            "import runpy, sys; sys.argv = ['p', '[0.1, 0.2]', '1']; "
+            "import os; os.environ['HPSEARCH_EPOCHS'] = '2'; runpy.run_path('prog.py')",
+        ],
+        str(tmp_path),
+        {"command": []},
+    )
     with pytest.raises(ProgramFailed):
         fit2(trial.params, trial)
     release(trial)
@@ -115,20 +153,23 @@ def test_resume_gets_the_last_handed_over_checkpoint(tmp_path: Path) -> None:
 
 def test_nonzero_exit_fails_with_the_end_of_the_log(tmp_path: Path) -> None:
     trial = claimed_trial(tmp_path / "sweep")
-    fit = make_runner([PY, "-c", "import sys; print('loading data'); sys.exit('CUDA out of memory')"],
-                      str(tmp_path), {"command": []})
+    fit = make_runner(
+        [PY, "-c", "import sys; print('loading data'); sys.exit('CUDA out of memory')"], str(tmp_path), {"command": []}
+    )
     with pytest.raises(ProgramFailed, match=r"exited with code 1.*loading data \| CUDA out of memory"):
         fit({}, trial)
 
 
 def test_broken_metrics_line_fails_the_trial(tmp_path: Path) -> None:
     trial = claimed_trial(tmp_path / "sweep")
-    prog = ("import os, time; open(os.environ['HPSEARCH_METRICS_FILE'], 'a').write('{\"epoch\": 1, \"loss\": 2}\\n');"
-            " time.sleep(30)")
+    prog = (
+        "import os, time; open(os.environ['HPSEARCH_METRICS_FILE'], 'a').write('{\"epoch\": 1, \"loss\": 2}\\n');"
+        " time.sleep(30)"
+    )
     t0 = time.monotonic()
     with pytest.raises(ProgramFailed, match="metrics line 1: .*val_acc"):
         make_runner([PY, "-c", prog], str(tmp_path), {"command": [], "grace": 5})({}, trial)
-    assert time.monotonic() - t0 < 10   # the program was stopped, not waited for
+    assert time.monotonic() - t0 < 10  # the program was stopped, not waited for
 
 
 SIGNALS = """
@@ -159,7 +200,7 @@ def test_divergence_sends_sigterm(tmp_path: Path) -> None:
 def test_worker_stop_forwards_sigterm_then_kills_after_grace(tmp_path: Path) -> None:
     write(tmp_path / "prog.py", SIGNALS)
     trial = claimed_trial(tmp_path / "sweep", epochs=5)
-    threading.Timer(1.0, trial._stop_event.set).start()   # what the worker's SIGTERM handler does
+    threading.Timer(1.0, trial._stop_event.set).start()  # what the worker's SIGTERM handler does
     t0 = time.monotonic()
     with pytest.raises(StopTrial, match="stopped"):
         make_runner([PY, "prog.py", "ignore", "1.0"], str(tmp_path), {"command": [], "grace": 0.5})({}, trial)

@@ -1,16 +1,19 @@
 """Sweep-file validation: W&B spellings accepted, our keys checked, every problem reported at once."""
+
 from __future__ import annotations
 
 import math
 
 import pytest
 
-from hpsearch import space as sp
-from hpsearch.config import parse
 from hpsearch.errors import ConfigError
+from hpsearch.search import space as sp
+from hpsearch.store.sweepfile import parse
 
 ISSUE_EXAMPLE = {
-    "name": "digits-mlp", "metric": {"name": "val_acc", "goal": "maximize"}, "seed": 0,
+    "name": "digits-mlp",
+    "metric": {"name": "val_acc", "goal": "maximize"},
+    "seed": 0,
     "trainable": {"builtin": "classifier", "dataset": "digits", "hidden": [100], "optimizer": "momentum"},
     "parameters": {
         "lr": {"distribution": "log_uniform_values", "min": 1.0e-6, "max": 10},
@@ -20,8 +23,11 @@ ISSUE_EXAMPLE = {
         "batch": {"values": [32, 64, 128]},
         "momentum": {"value": 0.9},
     },
-    "stages": [{"trials": 60, "epochs": 1}, {"trials": 30, "epochs": 5, "top": 10},
-               {"trials": 10, "epochs": 20, "top": 5}],
+    "stages": [
+        {"trials": 60, "epochs": 1},
+        {"trials": 30, "epochs": 5, "top": 10},
+        {"trials": 10, "epochs": 20, "top": 5},
+    ],
     "workers": 2,
 }
 
@@ -45,7 +51,10 @@ def test_issue_example_parses():
 
 def test_wandb_file_runs_with_trainable_and_stages_added_and_warns_on_unused_keys():
     wandb = {
-        "program": "train.py", "method": "bayes", "project": "x", "entity": "me",
+        "program": "train.py",
+        "method": "bayes",
+        "project": "x",
+        "entity": "me",
         "early_terminate": {"type": "hyperband", "min_iter": 3},
         "metric": {"name": "val_loss", "goal": "minimize"},
         "parameters": {
@@ -53,11 +62,11 @@ def test_wandb_file_runs_with_trainable_and_stages_added_and_warns_on_unused_key
             "batch_size": {"distribution": "q_log_uniform_values", "q": 1, "min": 16, "max": 256},
             "epochs": {"value": 5},
             "optimizer": {"values": ["adam", "sgd"], "probabilities": [0.7, 0.3]},
-            "dropout": {"min": 0.1, "max": 0.5},            # inferred uniform
-            "layers": {"min": 1, "max": 4},                  # inferred int_uniform
+            "dropout": {"min": 0.1, "max": 0.5},  # inferred uniform
+            "layers": {"min": 1, "max": 4},  # inferred int_uniform
             "wd": {"distribution": "inv_log_uniform_values", "min": 1e-5, "max": 1e-2},
             "noise": {"distribution": "normal", "mu": 0, "sigma": 1},
-            "arch": {"parameters": {"width": {"values": [64, 128]}}},   # nested
+            "arch": {"parameters": {"width": {"values": [64, 128]}}},  # nested
         },
         "trainable": {"command": ["python", "train.py", "${args}"]},
         "stages": [{"trials": 4, "epochs": 1}],
@@ -79,27 +88,38 @@ def test_yaml_style_exponent_strings_are_numbers():
 
 def test_every_problem_is_reported_at_once():
     doc = {
-        "name": "../../x", "colour": 1, "metric": {"name": "val_acc", "goal": "maximise"},
+        "name": "../../x",
+        "colour": 1,
+        "metric": {"name": "val_acc", "goal": "maximise"},
         "trainable": {"builtin": "classifier", "datset": "digits"},
-        "parameters": {"lr": {"distribution": "log_uniform_values", "min": 0, "max": 1},
-                       "reg": {"distribution": "uniform", "min": 2, "max": 1},
-                       "wd": {"distribution": "gaussian", "min": 1, "max": 2},
-                       "x": {"distribution": "uniform", "mim": 0, "max": 1}},
+        "parameters": {
+            "lr": {"distribution": "log_uniform_values", "min": 0, "max": 1},
+            "reg": {"distribution": "uniform", "min": 2, "max": 1},
+            "wd": {"distribution": "gaussian", "min": 1, "max": 2},
+            "x": {"distribution": "uniform", "mim": 0, "max": 1},
+        },
         "stages": [{"trials": 0, "epochs": 1}],
     }
     p = problems(doc)
     text = "\n".join(p)
-    for fragment in ["name: must be letters", "unknown key 'colour' (valid keys:", "metric.goal: must be 'maximize' or 'minimize'",
-                     "trainable.datset: not a setting of the classifier built-in (valid:",
-                     "parameters.lr: a log range needs min > 0", "parameters.reg: min must be below max",
-                     "parameters.wd.distribution: unknown 'gaussian'", "parameters.x: unknown key 'mim'",
-                     "stages[1]: has zero trials"]:
+    for fragment in [
+        "name: must be letters",
+        "unknown key 'colour' (valid keys:",
+        "metric.goal: must be 'maximize' or 'minimize'",
+        "trainable.datset: not a setting of the classifier built-in (valid:",
+        "parameters.lr: a log range needs min > 0",
+        "parameters.reg: min must be below max",
+        "parameters.wd.distribution: unknown 'gaussian'",
+        "parameters.x: unknown key 'mim'",
+        "stages[1]: has zero trials",
+    ]:
         assert fragment in text, fragment
     assert len(p) >= 9
 
 
-@pytest.mark.parametrize("stages", [None, [], "fast", [{"trials": 5, "epochs": 0}], [{"trials": -1}],
-                                    [{"trials": 2, "promote": 2}]])
+@pytest.mark.parametrize(
+    "stages", [None, [], "fast", [{"trials": 5, "epochs": 0}], [{"trials": -1}], [{"trials": 2, "promote": 2}]]
+)
 def test_bad_stages(stages):
     doc = {**ISSUE_EXAMPLE, "stages": stages}
     if stages is None:
@@ -123,4 +143,6 @@ def test_hard_bounds_must_enclose_range():
 
 def test_classifier_parameter_typo_lists_valid_settings():
     doc = {**ISSUE_EXAMPLE, "parameters": {"learning_rate": {"min": 0.1, "max": 1.0}}}
-    assert problems(doc)[0].startswith("parameters.learning_rate: not a setting of the classifier built-in (valid: batch,")
+    assert problems(doc)[0].startswith(
+        "parameters.learning_rate: not a setting of the classifier built-in (valid: batch,"
+    )

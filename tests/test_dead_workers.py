@@ -1,4 +1,5 @@
 """Dead, slow and failing workers: requeue and resume from the checkpoint, retry limit, claim tokens."""
+
 from __future__ import annotations
 
 import json
@@ -10,13 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import count_events, events, kill_pids, noop_sweep, plan, spawn, wait_for, write_sweep
 
 from hpsearch.errors import StopTrial
-from hpsearch.journal import State
-from hpsearch.store import Store, read_jsonl
-from hpsearch.trial import Trial
-
-from helpers import count_events, events, kill_pids, noop_sweep, plan, spawn, wait_for, write_sweep
+from hpsearch.store.fold import State
+from hpsearch.store.sweepdir import Store, read_jsonl
+from hpsearch.trainables.trial import Trial
 
 
 def _lines(root: Path, trial: str) -> list[dict]:
@@ -80,7 +80,7 @@ def test_a_slow_worker_that_comes_back_cannot_write_over_the_new_owner(tmp_path:
     new = other.claim("fast")[0]
     assert (new.worker, new.attempt) == ("fast", 2)
     new_trial = Trial(other, new, params=new.params, metric="val_acc", goal="maximize")
-    assert new_trial.start_epoch == 1   # resumed from the slow worker's checkpoint
+    assert new_trial.start_epoch == 1  # resumed from the slow worker's checkpoint
 
     # the slow worker wakes up: every write it tries is refused by the attempt token
     with pytest.raises(StopTrial, match="lost"):
@@ -100,10 +100,12 @@ def test_a_slow_worker_that_comes_back_cannot_write_over_the_new_owner(tmp_path:
 
 
 def _sweep_with(tmp_path: Path, fail: str, max_failures: int, trials: int) -> Path:
-    text = (f"name: failing\nmetric: {{name: val_acc, goal: maximize}}\ntrainable: {{builtin: noop}}\n"
-            f"parameters:\n  fail: {fail}\n  metric_value: {{distribution: uniform, min: 0.1, max: 0.9}}\n"
-            f"stages:\n  - {{trials: {trials}, epochs: 2}}\nmax_failures: {max_failures}\n"
-            "heartbeat: 0.2\nstale_after: 2\n")
+    text = (
+        f"name: failing\nmetric: {{name: val_acc, goal: maximize}}\ntrainable: {{builtin: noop}}\n"
+        f"parameters:\n  fail: {fail}\n  metric_value: {{distribution: uniform, min: 0.1, max: 0.9}}\n"
+        f"stages:\n  - {{trials: {trials}, epochs: 2}}\nmax_failures: {max_failures}\n"
+        "heartbeat: 0.2\nstale_after: 2\n"
+    )
     return write_sweep(tmp_path, text)
 
 
@@ -140,15 +142,15 @@ def test_worker_stops_after_max_failures_in_a_row(tmp_path: Path) -> None:
     c = {}
     for t in Store(root).refresh().trials.values():
         c[t.state] = c.get(t.state, 0) + 1
-    assert c == {State.FAILED: 3, State.PLANNED: 5}   # the rest of the queue is not burnt
+    assert c == {State.FAILED: 3, State.PLANNED: 5}  # the rest of the queue is not burnt
     hb = json.loads(next((root / "workers").glob("*.json")).read_text())
     assert hb["state"] == "exited" and not os.path.exists(f"/proc/{w.pid}/status")
 
 
 IDLE_WORKER = """
 import sys, threading
-from hpsearch.store import Store
-from hpsearch.worker import Worker, WorkerOptions
+from hpsearch.store.sweepdir import Store
+from hpsearch.run.worker import Worker, WorkerOptions
 
 reads = []
 real = Store.heartbeats
@@ -168,11 +170,16 @@ def test_an_idle_worker_reads_the_heartbeats_once_a_heartbeat_period(tmp_path: P
     every worker's heartbeat file (maybe over NFS): once per `heartbeat`, not at every poll."""
     sweep = write_sweep(tmp_path, noop_sweep(trials=1, heartbeat=1.0, stale_after=60))
     store = plan(sweep, tmp_path / "run")
-    assert store.claim("elsewhere")          # alive for the whole test: stale_after is 60 s
+    assert store.claim("elsewhere")  # alive for the whole test: stale_after is 60 s
     store.beat("elsewhere", {"beat": 1, "host": "another-host"})
     seconds = 3.0
-    out = subprocess.run([sys.executable, "-c", IDLE_WORKER, str(tmp_path / "run"), str(seconds)],
-                         capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", IDLE_WORKER, str(tmp_path / "run"), str(seconds)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     reads = int(out.stdout.strip().splitlines()[-1])
     # polling every 0.05 s would read ~60 times; once a second (plus the first look) at most ~4
     assert 2 <= reads <= seconds / 1.0 + 2, reads

@@ -1,21 +1,27 @@
 """GPUs without a GPU: which device each local worker gets, and where the device is shown."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
-
-from hpsearch.config import load
-from hpsearch.devices import device_label
-from hpsearch.launchers import LaunchSpec, gpu_count
-from hpsearch.launchers.local import LocalLauncher
-from hpsearch.master import Master, StartOptions
-
 from helpers import run_cli, write_sweep
 
-SWEEP = {"name": "dev", "trainable": {"builtin": "noop", "target": {"lr": 0.01}},
-         "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1.0}},
-         "stages": [{"trials": 3, "epochs": 1}], "workers": 3, "heartbeat": 0.2, "stale_after": 3}
+from hpsearch.run.devices import device_label
+from hpsearch.run.launchers import LaunchSpec, gpu_count
+from hpsearch.run.launchers.local import LocalLauncher
+from hpsearch.run.master import Master, StartOptions
+from hpsearch.store.sweepfile import load
+
+SWEEP = {
+    "name": "dev",
+    "trainable": {"builtin": "noop", "target": {"lr": 0.01}},
+    "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1.0}},
+    "stages": [{"trials": 3, "epochs": 1}],
+    "workers": 3,
+    "heartbeat": 0.2,
+    "stale_after": 3,
+}
 
 
 def test_workers_per_gpu_packs_k_workers_on_each_card():
@@ -57,9 +63,17 @@ def test_cpu_workers_when_no_gpu(tmp_path, monkeypatch):
     assert "CUDA_VISIBLE_DEVICES" not in launcher._env_for(0)
 
 
-@pytest.mark.parametrize("device, visible, label", [
-    ("cpu", "0", "cpu"), ("cuda", "3", "cuda (GPU 3)"), ("cuda:1", "2,5", "cuda:1 (GPU 5)"),
-    ("cuda", "", "cuda"), ("cuda:4", "0", "cuda:4"), ("mps", "", "mps")])
+@pytest.mark.parametrize(
+    "device, visible, label",
+    [
+        ("cpu", "0", "cpu"),
+        ("cuda", "3", "cuda (GPU 3)"),
+        ("cuda:1", "2,5", "cuda:1 (GPU 5)"),
+        ("cuda", "", "cuda"),
+        ("cuda:4", "0", "cuda:4"),
+        ("mps", "", "mps"),
+    ],
+)
 def test_device_label_names_the_physical_gpu(device, visible, label):
     assert device_label(device, {"CUDA_VISIBLE_DEVICES": visible}) == label
 

@@ -1,9 +1,10 @@
 """Each diagnostic fires on synthetic metrics that show it, and stays silent on ones that do not."""
+
 from __future__ import annotations
 
 import pandas as pd
 
-from hpsearch import diagnostics as dg
+from hpsearch.report import diagnostics as dg
 
 
 def kinds(findings):
@@ -16,8 +17,16 @@ def epoch(e, **kw):
 
 def healthy_curve(n=3):
     falling = [2.3 - 0.04 * i for i in range(40)]
-    return [epoch(e, train_acc=0.90 + 0.01 * e, val_acc=0.88 + 0.01 * e, update_ratio=1e-3,
-                  losses=falling if e == 1 else [0.5] * 10) for e in range(1, n + 1)]
+    return [
+        epoch(
+            e,
+            train_acc=0.90 + 0.01 * e,
+            val_acc=0.88 + 0.01 * e,
+            update_ratio=1e-3,
+            losses=falling if e == 1 else [0.5] * 10,
+        )
+        for e in range(1, n + 1)
+    ]
 
 
 def test_a_healthy_run_has_no_findings():
@@ -29,13 +38,13 @@ def test_overfitting_needs_a_gap_above_the_threshold():
     c[-1].update(train_acc=0.99, val_acc=0.85)
     f = dg.run_findings("s1-t0001", c, best_epoch=3)
     assert kinds(f) == ["overfitting"] and "more regularization" in f[0].advice
-    c[-1].update(train_acc=0.95, val_acc=0.86)          # gap 0.09 <= 0.10
+    c[-1].update(train_acc=0.95, val_acc=0.86)  # gap 0.09 <= 0.10
     assert dg.run_findings("s1-t0001", c, best_epoch=3) == []
 
 
 def test_overfitting_is_judged_at_the_best_epoch():
     c = healthy_curve()
-    c[0].update(train_acc=0.99, val_acc=0.70)            # epoch 1 overfits, the best epoch 3 does not
+    c[0].update(train_acc=0.99, val_acc=0.70)  # epoch 1 overfits, the best epoch 3 does not
     assert dg.run_findings("t", c, best_epoch=1)[0].kind == "overfitting"
     assert dg.run_findings("t", c, best_epoch=3) == []
 
@@ -45,9 +54,9 @@ def test_underfitting_when_val_tracks_train_at_low_accuracy():
     c[-1].update(train_acc=0.55, val_acc=0.54)
     f = dg.run_findings("t", c, best_epoch=3)
     assert kinds(f) == ["underfitting"] and "bigger model" in f[0].advice
-    c[-1].update(train_acc=0.95, val_acc=0.94)           # tracks closely, but accuracy is high
+    c[-1].update(train_acc=0.95, val_acc=0.94)  # tracks closely, but accuracy is high
     assert dg.run_findings("t", c, best_epoch=3) == []
-    c[-1].update(train_acc=0.55, val_acc=0.48)           # low, but the gap is not small
+    c[-1].update(train_acc=0.55, val_acc=0.48)  # low, but the gap is not small
     assert dg.run_findings("t", c, best_epoch=3) == []
 
 
@@ -59,7 +68,7 @@ def test_update_ratio_far_from_1e_3_either_way():
         f = dg.run_findings("t", c, best_epoch=3)
         assert kinds(f) == [kind] and word in f[0].advice
     c = healthy_curve()
-    for line, r in zip(c, (3e-4, 2e-3, 5e-3)):            # within a factor 10 of 1e-3
+    for line, r in zip(c, (3e-4, 2e-3, 5e-3)):  # within a factor 10 of 1e-3
         line["update_ratio"] = r
     assert dg.run_findings("t", c, best_epoch=3) == []
 
@@ -72,7 +81,7 @@ def test_loss_that_did_not_fall_in_the_first_epoch():
     c[0]["losses"] = [2.3, 2.4, 2.8, 3.5, 4.0, 5.0, 6.0, 7.0]
     f = dg.run_findings("t", c, best_epoch=3)
     assert kinds(f) == ["loss_flat"] and "too high" in f[0].advice
-    c[0]["losses"] = [2.3, 2.3, 2.3]                      # too few points to say anything
+    c[0]["losses"] = [2.3, 2.3, 2.3]  # too few points to say anything
     assert dg.run_findings("t", c, best_epoch=3) == []
 
 
@@ -90,13 +99,33 @@ def test_runs_without_accuracy_or_ratio_give_nothing():
 
 
 def runs(statuses_lrs):
-    return pd.DataFrame([{"trial": f"s1-t{i:04d}", "status": s, "p.lr": lr, "val_acc": 0.5 if s == "finished" else None,
-                          "best_epoch": 1} for i, (s, lr) in enumerate(statuses_lrs)])
+    return pd.DataFrame(
+        [
+            {
+                "trial": f"s1-t{i:04d}",
+                "status": s,
+                "p.lr": lr,
+                "val_acc": 0.5 if s == "finished" else None,
+                "best_epoch": 1,
+            }
+            for i, (s, lr) in enumerate(statuses_lrs)
+        ]
+    )
 
 
 def test_divergence_reports_the_lr_above_which_most_diverged():
-    df = runs([("finished", 1e-4), ("finished", 1e-3), ("finished", 1e-2), ("diverged", 3e-2), ("finished", 0.1),
-               ("diverged", 0.3), ("diverged", 1.0), ("diverged", 3.0)])
+    df = runs(
+        [
+            ("finished", 1e-4),
+            ("finished", 1e-3),
+            ("finished", 1e-2),
+            ("diverged", 3e-2),
+            ("finished", 0.1),
+            ("diverged", 0.3),
+            ("diverged", 1.0),
+            ("diverged", 3.0),
+        ]
+    )
     f = dg.diverged_findings(df)
     assert len(f) == 1 and f[0].kind == "diverged"
     assert "4 of 8 completed run(s) diverged" in f[0].message
@@ -104,8 +133,16 @@ def test_divergence_reports_the_lr_above_which_most_diverged():
 
 
 def test_divergence_scattered_over_lr_gives_no_threshold():
-    df = runs([("diverged", 1e-4), ("finished", 1e-3), ("finished", 1e-2), ("diverged", 0.1), ("finished", 1.0),
-               ("finished", 3.0)])
+    df = runs(
+        [
+            ("diverged", 1e-4),
+            ("finished", 1e-3),
+            ("finished", 1e-2),
+            ("diverged", 0.1),
+            ("finished", 1.0),
+            ("finished", 3.0),
+        ]
+    )
     f = dg.diverged_findings(df)
     assert len(f) == 1 and "lr >=" not in f[0].message
 
@@ -116,11 +153,17 @@ def test_no_diverged_runs_no_finding():
 
 
 def test_border_flags_with_direction_and_the_last_stage_asks_to_widen():
-    stages = [{"stage": 1, "border_flags": [{"param": "lr", "side": "high", "value": 9.0, "position": 0.97,
-                                             "extends": True}]},
-              {"stage": 2, "border_flags": [{"param": "reg", "side": "low", "value": 1e-5, "position": 0.02,
-                                             "extends": True}]},
-              {"stage": 3, "border_flags": []}]
+    stages = [
+        {
+            "stage": 1,
+            "border_flags": [{"param": "lr", "side": "high", "value": 9.0, "position": 0.97, "extends": True}],
+        },
+        {
+            "stage": 2,
+            "border_flags": [{"param": "reg", "side": "low", "value": 1e-5, "position": 0.02, "extends": True}],
+        },
+        {"stage": 3, "border_flags": []},
+    ]
     f = dg.border_findings(stages, n_stages=2)
     assert kinds(f) == ["border", "border"]
     assert "lr = 9 lies on the upper border" in f[0].message and "moved the range upward" in f[0].advice

@@ -1,4 +1,5 @@
 """The CLI end to end: real master, real worker processes, a real shared directory."""
+
 from __future__ import annotations
 
 import json
@@ -8,19 +9,23 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-
-from hpsearch.store import Store, parse_checkpoint
-
 from helpers import run_cli, spawn, wait_for, write_sweep
 
+from hpsearch.store.sweepdir import Store, parse_checkpoint
+
 SMALL = {
-    "name": "small", "seed": 1, "metric": {"name": "val_acc", "goal": "maximize"},
+    "name": "small",
+    "seed": 1,
+    "metric": {"name": "val_acc", "goal": "maximize"},
     "trainable": {"builtin": "classifier", "dataset": "digits", "hidden": [32], "max_batches": 4},
-    "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-3, "max": 1.0},
-                   "reg": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-1},
-                   "batch": {"values": [32, 64]}},
+    "parameters": {
+        "lr": {"distribution": "log_uniform_values", "min": 1e-3, "max": 1.0},
+        "reg": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-1},
+        "batch": {"values": [32, 64]},
+    },
     "stages": [{"trials": 8, "epochs": 1}, {"trials": 4, "epochs": 2, "top": 3}],
-    "workers": 2, "heartbeat": 0.5,
+    "workers": 2,
+    "heartbeat": 0.5,
 }
 
 
@@ -52,8 +57,7 @@ def test_sweep_finishes_with_ranked_table_and_ranges(small_sweep):
 
 def test_each_trial_claimed_once_by_one_of_two_workers(small_sweep):
     _, d, _ = small_sweep
-    claims = [json.loads(line) for line in (d / "journal.jsonl").read_text().splitlines()
-              if '"ev":"claim"' in line]
+    claims = [json.loads(line) for line in (d / "journal.jsonl").read_text().splitlines() if '"ev":"claim"' in line]
     trials = [c["trial"] for c in claims]
     assert len(trials) == len(set(trials)) == 12
     assert len({c["worker"] for c in claims}) == 2  # both workers did work
@@ -92,6 +96,7 @@ def test_report_formats(small_sweep):
     assert "rank" in t and "Ranges per stage:" in t and t.count("finished") >= 5
     csv = run_cli("report", str(d), "--format", "csv", check=True).stdout
     from io import StringIO
+
     df = pd.read_csv(StringIO(csv))
     assert len(df) == 12 and list(df["rank"]) == list(range(1, 13))
     fin = df[df.status == "finished"]["val_acc"].tolist()
@@ -103,9 +108,14 @@ def test_report_formats(small_sweep):
 
 def test_border_flag_moves_next_range_up(tmp_path):
     """The best lr is pinned to the upper edge of a deliberately low range: flagged, and stage 2 moves up."""
-    doc = {"name": "edge", "seed": 0, "trainable": {"builtin": "noop", "target": {"lr": 10.0}},
-           "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-6, "max": 1e-3}},
-           "stages": [{"trials": 12, "epochs": 1}, {"trials": 10, "epochs": 1, "top": 4}], "workers": 2}
+    doc = {
+        "name": "edge",
+        "seed": 0,
+        "trainable": {"builtin": "noop", "target": {"lr": 10.0}},
+        "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-6, "max": 1e-3}},
+        "stages": [{"trials": 12, "epochs": 1}, {"trials": 10, "epochs": 1, "top": 4}],
+        "workers": 2,
+    }
     f = write_sweep(tmp_path, doc, "edge.yaml")
     p = run_cli("master", "start", str(f), "--dir", str(tmp_path / "run"), check=True)
     assert "best lr" in p.stdout and "the next stage extends the range upward" in p.stdout
@@ -121,15 +131,24 @@ def test_border_flag_moves_next_range_up(tmp_path):
 
 def test_worker_started_by_hand_joins(tmp_path):
     """`--no-workers` master + two hand-started workers on the same directory."""
-    doc = {"name": "hand", "trainable": {"builtin": "noop", "sleep": 0.05},
-           "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1}},
-           "stages": [{"trials": 10, "epochs": 2}], "heartbeat": 0.2}
+    doc = {
+        "name": "hand",
+        "trainable": {"builtin": "noop", "sleep": 0.05},
+        "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1}},
+        "stages": [{"trials": 10, "epochs": 2}],
+        "heartbeat": 0.2,
+    }
     f = write_sweep(tmp_path, doc, "hand.yaml")
     d = tmp_path / "run"
     master = spawn("master", "start", str(f), "--dir", str(d), "--no-workers", capture=True)
     try:
-        wait_for(lambda: (d / "journal.jsonl").exists() and Store(d).refresh().trials, 60, "stage 1 planned",
-                 poll=0.1, proc=master)
+        wait_for(
+            lambda: (d / "journal.jsonl").exists() and Store(d).refresh().trials,
+            60,
+            "stage 1 planned",
+            poll=0.1,
+            proc=master,
+        )
         workers = [spawn("worker", "--dir", str(d)) for _ in range(2)]
         out, err = master.communicate(timeout=120)
         assert master.returncode == 0, err
@@ -143,14 +162,19 @@ def test_worker_started_by_hand_joins(tmp_path):
     assert len({t.worker for t in st.trials.values()}) == 2
 
 
-@pytest.mark.parametrize("text,fragment", [
-    ("name: [unclosed\n", "not valid YAML: line 2"),
-    ("- just\n- a list\n", "must be a mapping"),
-    ("trainable: {builtin: classifier}\nparameters: {lr: {min: 1, max: 0.1}}\nstages: [{trials: 2}]\n",
-     "min must be below max"),
-    ("trainable: {builtin: classifier}\nstages: []\n", "stages: must be a non-empty list"),
-    ("trainable: {builtin: classifier}\nmetric: {goal: up}\nstages: [{trials: 1}]\n", "metric.goal"),
-])
+@pytest.mark.parametrize(
+    "text,fragment",
+    [
+        ("name: [unclosed\n", "not valid YAML: line 2"),
+        ("- just\n- a list\n", "must be a mapping"),
+        (
+            "trainable: {builtin: classifier}\nparameters: {lr: {min: 1, max: 0.1}}\nstages: [{trials: 2}]\n",
+            "min must be below max",
+        ),
+        ("trainable: {builtin: classifier}\nstages: []\n", "stages: must be a non-empty list"),
+        ("trainable: {builtin: classifier}\nmetric: {goal: up}\nstages: [{trials: 1}]\n", "metric.goal"),
+    ],
+)
 def test_malformed_sweep_exits_2_with_one_line(tmp_path, text, fragment):
     f = write_sweep(tmp_path, text, "bad.yaml")
     p = run_cli("master", "start", str(f), "--dir", str(tmp_path / "run"))

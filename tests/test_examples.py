@@ -1,4 +1,5 @@
 """The examples, end to end through the CLI, including a worker killed mid-trial (SIGKILL)."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from helpers import ROOT, metrics, run_cli, spawn, wait_for, write, write_sweep
 
 
@@ -25,7 +25,7 @@ def _example(tmp_path: Path, example: str, sleep: float) -> Path:
         sweep["trainable"]["sleep"] = sleep
     else:
         sweep["trainable"]["command"] += ["--sleep", str(sleep)]
-    write_sweep(folder, yaml.safe_dump(sweep))   # keys sorted: the order of the parameters fixes the draws
+    write_sweep(folder, yaml.safe_dump(sweep))  # keys sorted: the order of the parameters fixes the draws
     return folder
 
 
@@ -61,7 +61,7 @@ def test_example_resumes_from_its_checkpoint_after_the_worker_is_killed(tmp_path
     resumed = re.findall(r"resumed .*at epoch (\d+)", log)
     assert len(resumed) == 1 and int(resumed[0]) >= 2
     k = int(resumed[0])
-    assert log.count("epoch 1:") == 1                     # not retrained from epoch 1
+    assert log.count("epoch 1:") == 1  # not retrained from epoch 1
     after = re.findall(r"epoch (\d+):", log.split("resumed", 1)[1])
     assert [int(e) for e in after] == list(range(k + 1, 6))
     assert [x["epoch"] for x in metrics(root, "s1-t0000")] == [1, 2, 3, 4, 5]
@@ -89,7 +89,9 @@ for epoch in range(int(os.environ["HPSEARCH_START_EPOCH"]) + 1, epochs + 1):
 def test_a_program_through_the_cli(tmp_path: Path) -> None:
     """Fast: a stdlib-only program, promoted from stage 1 to 2 and resumed from its own file."""
     write(tmp_path / "prog.py", PROGRAM)
-    write_sweep(tmp_path, """
+    write_sweep(
+        tmp_path,
+        """
         name: prog
         trainable: {command: ["${interpreter}", prog.py, "{lr}", "{epochs}"]}
         parameters:
@@ -98,7 +100,9 @@ def test_a_program_through_the_cli(tmp_path: Path) -> None:
         heartbeat: 0.2
         stale_after: 3
         workers: 1
-        """, "s.yaml")
+        """,
+        "s.yaml",
+    )
     r = run_cli("master", "start", "s.yaml", "--dir", "run", cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     doc = json.loads(run_cli("report", "run", "--format", "json", cwd=tmp_path).stdout)

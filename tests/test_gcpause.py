@@ -1,4 +1,5 @@
 """gc_paused: the collector is off inside, and back exactly as it was afterwards, even on errors."""
+
 from __future__ import annotations
 
 import gc
@@ -28,6 +29,6 @@ def test_a_disabled_collector_stays_disabled_and_bulk_wraps_functions():
     try:
         with gc_paused():
             pass
-        assert not gc.isenabled()   # a caller that had switched it off keeps it off
+        assert not gc.isenabled()  # a caller that had switched it off keeps it off
     finally:
         gc.enable()

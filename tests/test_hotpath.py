@@ -1,6 +1,7 @@
 """The fast paths keep their guarantees: the flock lock excludes processes and threads, claims stay
 unique under contention, the bulk journal fold equals the line-by-line one, and worker.log is only
 created when something is printed."""
+
 from __future__ import annotations
 
 import contextlib
@@ -13,10 +14,11 @@ from pathlib import Path
 import filelock
 import pytest
 
-from hpsearch.flock import FlockLock
-from hpsearch.journal import Journal, SweepState, State
-from hpsearch.lazylog import LazyLog
-from hpsearch.store import Store
+from hpsearch.store.flock import FlockLock
+from hpsearch.store.fold import State, SweepState
+from hpsearch.store.journal import Journal
+from hpsearch.store.lazylog import LazyLog
+from hpsearch.store.sweepdir import Store
 
 
 def _bump(path: str, n: int) -> None:
@@ -38,10 +40,10 @@ def test_flock_excludes_processes_and_threads(tmp_path: Path) -> None:
         w.start()
     for w in [*procs, *threads]:
         w.join()
-    assert counter.read_text() == "600"   # no lost update: every read-modify-write was exclusive
+    assert counter.read_text() == "600"  # no lost update: every read-modify-write was exclusive
 
 
-def _hold(path: str, ready: "mp.synchronize.Event", seconds: float) -> None:
+def _hold(path: str, ready: mp.synchronize.Event, seconds: float) -> None:
     with FlockLock(path):
         ready.set()
         time.sleep(seconds)
@@ -57,17 +59,17 @@ def test_flock_times_out_and_is_released_when_holder_dies(tmp_path: Path) -> Non
     lock = FlockLock(path)
     with pytest.raises(filelock.Timeout):
         lock.acquire(timeout=0.2)
-    p.kill()   # the kernel drops a dead holder's lock
+    p.kill()  # the kernel drops a dead holder's lock
     p.join()
     lock.acquire(timeout=5)
-    lock.acquire(timeout=0)   # re-entrant in one thread
+    lock.acquire(timeout=0)  # re-entrant in one thread
     lock.release()
     assert lock.is_locked
     lock.release()
     assert not lock.is_locked
 
 
-def _claimer(root: str, worker: str, out: "mp.Queue[list[str]]") -> None:
+def _claimer(root: str, worker: str, out: mp.Queue[list[str]]) -> None:
     store = Store(root)
     mine = []
     while True:
@@ -83,8 +85,9 @@ def _claimer(root: str, worker: str, out: "mp.Queue[list[str]]") -> None:
 def test_claims_are_unique_under_contention(tmp_path: Path) -> None:
     store = Store(tmp_path)
     store.layout.ensure()
-    planned = [{"trial": f"s1-t{i:04d}", "config": f"s1-t{i:04d}", "params": {}, "seed": i, "epochs": 1}
-               for i in range(300)]
+    planned = [
+        {"trial": f"s1-t{i:04d}", "config": f"s1-t{i:04d}", "params": {}, "seed": i, "epochs": 1} for i in range(300)
+    ]
     store.journal.append([{"ev": "stage", "stage": 1, "space": {}, "trials": planned}])
     ctx = mp.get_context("fork")
     q: mp.Queue[list[str]] = ctx.Queue()
@@ -95,20 +98,21 @@ def test_claims_are_unique_under_contention(tmp_path: Path) -> None:
     for p in procs:
         p.join()
     claimed = [t for g in got for t in g]
-    assert sorted(claimed) == sorted(p["trial"] for p in planned)   # each exactly once
+    assert sorted(claimed) == sorted(p["trial"] for p in planned)  # each exactly once
     st = Store(tmp_path).refresh()
     assert all(t.state is State.FINISHED and t.attempt == 1 for t in st.trials.values())
 
 
 def test_bulk_fold_equals_line_by_line_with_torn_and_garbage_lines(tmp_path: Path) -> None:
     j = Journal(tmp_path / "journal.jsonl")
-    planned = [{"trial": f"s1-t{i:04d}", "config": f"s1-t{i:04d}", "params": {}, "seed": i, "epochs": 1}
-               for i in range(5)]
+    planned = [
+        {"trial": f"s1-t{i:04d}", "config": f"s1-t{i:04d}", "params": {}, "seed": i, "epochs": 1} for i in range(5)
+    ]
     j.append([{"ev": "stage", "stage": 1, "space": {}, "trials": planned}])
     with open(j.path, "ab") as f:
-        f.write(b'{"ev":"claim","trial":"s1-t0000","wor')   # a writer killed mid-line
+        f.write(b'{"ev":"claim","trial":"s1-t0000","wor')  # a writer killed mid-line
     j2 = Journal(tmp_path / "journal.jsonl")
-    j2.append([{"ev": "claim", "trial": "s1-t0001", "worker": "w", "attempt": 1}])   # isolates the torn line
+    j2.append([{"ev": "claim", "trial": "s1-t0001", "worker": "w", "attempt": 1}])  # isolates the torn line
     with open(j.path, "ab") as f:
         f.write(b"not json\n[1, 2]\n")
     j2.append([{"ev": "claim", "trial": "s1-t0002", "worker": "w", "attempt": 1}])

@@ -1,4 +1,5 @@
 """Locks held by other processes, stale locks of dead ones, and torn journal lines."""
+
 from __future__ import annotations
 
 import json
@@ -10,12 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import noop_sweep, plan, run_cli, write_sweep
 
 from hpsearch.errors import StoreError
-from hpsearch.journal import Journal, State, break_soft_lock
-from hpsearch.store import Store
-
-from helpers import noop_sweep, plan, run_cli, write_sweep
+from hpsearch.store.fold import State
+from hpsearch.store.journal import Journal, break_soft_lock
+from hpsearch.store.sweepdir import Store
 
 HOLD = """
 import sys, time, filelock
@@ -43,7 +44,7 @@ def root(tmp_path: Path) -> Path:
 @pytest.fixture
 def soft_root(tmp_path: Path) -> Path:
     plan(write_sweep(tmp_path, noop_sweep(trials=4, epochs=1, lock="soft")), tmp_path / "d")
-    assert not (tmp_path / "d" / "journal.jsonl.lock").exists()   # a soft lock leaves no file behind
+    assert not (tmp_path / "d" / "journal.jsonl.lock").exists()  # a soft lock leaves no file behind
     return tmp_path / "d"
 
 
@@ -58,7 +59,7 @@ def test_held_lock_times_out_with_one_line_naming_the_lock(root: Path) -> None:
         msg = str(e.value)
         assert "\n" not in msg
         assert str(root / "journal.jsonl.lock") in msg and "another process holds it" in msg
-        assert "lock: soft" in msg   # the fix for filesystems without fcntl locks
+        assert "lock: soft" in msg  # the fix for filesystems without fcntl locks
         # the holder dies: the kernel frees its lock at once, the sweep goes on
         holder.send_signal(signal.SIGKILL)
         holder.wait()
@@ -79,10 +80,10 @@ def test_soft_lock_left_by_a_dead_process_on_this_host_is_broken(soft_root: Path
 
 def test_soft_lock_of_another_host_is_broken_once_stale(soft_root: Path) -> None:
     lock = soft_root / "journal.jsonl.lock"
-    lock.write_text("4242\nsome-other-host\n")   # filelock's marker: pid, host (not probeable from here)
+    lock.write_text("4242\nsome-other-host\n")  # filelock's marker: pid, host (not probeable from here)
     store = Store(soft_root, lock="soft", lock_timeout=0.5)
     with pytest.raises(StoreError, match="within 0 s"):
-        store.claim("w1")   # young: it may be a live holder on that host
+        store.claim("w1")  # young: it may be a live holder on that host
     old = time.time() - Journal.SOFT_LOCK_STALE_S - 5
     os.utime(lock, (old, old))
     assert [t.trial for t in store.claim("w1")] == ["s1-t0000"]
@@ -91,13 +92,13 @@ def test_soft_lock_of_another_host_is_broken_once_stale(soft_root: Path) -> None
 def test_breaking_a_stale_soft_lock_never_removes_a_fresh_one(tmp_path: Path) -> None:
     lock = tmp_path / "journal.jsonl.lock"
     lock.write_text("4242\nsome-other-host\n")
-    judged = lock.stat()                 # waiter B judges this file stale ...
-    lock.unlink()                        # ... waiter A breaks it first and takes the lock anew
+    judged = lock.stat()  # waiter B judges this file stale ...
+    lock.unlink()  # ... waiter A breaks it first and takes the lock anew
     lock.write_text(f"{os.getpid()}\nthis-host\n")
-    break_soft_lock(lock, judged)        # B's late break must leave A's lock in place
+    break_soft_lock(lock, judged)  # B's late break must leave A's lock in place
     assert lock.read_text() == f"{os.getpid()}\nthis-host\n"
     assert [p.name for p in tmp_path.iterdir()] == [lock.name]
-    break_soft_lock(lock, lock.stat())   # the file judged is the one there: it goes
+    break_soft_lock(lock, lock.stat())  # the file judged is the one there: it goes
     assert list(tmp_path.iterdir()) == []
 
 
@@ -115,7 +116,7 @@ def test_master_stop_uses_the_sweeps_soft_lock(soft_root: Path) -> None:
     r = run_cli("master", "stop", str(soft_root))
     assert r.returncode == 0, r.stderr
     assert Store(soft_root).refresh().stop
-    assert not (soft_root / "journal.jsonl.lock").exists()   # no hard lock file beside the soft ones
+    assert not (soft_root / "journal.jsonl.lock").exists()  # no hard lock file beside the soft ones
 
 
 def test_torn_last_line_readers_tolerate_it_next_writer_isolates_it(root: Path) -> None:
@@ -123,7 +124,7 @@ def test_torn_last_line_readers_tolerate_it_next_writer_isolates_it(root: Path) 
     reader = Store(root)
     reader.refresh()
     with open(journal, "ab") as f:
-        f.write(b'{"ev":"claim","trial":"s1-t0003","worker":"ghost","att')   # killed mid-append
+        f.write(b'{"ev":"claim","trial":"s1-t0003","worker":"ghost","att')  # killed mid-append
     # readers: the torn tail is neither an event nor an error
     for st in (reader.refresh(), Store(root).refresh()):
         assert st.trials["s1-t0003"].state is State.PLANNED and st.bad_lines == 0

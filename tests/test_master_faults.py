@@ -1,4 +1,5 @@
 """The master dies, is interrupted, or is stopped from another terminal: nothing is lost or doubled."""
+
 from __future__ import annotations
 
 import signal
@@ -7,12 +8,22 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from helpers import (
+    alive,
+    count_events,
+    events,
+    kill_pids,
+    noop_sweep,
+    planned_master,
+    run_cli,
+    spawn,
+    wait_for,
+    worker_pids,
+    write_sweep,
+)
 
-from hpsearch.journal import State
-from hpsearch.store import Store
-
-from helpers import (alive, count_events, events, kill_pids, noop_sweep, planned_master, run_cli, spawn, wait_for,
-                     worker_pids, write_sweep)
+from hpsearch.store.fold import State
+from hpsearch.store.sweepdir import Store
 
 
 def _start(tmp_path: Path, sweep: Path, root: Path, log: str = "master.log"):
@@ -57,7 +68,7 @@ def test_master_killed_mid_stage_resumes_with_exact_counts(tmp_path: Path) -> No
         wait_for(lambda: count_events(root, "result") >= 6, 90, "6 results")
         m.send_signal(signal.SIGKILL)
         m.wait()
-        assert Counter(e.get("ev") for e in events(root))["stage_done"] == 0   # killed mid-stage 1
+        assert Counter(e.get("ev") for e in events(root))["stage_done"] == 0  # killed mid-stage 1
         # the same command again: it continues (its old workers, orphaned, may still be working)
         r = run_cli("master", "start", str(sweep), "--dir", str(root), timeout=180)
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr
@@ -80,7 +91,7 @@ def test_signal_on_master_releases_trials_and_a_resume_finishes_them(sig: int, t
         _assert_released_not_failed(root)
         assert "Resume with" in (tmp_path / "master.log").read_text()
         if sig == signal.SIGINT:
-            return   # one resume is enough (SIGTERM's)
+            return  # one resume is enough (SIGTERM's)
         r = run_cli("master", "start", str(sweep), "--dir", str(root), timeout=180)
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr
         _assert_exact(root, [6])
@@ -108,8 +119,11 @@ def test_second_ctrl_c_kills_at_once(tmp_path: Path) -> None:
     root = tmp_path / "d"
     m = _start(tmp_path, sweep, root)
     try:
-        wait_for(lambda: count_events(root, "claim") >= 2 and len(worker_pids(root)) >= 2, 90,
-                 "two trials claimed by two workers")
+        wait_for(
+            lambda: count_events(root, "claim") >= 2 and len(worker_pids(root)) >= 2,
+            90,
+            "two trials claimed by two workers",
+        )
         pids = worker_pids(root)
         m.send_signal(signal.SIGINT)
         wait_for(lambda: count_events(root, "stop") == 1, 10, "the stop event")
@@ -129,13 +143,13 @@ def test_a_worker_that_left_after_the_last_trial_is_not_replaced(tmp_path: Path,
     """The master sees a worker gone while the journal it read a moment before still had work: it
     must look again before starting a replacement (a Slurm run once got a needless third array).
     With work really left, the same call does start one."""
-    from hpsearch.launchers import LaunchSpec
-    from hpsearch.launchers.local import LocalLauncher
+    from hpsearch.run.launchers import LaunchSpec
+    from hpsearch.run.launchers.local import LocalLauncher
 
     root = tmp_path / "run"
     m = planned_master(write_sweep(tmp_path, noop_sweep(trials=2, workers=1)), root)
-    m.launcher = LocalLauncher(LaunchSpec(str(root), 1))      # started nobody: alive() == 0
-    assert not any(t.state.is_finished for t in m.store.state.stage_trials(1))   # as the master last read it
+    m.launcher = LocalLauncher(LaunchSpec(str(root), 1))  # started nobody: alive() == 0
+    assert not any(t.state.is_finished for t in m.store.state.stage_trials(1))  # as the master last read it
     if done_elsewhere:
         run_cli("worker", "--dir", str(root), "--exit-when-idle", check=True, timeout=120)
     try:

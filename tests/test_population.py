@@ -1,4 +1,5 @@
 """Population training matches one-by-one training of the built-in classifier."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,12 +9,12 @@ import pytest
 import torch
 
 from hpsearch.errors import StopTrial
-from hpsearch.store import Store
-from hpsearch.trainables import CLASSIFIER_DEFAULTS
+from hpsearch.search.builtins import CLASSIFIER_DEFAULTS
+from hpsearch.store.sweepdir import Store
 from hpsearch.trainables import classifier
 from hpsearch.trainables.classifier import MLP, make_optimizer
 from hpsearch.trainables.population import fit_population
-from hpsearch.trial import Trial
+from hpsearch.trainables.trial import Trial
 
 # val_acc is a mean over 450 validation images: 1e-3 is less than half of one image, so the
 # tolerance below says every prediction agrees; losses agree to float32 rounding.
@@ -21,19 +22,32 @@ VAL_ACC_TOL = 1e-3
 LOSS_RTOL = 1e-3
 
 
-def make_trials(root: Path, configs: list[dict[str, Any]], epochs: int, stage: int = 1,
-                parents: list[str | None] | None = None) -> tuple[Store, list[Trial]]:
+def make_trials(
+    root: Path, configs: list[dict[str, Any]], epochs: int, stage: int = 1, parents: list[str | None] | None = None
+) -> tuple[Store, list[Trial]]:
     store = Store(root)
     store.layout.ensure()
-    planned = [{"trial": f"s{stage}-t{i:04d}", "config": f"s{stage}-t{i:04d}", "params": c, "seed": 100 + i,
-                "epochs": epochs, "parent": (parents or [None] * len(configs))[i]} for i, c in enumerate(configs)]
+    planned = [
+        {
+            "trial": f"s{stage}-t{i:04d}",
+            "config": f"s{stage}-t{i:04d}",
+            "params": c,
+            "seed": 100 + i,
+            "epochs": epochs,
+            "parent": (parents or [None] * len(configs))[i],
+        }
+        for i, c in enumerate(configs)
+    ]
     store.journal.append([{"ev": "stage", "stage": stage, "space": {}, "trials": planned}])
     recs = store.claim("w", n=len(configs))
     trials = []
     for rec in recs:
         store.trial_files_ready(rec)
-        trials.append(Trial(store, rec, params={**CLASSIFIER_DEFAULTS, **rec.params}, metric="val_acc",
-                            goal="maximize", keep="all"))
+        trials.append(
+            Trial(
+                store, rec, params={**CLASSIFIER_DEFAULTS, **rec.params}, metric="val_acc", goal="maximize", keep="all"
+            )
+        )
     return store, trials
 
 
@@ -79,7 +93,7 @@ def test_checkpoint_loads_into_single_model_and_optimizer(tmp_path: Path) -> Non
     ckpt = store.load_checkpoint(pop[0].history[-1]["checkpoint"])
     assert ckpt is not None and ckpt["epoch"] == 2
     model = MLP(64, [100], 10, 0.0, None)
-    model.load_state_dict(ckpt["state"]["model"])       # strict: same keys and shapes
+    model.load_state_dict(ckpt["state"]["model"])  # strict: same keys and shapes
     opt = make_optimizer("adam", model.parameters(), 1e-3, 0.9)
     opt.load_state_dict(ckpt["state"]["optimizer"])
     # a checkpoint holds one member, not the stacked storage of the whole population
@@ -93,14 +107,24 @@ def test_resume_from_population_checkpoint_matches_uninterrupted(tmp_path: Path)
     fit_population([t.params for t in parents], parents)
     # promote: stage 2 trials resume from the stage-1 checkpoints and train to epoch 4
     store2 = Store(tmp_path / "a")
-    planned = [{"trial": f"s2-t{i:04d}", "config": f"s2-t{i:04d}", "params": c, "seed": 100 + i, "epochs": 4,
-                "parent": f"s1-t{i:04d}"} for i, c in enumerate(configs)]
+    planned = [
+        {
+            "trial": f"s2-t{i:04d}",
+            "config": f"s2-t{i:04d}",
+            "params": c,
+            "seed": 100 + i,
+            "epochs": 4,
+            "parent": f"s1-t{i:04d}",
+        }
+        for i, c in enumerate(configs)
+    ]
     store2.journal.append([{"ev": "stage", "stage": 2, "space": {}, "trials": planned}])
     recs = store2.claim("w2", n=3)
     for r in recs:
         store2.trial_files_ready(r)
-    promoted = [Trial(store2, r, params={**CLASSIFIER_DEFAULTS, **r.params}, metric="val_acc", goal="maximize")
-                for r in recs]
+    promoted = [
+        Trial(store2, r, params={**CLASSIFIER_DEFAULTS, **r.params}, metric="val_acc", goal="maximize") for r in recs
+    ]
     assert len(promoted) == 3
     assert all(t.start_epoch == 2 for t in promoted)
     run_alone(promoted[:1])
@@ -126,8 +150,12 @@ def test_diverged_member_stops_and_others_go_on(tmp_path: Path) -> None:
 
 
 def test_mixed_architectures_are_grouped(tmp_path: Path) -> None:
-    configs = [dict(CONFIGS[0], hidden=[32]), dict(CONFIGS[1], hidden=[32]), dict(CONFIGS[0], hidden=[16, 16]),
-               dict(CONFIGS[0], batch=32, max_batches=3)]
+    configs = [
+        dict(CONFIGS[0], hidden=[32]),
+        dict(CONFIGS[1], hidden=[32]),
+        dict(CONFIGS[0], hidden=[16, 16]),
+        dict(CONFIGS[0], batch=32, max_batches=3),
+    ]
     store, pop = make_trials(tmp_path, configs, epochs=1)
     fit_population([t.params for t in pop], pop)
     assert all(len(t.history) == 1 and getattr(t, "error", None) is None for t in pop)
@@ -171,13 +199,15 @@ def test_hand_written_backward_equals_autograd(tmp_path: Path, dropout: float) -
             if pop.any_dropout:
                 keep = 1 - pop.drop
                 h = h * (torch.rand_like(h) < keep) / keep
-    want = torch.nn.functional.cross_entropy(h.flatten(0, 1), y.flatten(), reduction="none").view(len(trials), -1).mean(1)
+    want = (
+        torch.nn.functional.cross_entropy(h.flatten(0, 1), y.flatten(), reduction="none").view(len(trials), -1).mean(1)
+    )
     want.sum().backward()
     assert ce == pytest.approx(want.detach(), rel=1e-5)
     for got, leaf in zip(grads, leaves):
         assert torch.allclose(got, leaf.grad, rtol=1e-4, atol=1e-6)
     if dropout:
-        assert pop.any_dropout   # the dropout path really ran
+        assert pop.any_dropout  # the dropout path really ran
 
 
 def test_population_with_dropout_learns(tmp_path: Path) -> None:

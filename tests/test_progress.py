@@ -1,4 +1,5 @@
 """Live progress: an in-place block on a terminal, plain timestamped lines anywhere else."""
+
 from __future__ import annotations
 
 import io
@@ -8,10 +9,10 @@ import subprocess
 import sys
 import textwrap
 
-from hpsearch.picture import Running
-from hpsearch.progress import Progress
+from hpsearch.report.picture import Running
+from hpsearch.run.progress import Progress
 
-CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")   # anything but \t and \n
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # anything but \t and \n
 COUNTS = {"finished": 3, "running": 2, "planned": 4, "failed": 1}
 RUNNING = [Running("s1-t0003", "w-a", "cuda:0", 2, 5, 0.61234), Running("s1-t0004", "w-b", "cpu", None, 5, None)]
 
@@ -29,14 +30,14 @@ def test_tty_redraws_a_block_in_place_with_every_running_trial():
     assert "stage 1/3: 4/10 done (2 running, 4 queued, 1 failed, 0 diverged), stage best val_acc 0.7" in first
     assert "s1-t0003 on w-a (cuda:0): epoch 2/5, val_acc 0.6123" in first
     assert "s1-t0004 on w-b (cpu): epoch -/5, val_acc -" in first
-    assert not first.endswith("\n")                     # the cursor stays on the block
+    assert not first.endswith("\n")  # the cursor stays on the block
     p.update(1, 3, {**COUNTS, "finished": 4, "running": 1}, 10, 0.75, "val_acc", running=RUNNING[:1])
-    second = out.getvalue()[len(first):]
-    assert second.startswith("\033[2A\r\033[J")          # up to the block's first line, clear, redraw
+    second = out.getvalue()[len(first) :]
+    assert second.startswith("\033[2A\r\033[J")  # up to the block's first line, clear, redraw
     assert "5/10 done" in second and "stage best val_acc 0.75" in second
     p.say("Stage 1 done")
-    third = out.getvalue()[len(first) + len(second):]
-    assert third == "\033[1A\r\033[JStage 1 done\n"      # the block is erased, the message stays
+    third = out.getvalue()[len(first) + len(second) :]
+    assert third == "\033[1A\r\033[JStage 1 done\n"  # the block is erased, the message stays
     p.update(1, 3, COUNTS, 10, 0.7, "val_acc", running=RUNNING[:1])
     p.close_line()
     assert out.getvalue().endswith("\n")
@@ -46,7 +47,7 @@ def test_plain_mode_writes_timestamped_lines_without_control_characters():
     out = io.StringIO()
     p = Progress(out, interval=3600)
     p.update(2, 3, COUNTS, 10, None, "val_acc", running=RUNNING)
-    p.update(2, 3, {**COUNTS, "finished": 4}, 10, 0.8, "val_acc", running=RUNNING)   # throttled
+    p.update(2, 3, {**COUNTS, "finished": 4}, 10, 0.8, "val_acc", running=RUNNING)  # throttled
     p.update(2, 3, {"finished": 9, "diverged": 1}, 10, 0.9, "val_acc", running=[])  # last one always shows
     text = out.getvalue()
     lines = text.splitlines()
@@ -60,10 +61,10 @@ def test_plain_mode_writes_timestamped_lines_without_control_characters():
 def test_eta_counts_progress_since_this_master_started():
     out = io.StringIO()
     p = Progress(out, interval=0)
-    p._started -= 100                                  # 100 s into the stage
-    p.update(1, 1, {"finished": 2, "planned": 8}, 10, 0.5, "acc")      # 2 done before: no rate yet
+    p._started -= 100  # 100 s into the stage
+    p.update(1, 1, {"finished": 2, "planned": 8}, 10, 0.5, "acc")  # 2 done before: no rate yet
     assert "left in stage" not in out.getvalue()
-    p.update(1, 1, {"finished": 4, "planned": 6}, 10, 0.5, "acc")      # 2 more in 100 s: 6 left -> 300 s
+    p.update(1, 1, {"finished": 4, "planned": 6}, 10, 0.5, "acc")  # 2 more in 100 s: 6 left -> 300 s
     assert "~5m00s left in stage" in out.getvalue().splitlines()[-1]
 
 
@@ -72,8 +73,8 @@ def test_a_real_pseudo_terminal_gets_ansi_and_a_pipe_does_not(tmp_path):
     import pty
 
     script = textwrap.dedent("""
-        from hpsearch.picture import Running
-        from hpsearch.progress import Progress
+        from hpsearch.report.picture import Running
+        from hpsearch.run.progress import Progress
         p = Progress(interval=0)
         for i in range(3):
             p.update(1, 2, {"finished": i, "running": 1, "planned": 2 - i}, 3, 0.5, "val_acc",
@@ -92,7 +93,7 @@ def test_a_real_pseudo_terminal_gets_ansi_and_a_pipe_does_not(tmp_path):
     while True:
         try:
             data = os.read(master, 4096)
-        except OSError:          # EIO: the child closed its end
+        except OSError:  # EIO: the child closed its end
             break
         if not data:
             break
@@ -111,6 +112,6 @@ def test_tty_skips_redrawing_an_unchanged_block():
     n = len(out.getvalue())
     p.update(1, 3, COUNTS, 10, 0.7, "val_acc", running=RUNNING)
     assert len(out.getvalue()) == n
-    p.say("message")                                       # erased: the next update draws it again
+    p.say("message")  # erased: the next update draws it again
     p.update(1, 3, COUNTS, 10, 0.7, "val_acc", running=RUNNING)
     assert out.getvalue().endswith("val_acc -")

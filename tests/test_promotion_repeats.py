@@ -1,11 +1,11 @@
 """End to end through the CLI: promoted configurations resume, repeats rank by their mean, keep_top prunes."""
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 import pytest
-
 from helpers import metrics, run_cli, write, write_sweep
 
 TRAIN = """
@@ -27,7 +27,9 @@ def fit(params, trial):
 
 def _sweep(tmp_path: Path, stages: str, extra: str = "") -> Path:
     write(tmp_path / "ut_train.py", TRAIN)
-    return write_sweep(tmp_path, f"""
+    return write_sweep(
+        tmp_path,
+        f"""
         name: t
         trainable: {{python: "ut_train:fit"}}
         parameters:
@@ -37,7 +39,9 @@ def _sweep(tmp_path: Path, stages: str, extra: str = "") -> Path:
         stale_after: 3
         workers: 1
         {extra}
-        """, "s.yaml")
+        """,
+        "s.yaml",
+    )
 
 
 def test_promoted_configurations_continue_from_their_checkpoints(tmp_path: Path) -> None:
@@ -47,7 +51,7 @@ def test_promoted_configurations_continue_from_their_checkpoints(tmp_path: Path)
     root = tmp_path / "run"
     doc = json.loads(run_cli("report", "run", "--format", "json", cwd=tmp_path).stdout)
     runs = {x["trial"]: x for x in doc["runs"]}
-    assert len(runs) == 8                                # report knows every run, pruned or not
+    assert len(runs) == 8  # report knows every run, pruned or not
     stage1 = sorted((x for x in runs.values() if x["stage"] == 1), key=lambda x: -x["val_acc"])
     stage2 = [x for x in runs.values() if x["stage"] == 2]
     promoted = {x["trial"]: x["parent"] for x in stage2 if x["parent"]}
@@ -55,7 +59,7 @@ def test_promoted_configurations_continue_from_their_checkpoints(tmp_path: Path)
     for child, parent in promoted.items():
         assert runs[child]["params"] == runs[parent]["params"]
         ran = [json.loads(x) for x in (root / "trials" / child / "ran.jsonl").read_text().splitlines()]
-        assert ran == [{"start": 2, "ran": [3, 4]}]      # epochs 1-2 were not trained again
+        assert ran == [{"start": 2, "ran": [3, 4]}]  # epochs 1-2 were not trained again
         lines = metrics(root, child)
         assert [x["epoch"] for x in lines] == [1, 2, 3, 4]
         assert [x["val_acc"] for x in lines[:2]] == [x["val_acc"] for x in metrics(root, parent)]
@@ -72,7 +76,7 @@ def test_promoted_configurations_continue_from_their_checkpoints(tmp_path: Path)
     left = {p.name.split("_")[0] for p in (root / "checkpoints").iterdir()}
     assert left == {best}
     table = run_cli("report", "run", cwd=tmp_path).stdout
-    assert "Configurations" not in table                 # repeats: 1 changes nothing
+    assert "Configurations" not in table  # repeats: 1 changes nothing
 
 
 def test_repeats_rank_by_the_mean_and_report_mean_std_count(tmp_path: Path) -> None:
@@ -88,12 +92,12 @@ def test_repeats_rank_by_the_mean_and_report_mean_std_count(tmp_path: Path) -> N
     configs = {c["config"]: c for c in doc["configs"]}
     for config, vals in by_config.items():
         assert configs[config]["count"] == 3 and configs[config]["mean"] == pytest.approx(sum(vals) / 3)
-        assert configs[config]["std"] > 0                # seeds differ, so repeats differ
+        assert configs[config]["std"] > 0  # seeds differ, so repeats differ
     # the master narrowed around the best mean, not the best single run
     stage1 = json.loads((tmp_path / "run" / "stages" / "stage-1.json").read_text())
     assert stage1["ranking"][0]["config"] == max(by_config, key=lambda c: sum(by_config[c]))
     table = run_cli("report", "run", "--stage", "1", cwd=tmp_path).stdout
     head, _, configs_part = table.partition("Configurations")
-    assert head.count("-r0 ") == 3 and head.count("-r2 ") == 3   # the per-trial table is still there
+    assert head.count("-r0 ") == 3 and head.count("-r2 ") == 3  # the per-trial table is still there
     best = stage1["ranking"][0]
     assert f"{best['mean']:.4f} ± {best['std']:.4f}" in configs_part.splitlines()[3]

@@ -1,16 +1,16 @@
 """Loading a user's `module:function`: every mistake is one ConfigError that says what to fix."""
+
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import write
 
 import hpsearch
 from hpsearch.errors import ConfigError
 from hpsearch.trainables.python import load
-
-from helpers import write
 
 
 @pytest.fixture(autouse=True)
@@ -29,15 +29,22 @@ def test_loads_from_the_sweep_folder(tmp_path: Path) -> None:
     assert fit({"x": 21}, None) == 42
 
 
-@pytest.mark.parametrize("source, spec, message", [
-    ("", "ut_missing:fit", "no module 'ut_missing'"),
-    ("def fit(params, trial):\n  pass\n", "ut_a:nope", "has no 'nope'"),
-    ("fit = 3\n", "ut_b:fit", "is not callable"),
-    ("def fit(params):\n  pass\n", "ut_c:fit", r"must accept two arguments"),
-    ("def fit(params, trial)\n  pass\n", "ut_d:fit", r"SyntaxError: .*line 1"),
-    ("import ut_not_installed_dep\n", "ut_e:fit", "importing 'ut_e' failed: No module named 'ut_not_installed_dep'"),
-    ("raise RuntimeError('no GPU here')\n", "ut_f:fit", r"RuntimeError: no GPU here \(.*ut_f.py, line 1\)"),
-])
+@pytest.mark.parametrize(
+    "source, spec, message",
+    [
+        ("", "ut_missing:fit", "no module 'ut_missing'"),
+        ("def fit(params, trial):\n  pass\n", "ut_a:nope", "has no 'nope'"),
+        ("fit = 3\n", "ut_b:fit", "is not callable"),
+        ("def fit(params):\n  pass\n", "ut_c:fit", r"must accept two arguments"),
+        ("def fit(params, trial)\n  pass\n", "ut_d:fit", r"SyntaxError: .*line 1"),
+        (
+            "import ut_not_installed_dep\n",
+            "ut_e:fit",
+            "importing 'ut_e' failed: No module named 'ut_not_installed_dep'",
+        ),
+        ("raise RuntimeError('no GPU here')\n", "ut_f:fit", r"RuntimeError: no GPU here \(.*ut_f.py, line 1\)"),
+    ],
+)
 def test_mistakes_are_config_errors(tmp_path: Path, source: str, spec: str, message: str) -> None:
     if source:
         write(tmp_path / f"{spec.split(':')[0]}.py", source)
@@ -46,6 +53,6 @@ def test_mistakes_are_config_errors(tmp_path: Path, source: str, spec: str, mess
 
 
 def test_trial_is_exported_and_typed() -> None:
-    assert hpsearch.Trial.__module__ == "hpsearch.trial" and "Trial" in hpsearch.__all__
+    assert hpsearch.Trial.__module__ == "hpsearch.trainables.trial" and "Trial" in hpsearch.__all__
     assert "resume_state" in hpsearch.Trial.__doc__ and "StopTrial" in hpsearch.Trial.report.__doc__
     assert hpsearch.Trial.report.__annotations__["epoch"] == "int"

@@ -1,15 +1,15 @@
 """Disk: per-trial retention (best_last / last / all) and keep_top across the sweep."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-
-from hpsearch import config
-from hpsearch.retention import protected, prune_outside_top
-from hpsearch.store import Store, format_checkpoint
-
 from helpers import claimed_trial
+
+from hpsearch.search import config
+from hpsearch.store.retention import protected, prune_outside_top
+from hpsearch.store.sweepdir import Store, format_checkpoint
 
 
 @pytest.mark.parametrize("keep, kept_epochs", [("best_last", [2, 4]), ("last", [4]), ("all", [1, 2, 3, 4])])
@@ -18,36 +18,73 @@ def test_per_trial_retention(tmp_path: Path, keep: str, kept_epochs: list[int]) 
     for epoch, acc in zip(range(1, 5), [0.5, 0.7, 0.6, 0.4]):
         trial.report(epoch, val_acc=acc, train_loss=1.0, state={"epoch": epoch})
     names = sorted(p.name for p in trial.store.layout.checkpoints.iterdir())
-    assert names == sorted(format_checkpoint("s1-t0000", e, "val_acc", [0.5, 0.7, 0.6, 0.4][e - 1]) for e in kept_epochs)
-    assert len(trial.store.metrics(trial.id)) == 4   # metrics of every epoch stay
+    assert names == sorted(
+        format_checkpoint("s1-t0000", e, "val_acc", [0.5, 0.7, 0.6, 0.4][e - 1]) for e in kept_epochs
+    )
+    assert len(trial.store.metrics(trial.id)) == 4  # metrics of every epoch stay
 
 
 def _sweep(keep_top: int, promote: int) -> config.Sweep:
-    return config.parse({"trainable": {"builtin": "noop"}, "keep_top": keep_top,
-                         "parameters": {"metric_value": {"min": 0.1, "max": 0.9}},
-                         "stages": [{"trials": 6, "epochs": 1}, {"trials": 1, "epochs": 2, "promote": promote}]})
+    return config.parse(
+        {
+            "trainable": {"builtin": "noop"},
+            "keep_top": keep_top,
+            "parameters": {"metric_value": {"min": 0.1, "max": 0.9}},
+            "stages": [{"trials": 6, "epochs": 1}, {"trials": 1, "epochs": 2, "promote": promote}],
+        }
+    )
 
 
 def _stage_one(root: Path, bests: list[float | None], running: int | None = None) -> Store:
     store = Store(root)
     store.layout.ensure()
     ids = [f"s1-t{i:04d}" for i in range(len(bests))]
-    store.journal.append([{"ev": "stage", "stage": 1, "space": {"metric_value": {"kind": "numeric", "low": 0.1,
-                           "high": 0.9, "log": False, "integer": False, "q": None, "bounds": None}},
-                           "trials": [{"trial": t, "config": t, "params": {"metric_value": 0.5}, "seed": i,
-                                       "epochs": 1} for i, t in enumerate(ids)]}])
-    for t in ids:
+    store.journal.append(
+        [
+            {
+                "ev": "stage",
+                "stage": 1,
+                "space": {
+                    "metric_value": {
+                        "kind": "numeric",
+                        "low": 0.1,
+                        "high": 0.9,
+                        "log": False,
+                        "integer": False,
+                        "q": None,
+                        "bounds": None,
+                    }
+                },
+                "trials": [
+                    {"trial": t, "config": t, "params": {"metric_value": 0.5}, "seed": i, "epochs": 1}
+                    for i, t in enumerate(ids)
+                ],
+            }
+        ]
+    )
+    for _ in ids:
         store.claim("w")
     events = []
     for i, (t, b) in enumerate(zip(ids, bests)):
         if i == running:
             continue
         status = "finished" if b is not None else "failed"
-        events.append({"ev": "result", "trial": t, "attempt": 1, "status": status, "best": b,
-                       "best_epoch": 1 if b is not None else None, "epochs_done": 1})
+        events.append(
+            {
+                "ev": "result",
+                "trial": t,
+                "attempt": 1,
+                "status": status,
+                "best": b,
+                "best_epoch": 1 if b is not None else None,
+                "epochs_done": 1,
+            }
+        )
         if b is not None:
             (store.layout.checkpoints / format_checkpoint(t, 1, "val_acc", b)).write_bytes(b"x")
-    (store.layout.checkpoints / format_checkpoint(ids[running], 1, "val_acc", 0.1)).write_bytes(b"x") if running is not None else None
+    (store.layout.checkpoints / format_checkpoint(ids[running], 1, "val_acc", 0.1)).write_bytes(
+        b"x"
+    ) if running is not None else None
     store.journal.append(events)
     store.journal.append([{"ev": "stage_done", "stage": 1}])
     return store

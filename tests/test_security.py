@@ -1,4 +1,5 @@
 """Nothing from the shared directory is unpickled or run through a shell; names stay inside the directory."""
+
 from __future__ import annotations
 
 import ast
@@ -7,13 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from hpsearch import config
-from hpsearch.errors import ConfigError, StoreError
-from hpsearch.store import Layout, Store
-from hpsearch.trial import Trial
-
 from helpers import ROOT, noop_sweep, plan, write_sweep
+
+from hpsearch.errors import ConfigError, StoreError
+from hpsearch.store import sweepfile
+from hpsearch.store.sweepdir import Layout, Store
+from hpsearch.trainables.trial import Trial
 
 PACKAGE = ROOT / "hpsearch"
 SOURCES = sorted(PACKAGE.rglob("*.py"))
@@ -48,8 +48,16 @@ def test_no_shell_no_pickle_safe_yaml(path: Path) -> None:
         name = _name(call)
         kw = {k.arg: k.value for k in call.keywords}
         where = f"{path.name}:{call.lineno} {name}"
-        assert name not in ("os.system", "os.popen", "eval", "exec", "subprocess.getoutput",
-                            "subprocess.getstatusoutput", "os.execl", "os.execlp"), where
+        assert name not in (
+            "os.system",
+            "os.popen",
+            "eval",
+            "exec",
+            "subprocess.getoutput",
+            "subprocess.getstatusoutput",
+            "os.execl",
+            "os.execlp",
+        ), where
         if "shell" in kw:
             assert isinstance(kw["shell"], ast.Constant) and kw["shell"].value is False, where
         if name.endswith("yaml.load") or name in ("yaml.unsafe_load", "yaml.full_load"):
@@ -64,7 +72,7 @@ def test_no_shell_no_pickle_safe_yaml(path: Path) -> None:
 
 def test_the_scan_sees_the_loaders() -> None:
     names = {_name(c) for p in SOURCES for c in _calls(ast.parse(p.read_text()))}
-    assert {"torch.load", "yaml.safe_load"} <= names   # the checks above are not vacuous
+    assert {"torch.load", "yaml.safe_load"} <= names  # the checks above are not vacuous
 
 
 class Payload:
@@ -97,7 +105,7 @@ def test_yaml_tags_are_refused(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     f = write_sweep(tmp_path, noop_sweep() + f"description: !!python/object/apply:pathlib.Path.touch ['{marker}']\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
-        config.load(f)
+        sweepfile.load(f)
     assert not marker.exists()
 
 
@@ -105,7 +113,7 @@ def test_yaml_tags_are_refused(tmp_path: Path) -> None:
 def test_sweep_names_cannot_escape(name: str, tmp_path: Path) -> None:
     f = write_sweep(tmp_path, noop_sweep().replace("name: faults", f"name: {name!r}"))
     with pytest.raises(ConfigError, match="name:"):
-        config.load(f)
+        sweepfile.load(f)
 
 
 @pytest.mark.parametrize("trial", ["../x", "s1-t0001/../../x", "/etc/passwd", "s1-t0001\n"])
@@ -117,8 +125,16 @@ def test_trial_ids_cannot_escape(trial: str, tmp_path: Path) -> None:
 def test_journal_events_cannot_plant_paths(tmp_path: Path) -> None:
     """A planted trial id in the journal (shared directory) cannot make a worker write outside."""
     store = plan(write_sweep(tmp_path, noop_sweep(trials=1, epochs=1)), tmp_path / "d")
-    store.journal.append([{"ev": "stage", "stage": 9, "space": {}, "trials": [
-        {"trial": "../../evil", "config": "c", "params": {}, "seed": 0, "epochs": 1}]}])
+    store.journal.append(
+        [
+            {
+                "ev": "stage",
+                "stage": 9,
+                "space": {},
+                "trials": [{"trial": "../../evil", "config": "c", "params": {}, "seed": 0, "epochs": 1}],
+            }
+        ]
+    )
     st = Store(tmp_path / "d").refresh()
     bad = st.trials["../../evil"]
     with pytest.raises(StoreError):

@@ -4,6 +4,7 @@
 must run: the session fixture starts Slurm when we are root, and fails otherwise.
 Only jobs these tests submitted (their ids are in each sweep's workers/slurm-jobs.json) are cancelled.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from hpsearch.store import Store
-
 from helpers import ROOT, run_cli, spawn, wait_for, write_sweep
+
+from hpsearch.store.sweepdir import Store
 
 pytestmark = pytest.mark.slurm
 
@@ -39,8 +39,7 @@ def slurm() -> None:
         return
     in_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
     if in_ci and os.geteuid() == 0:
-        p = subprocess.run(["bash", str(ROOT / "scripts/slurm/start.sh")], capture_output=True, text=True,
-                           timeout=600)
+        p = subprocess.run(["bash", str(ROOT / "scripts/slurm/start.sh")], capture_output=True, text=True, timeout=600)
         if p.returncode != 0 or not slurm_is_up():
             pytest.fail(f"CI: scripts/slurm/start.sh could not bring Slurm up:\n{p.stdout}\n{p.stderr}")
     elif in_ci:
@@ -51,11 +50,18 @@ def slurm() -> None:
 
 
 def base_sweep(name: str, **over: Any) -> dict[str, Any]:
-    doc = {"name": name, "seed": 1, "metric": {"name": "val_acc", "goal": "maximize"},
-           "trainable": {"builtin": "noop", "target": {"lr": 0.01}},
-           "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1.0}},
-           "stages": [{"trials": 4, "epochs": 1}], "workers": 1, "heartbeat": 0.2, "stale_after": 3,
-           "launcher": {"type": "slurm", "time": "0:10:00", "signal_seconds": 30}}
+    doc = {
+        "name": name,
+        "seed": 1,
+        "metric": {"name": "val_acc", "goal": "maximize"},
+        "trainable": {"builtin": "noop", "target": {"lr": 0.01}},
+        "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1.0}},
+        "stages": [{"trials": 4, "epochs": 1}],
+        "workers": 1,
+        "heartbeat": 0.2,
+        "stale_after": 3,
+        "launcher": {"type": "slurm", "time": "0:10:00", "signal_seconds": 30},
+    }
     doc.update(over)
     return doc
 
@@ -111,7 +117,7 @@ def finish(proc: subprocess.Popen[str], timeout: float) -> str:
     except subprocess.TimeoutExpired:
         proc.terminate()
         out, err = proc.communicate(timeout=60)
-        raise AssertionError(f"master did not finish within {timeout:.0f} s:\n{out}{err}")
+        raise AssertionError(f"master did not finish within {timeout:.0f} s:\n{out}{err}") from None
     return out + err
 
 
@@ -124,8 +130,12 @@ def claims(d: Path) -> list[dict[str, Any]]:
 
 
 def test_whole_sweep_through_a_two_task_array(slurm, tmp_path, cleanup):
-    doc = base_sweep("slurm-e2e", trainable={"builtin": "noop", "target": {"lr": 0.01}, "sleep": 0.2},
-                     stages=[{"trials": 6, "epochs": 1}, {"trials": 2, "epochs": 2, "top": 2}], workers=1)
+    doc = base_sweep(
+        "slurm-e2e",
+        trainable={"builtin": "noop", "target": {"lr": 0.01}, "sleep": 0.2},
+        stages=[{"trials": 6, "epochs": 1}, {"trials": 2, "epochs": 2, "top": 2}],
+        workers=1,
+    )
     sweep, d = sweep_and_dir(tmp_path, doc, cleanup, "run dir")
     p = run_cli("master", "start", str(sweep), "--dir", str(d), "--workers", "2", timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
@@ -148,13 +158,15 @@ def test_whole_sweep_through_a_two_task_array(slurm, tmp_path, cleanup):
 
 
 def test_scancelled_worker_trial_resumes_from_its_checkpoint(slurm, tmp_path, cleanup):
-    doc = base_sweep("slurm-scancel", trainable={"builtin": "noop", "target": {"lr": 0.01}, "sleep": 1.0},
-                     stages=[{"trials": 1, "epochs": 8}])
+    doc = base_sweep(
+        "slurm-scancel",
+        trainable={"builtin": "noop", "target": {"lr": 0.01}, "sleep": 1.0},
+        stages=[{"trials": 1, "epochs": 8}],
+    )
     sweep, d = sweep_and_dir(tmp_path, doc, cleanup)
     proc = start_master(sweep, d)
     cleanup(proc)
-    wait_for(lambda: len(epochs_logged(d, "s1-t0000")) >= 2, 180, "two epochs of the trial", poll=0.3,
-             proc=proc)
+    wait_for(lambda: len(epochs_logged(d, "s1-t0000")) >= 2, 180, "two epochs of the trial", poll=0.3, proc=proc)
     [first] = arrays_of(d)
     cancelled_at = time.time()
     subprocess.run(["scancel", first], check=True)
@@ -163,7 +175,7 @@ def test_scancelled_worker_trial_resumes_from_its_checkpoint(slurm, tmp_path, cl
     t = Store(d).refresh().trials["s1-t0000"]
     assert t.state.value == "finished" and t.attempt == 2 and t.epochs_done == 8
     arrays = arrays_of(d)
-    assert len(arrays) == 2 and arrays[0] == first          # one resubmission
+    assert len(arrays) == 2 and arrays[0] == first  # one resubmission
     workers = [c["worker"] for c in claims(d)]
     assert workers[0].startswith(f"slurm-{first}_0") and workers[1].startswith(f"slurm-{arrays[1]}_0")
     lines = epochs_logged(d, "s1-t0000")
@@ -176,13 +188,22 @@ def test_scancelled_worker_trial_resumes_from_its_checkpoint(slurm, tmp_path, cl
 
 def test_master_stop_leaves_no_job_in_squeue(slurm, tmp_path, cleanup):
     # three tasks on a node with two cores: two run, one waits; `master stop` must clear all three
-    doc = base_sweep("slurm-stop", trainable={"builtin": "noop", "target": {"lr": 0.01}, "sleep": 0.5},
-                     stages=[{"trials": 20, "epochs": 4}], workers=3)
+    doc = base_sweep(
+        "slurm-stop",
+        trainable={"builtin": "noop", "target": {"lr": 0.01}, "sleep": 0.5},
+        stages=[{"trials": 20, "epochs": 4}],
+        workers=3,
+    )
     sweep, d = sweep_and_dir(tmp_path, doc, cleanup)
     proc = start_master(sweep, d)
     cleanup(proc)
-    wait_for(lambda: any(x.get("epoch") for hb in [Store(d).heartbeats()] for x in hb.values()),
-             180, "a worker training", poll=0.3, proc=proc)
+    wait_for(
+        lambda: any(x.get("epoch") for hb in [Store(d).heartbeats()] for x in hb.values()),
+        180,
+        "a worker training",
+        poll=0.3,
+        proc=proc,
+    )
     ids = arrays_of(d)
     assert len(listed(ids)) == 3
     stop = run_cli("master", "stop", str(d), check=True)
@@ -206,9 +227,14 @@ def test_time_limit_kill_requeues_and_resumes_the_trial(slurm, tmp_path, cleanup
         "    for epoch in trial.epoch_range:\n"
         "        if epoch == 2 and trial.attempt == 1:\n"
         "            time.sleep(600)\n"
-        "        trial.report(epoch, val_acc=0.1 * epoch, state={'epoch': epoch})\n")
-    doc = base_sweep("slurm-timeout", trainable={"python": "slowfit:fit"}, stages=[{"trials": 1, "epochs": 3}],
-                     launcher={"type": "slurm", "time": "0:01", "signal_seconds": 30})
+        "        trial.report(epoch, val_acc=0.1 * epoch, state={'epoch': epoch})\n"
+    )
+    doc = base_sweep(
+        "slurm-timeout",
+        trainable={"python": "slowfit:fit"},
+        stages=[{"trials": 1, "epochs": 3}],
+        launcher={"type": "slurm", "time": "0:01", "signal_seconds": 30},
+    )
     sweep, d = sweep_and_dir(tmp_path, doc, cleanup)
     t0 = time.time()
     p = run_cli("master", "start", str(sweep), "--dir", str(d), timeout=400)
@@ -238,8 +264,10 @@ def test_rejected_submission_shows_slurms_reason(slurm, tmp_path, cleanup):
 
 
 def test_worker_failing_at_once_shows_its_log(slurm, tmp_path, cleanup):
-    doc = base_sweep("slurm-fail", launcher={"type": "slurm", "time": "0:10:00",
-                                             "setup": ["echo loading modules", "false  # a setup line fails"]})
+    doc = base_sweep(
+        "slurm-fail",
+        launcher={"type": "slurm", "time": "0:10:00", "setup": ["echo loading modules", "false  # a setup line fails"]},
+    )
     sweep, d = sweep_and_dir(tmp_path, doc, cleanup)
     p = run_cli("master", "start", str(sweep), "--dir", str(d), timeout=180)
     assert p.returncode == 2, p.stdout + p.stderr
@@ -249,13 +277,21 @@ def test_worker_failing_at_once_shows_its_log(slurm, tmp_path, cleanup):
 
 
 def test_restarted_master_adopts_the_running_tasks(slurm, tmp_path, cleanup):
-    doc = base_sweep("slurm-adopt", trainable={"builtin": "noop", "target": {"lr": 0.01}, "sleep": 0.5},
-                     stages=[{"trials": 4, "epochs": 4}])
+    doc = base_sweep(
+        "slurm-adopt",
+        trainable={"builtin": "noop", "target": {"lr": 0.01}, "sleep": 0.5},
+        stages=[{"trials": 4, "epochs": 4}],
+    )
     sweep, d = sweep_and_dir(tmp_path, doc, cleanup)
     proc = start_master(sweep, d)
     cleanup(proc)
-    wait_for(lambda: any(x.get("epoch") for x in Store(d).heartbeats().values()), 180, "a worker training",
-             poll=0.3, proc=proc)
+    wait_for(
+        lambda: any(x.get("epoch") for x in Store(d).heartbeats().values()),
+        180,
+        "a worker training",
+        poll=0.3,
+        proc=proc,
+    )
     proc.kill()  # the master dies; its worker task goes on
     proc.communicate()
     [array] = arrays_of(d)

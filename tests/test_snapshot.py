@@ -1,4 +1,5 @@
 """The journal snapshot: a cache of the fold that must give exactly the state the journal gives."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -8,18 +9,26 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from hpsearch import snapshot
-from hpsearch.journal import Journal, SweepState
-from hpsearch.store import Layout, Store
-
 from helpers import ROOT, run_cli, write_sweep
 
-SWEEP = {"name": "snap", "seed": 3, "trainable": {"builtin": "noop", "target": {"lr": 0.01}},
-         "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1.0},
-                        "batch": {"values": [32, 64]}},
-         "stages": [{"trials": 6, "epochs": 1}, {"trials": 4, "epochs": 1, "top": 2}],
-         "workers": 1, "heartbeat": 0.2, "stale_after": 2}
+from hpsearch.store import snapshot
+from hpsearch.store.fold import SweepState
+from hpsearch.store.journal import Journal
+from hpsearch.store.sweepdir import Layout, Store
+
+SWEEP = {
+    "name": "snap",
+    "seed": 3,
+    "trainable": {"builtin": "noop", "target": {"lr": 0.01}},
+    "parameters": {
+        "lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1.0},
+        "batch": {"values": [32, 64]},
+    },
+    "stages": [{"trials": 6, "epochs": 1}, {"trials": 4, "epochs": 1, "top": 2}],
+    "workers": 1,
+    "heartbeat": 0.2,
+    "stale_after": 2,
+}
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +63,13 @@ def assert_same(a: SweepState, b: SweepState) -> None:
         assert a.stages[k]["t"] == b.stages[k]["t"]
         assert a.stage_trials(k) == b.stage_trials(k)
     assert list(a.queue) == list(b.queue) and list(a.requeued) == list(b.requeued)  # order matters
-    assert (a.stages_done, a.fingerprint, a.done, a.stop, a.bad_lines) == \
-           (b.stages_done, b.fingerprint, b.done, b.stop, b.bad_lines)
+    assert (a.stages_done, a.fingerprint, a.done, a.stop, a.bad_lines) == (
+        b.stages_done,
+        b.fingerprint,
+        b.done,
+        b.stop,
+        b.bad_lines,
+    )
     assert a == b
 
 
@@ -74,7 +88,7 @@ def test_master_writes_snapshot_at_last_stage_done(finished: Path):
     doc = snapshot_doc(finished)
     journal = Layout(finished).journal.read_bytes()
     assert doc["version"] == snapshot.VERSION and 0 < doc["offset"] < len(journal)
-    last = json.loads(journal[:doc["offset"]].splitlines()[-1])
+    last = json.loads(journal[: doc["offset"]].splitlines()[-1])
     assert last["ev"] == "stage_done" and last["stage"] == 2
     assert doc["stages_done"] == [1, 2] and len(doc["trials"]["trial"]) == 10
     assert not list(finished.glob(".snapshot.json.*"))  # no temporary file left behind
@@ -84,22 +98,45 @@ def test_snapshot_plus_tail_equals_fold_from_scratch(sweep: Path):
     base = scratch(sweep)
     # events after the snapshot: a new stage, claims, a result, a lost worker's release, a torn line, stop
     s2 = base.stage_trials(2)
-    plan = [{"trial": f"s3-t{i:04d}", "config": f"s3-t{i:04d}", "params": dict(s2[i % len(s2)].params),
-             "seed": 100 + i, "epochs": 2, "parent": s2[0].trial if i == 0 else None} for i in range(5)]
+    plan = [
+        {
+            "trial": f"s3-t{i:04d}",
+            "config": f"s3-t{i:04d}",
+            "params": dict(s2[i % len(s2)].params),
+            "seed": 100 + i,
+            "epochs": 2,
+            "parent": s2[0].trial if i == 0 else None,
+        }
+        for i in range(5)
+    ]
     j = Journal(Layout(sweep).journal)
-    j.append([{"ev": "resume"}, {"ev": "stage", "stage": 3, "space": base.stages[2]["space"], "trials": plan},
-              {"ev": "claim", "trial": "s3-t0002", "worker": "w1", "attempt": 1, "device": "cpu"},
-              {"ev": "claim", "trial": "s3-t0000", "worker": "w2", "attempt": 1},
-              {"ev": "result", "trial": "s3-t0002", "attempt": 1, "status": "finished", "best": 0.75,
-               "best_epoch": 2, "epochs_done": 2, "reason": None, "worker": "w1", "device": "cpu"},
-              {"ev": "release", "trial": "s3-t0000", "attempt": 1, "reason": "lost", "lost": True,
-               "epochs_done": 1}])
+    j.append(
+        [
+            {"ev": "resume"},
+            {"ev": "stage", "stage": 3, "space": base.stages[2]["space"], "trials": plan},
+            {"ev": "claim", "trial": "s3-t0002", "worker": "w1", "attempt": 1, "device": "cpu"},
+            {"ev": "claim", "trial": "s3-t0000", "worker": "w2", "attempt": 1},
+            {
+                "ev": "result",
+                "trial": "s3-t0002",
+                "attempt": 1,
+                "status": "finished",
+                "best": 0.75,
+                "best_epoch": 2,
+                "epochs_done": 2,
+                "reason": None,
+                "worker": "w1",
+                "device": "cpu",
+            },
+            {"ev": "release", "trial": "s3-t0000", "attempt": 1, "reason": "lost", "lost": True, "epochs_done": 1},
+        ]
+    )
     with open(Layout(sweep).journal, "ab") as f:
         f.write(b'{"ev":"claim","trial":"s3-t00')  # a writer killed mid-line
     j.append([{"ev": "claim", "trial": "s3-t0003", "worker": "w1", "attempt": 1}, {"ev": "stop"}])
 
     with open(Layout(sweep).journal, "rb") as f:
-        assert snapshot.load(Layout(sweep).snapshot, f) is not None   # it matches: the tail is all that is parsed
+        assert snapshot.load(Layout(sweep).snapshot, f) is not None  # it matches: the tail is all that is parsed
     fresh = scratch(sweep)
     assert fresh.bad_lines == 1 and fresh.stop and list(fresh.requeued) == ["s3-t0000"]
     assert list(fresh.queue) == ["s3-t0001", "s3-t0004"]
@@ -131,8 +168,18 @@ def test_master_rewrites_its_snapshot_from_its_own_fold(sweep: Path):
     assert_same(Store(sweep).refresh(), dataclasses.replace(scratch(sweep), fingerprint="from-snapshot"))
 
 
-@pytest.mark.parametrize("damage", ["corrupt_json", "truncated_json", "wrong_version", "journal_rewritten",
-                                    "offset_beyond_journal", "journal_replaced", "column_missing"])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "corrupt_json",
+        "truncated_json",
+        "wrong_version",
+        "journal_rewritten",
+        "offset_beyond_journal",
+        "journal_replaced",
+        "column_missing",
+    ],
+)
 def test_snapshot_that_does_not_match_is_ignored(sweep: Path, damage: str):
     lay = Layout(sweep)
     mark_snapshot(sweep)
@@ -152,11 +199,11 @@ def test_snapshot_that_does_not_match_is_ignored(sweep: Path, damage: str):
         lines = [json.dumps(json.loads(x)) for x in raw.decode().splitlines()]
         lay.journal.write_text("\n".join(lines) + "\n")
     elif damage == "offset_beyond_journal":
-        lay.journal.write_bytes(raw[:doc["offset"] // 2].rsplit(b"\n", 1)[0] + b"\n")
+        lay.journal.write_bytes(raw[: doc["offset"] // 2].rsplit(b"\n", 1)[0] + b"\n")
     elif damage == "journal_replaced":
         # a journal of the same length and head up to a byte before the offset (another sweep's, copied in)
         at = doc["offset"] - 30
-        lay.journal.write_bytes(raw[:at] + (b"1" if raw[at:at + 1] != b"1" else b"2") + raw[at + 1:])
+        lay.journal.write_bytes(raw[:at] + (b"1" if raw[at : at + 1] != b"1" else b"2") + raw[at + 1 :])
     st = Store(sweep).refresh()
     assert st.fingerprint != "from-snapshot"
     assert_same(st, scratch(sweep))

@@ -1,4 +1,5 @@
 """Sampling maths: every distribution maps uniforms correctly; log-uniform is uniform in log10."""
+
 from __future__ import annotations
 
 import math
@@ -6,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from hpsearch import space as sp
+from hpsearch.search import space as sp
 
 
 def draws(dim: sp.Dim, n: int = 20000, seed: int = 0) -> np.ndarray:
@@ -86,6 +87,11 @@ def test_sample_stage_is_reproducible_and_seed_dependent():
 
 
 def test_serialisation_round_trip():
-    space = {"lr": sp.Numeric(1e-5, 1.0, log=True, bounds=(1e-8, 10.0)), "c": sp.Categorical((1, "x")),
-             "k": sp.Constant(3), "n": sp.Normal(0.0, 1.0, log=True), "b": sp.Beta(1.0, 2.0)}
+    space = {
+        "lr": sp.Numeric(1e-5, 1.0, log=True, bounds=(1e-8, 10.0)),
+        "c": sp.Categorical((1, "x")),
+        "k": sp.Constant(3),
+        "n": sp.Normal(0.0, 1.0, log=True),
+        "b": sp.Beta(1.0, 2.0),
+    }
     assert sp.space_from_dict(sp.space_to_dict(space)) == space

@@ -1,13 +1,14 @@
 """Ranking, border detection and narrowing: the coarse-to-fine maths."""
+
 from __future__ import annotations
 
 import math
 
 import pytest
 
-from hpsearch import space as sp
-from hpsearch import stages
-from hpsearch.config import Metric, parse
+from hpsearch.search import space as sp
+from hpsearch.search import stages
+from hpsearch.search.config import Metric, parse
 
 MAX = Metric("val_acc", "maximize")
 
@@ -17,8 +18,13 @@ def run(i: int, best: float | None, status: str = "finished", config: str | None
 
 
 def test_rank_orders_by_goal_and_ignores_failed_and_diverged():
-    runs = [run(0, 0.5, lr=1), run(1, 0.9, lr=2), run(2, 0.99, "diverged", lr=3), run(3, None, "failed", lr=4),
-            run(4, 0.7, lr=5)]
+    runs = [
+        run(0, 0.5, lr=1),
+        run(1, 0.9, lr=2),
+        run(2, 0.99, "diverged", lr=3),
+        run(3, None, "failed", lr=4),
+        run(4, 0.7, lr=5),
+    ]
     assert [r.config for r in stages.rank(runs, MAX)] == ["s1-t0001", "s1-t0004", "s1-t0000"]
     assert [r.config for r in stages.rank(runs, Metric("loss", "minimize"))] == ["s1-t0000", "s1-t0004", "s1-t0001"]
 
@@ -37,8 +43,9 @@ def test_border_flag_top_of_log_range_with_message():
     assert [(f.param, f.side) for f in flags] == [("lr", "high")]
     f = flags[0]
     assert f.position == pytest.approx((math.log10(4.1) + 6) / 7)
-    assert f.message == ("best lr 4.1e+00 lies in the top 6% of [1e-06, 1e+01] on a log scale: "
-                         "the next stage extends the range upward")
+    assert f.message == (
+        "best lr 4.1e+00 lies in the top 6% of [1e-06, 1e+01] on a log scale: the next stage extends the range upward"
+    )
     # 0.41 is 80% up the range in log10: not a border value, though it is near the top linearly
     assert stages.border_flags(space, {"lr": 0.41, "reg": 1e-3}, 0.1) == []
 
@@ -64,8 +71,8 @@ def test_narrow_moves_flagged_side_outward():
     dim = sp.Numeric(1e-6, 1e-2, log=True)
     flags = stages.border_flags({"lr": dim}, {"lr": 9e-3}, 0.1)
     new = stages.narrow(dim, [9e-3, 5e-3, 2e-3], flags, margin=0.25)
-    assert new.high > dim.high * 1.5          # moved up past the old edge
-    assert new.low > dim.low                   # narrowed on the other side
+    assert new.high > dim.high * 1.5  # moved up past the old edge
+    assert new.low > dim.low  # narrowed on the other side
 
 
 def test_hard_bounds_stop_the_move():
@@ -102,15 +109,25 @@ def test_categorical_keeps_values_seen_among_top():
 
 
 def test_plan_stage_two_narrows_around_best_and_extends_flagged_lr():
-    sweep = parse({"name": "t", "trainable": {"builtin": "noop"}, "seed": 3,
-                   "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-6, "max": 1e-2},
-                                  "reg": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1}},
-                   "stages": [{"trials": 20, "epochs": 1}, {"trials": 8, "epochs": 2, "top": 3}]})
+    sweep = parse(
+        {
+            "name": "t",
+            "trainable": {"builtin": "noop"},
+            "seed": 3,
+            "parameters": {
+                "lr": {"distribution": "log_uniform_values", "min": 1e-6, "max": 1e-2},
+                "reg": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1},
+            },
+            "stages": [{"trials": 20, "epochs": 1}, {"trials": 8, "epochs": 2, "top": 3}],
+        }
+    )
     plan1 = stages.plan_stage(sweep, 1, None, [])
     assert len(plan1.trials) == 20 and plan1.trials[0]["trial"] == "s1-t0000"
     # score favours high lr: the best run sits at the top edge of the lr range
-    runs = [stages.Run(t["trial"], t["config"], t["params"], "finished",
-                       math.log10(t["params"]["lr"]), 1, t["seed"]) for t in plan1.trials]
+    runs = [
+        stages.Run(t["trial"], t["config"], t["params"], "finished", math.log10(t["params"]["lr"]), 1, t["seed"])
+        for t in plan1.trials
+    ]
     plan2 = stages.plan_stage(sweep, 2, plan1.space, runs)
     assert ("lr", "high") in [(f.param, f.side) for f in plan2.flags]
     assert plan2.space["lr"].high > 1e-2
@@ -120,25 +137,42 @@ def test_plan_stage_two_narrows_around_best_and_extends_flagged_lr():
 
 
 def test_plan_promotes_top_and_names_repeats():
-    sweep = parse({"name": "t", "trainable": {"builtin": "noop"},
-                   "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1}},
-                   "stages": [{"trials": 4, "epochs": 1}, {"trials": 2, "epochs": 3, "promote": 2, "repeats": 2}]})
+    sweep = parse(
+        {
+            "name": "t",
+            "trainable": {"builtin": "noop"},
+            "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1}},
+            "stages": [{"trials": 4, "epochs": 1}, {"trials": 2, "epochs": 3, "promote": 2, "repeats": 2}],
+        }
+    )
     p1 = stages.plan_stage(sweep, 1, None, [])
-    runs = [stages.Run(t["trial"], t["config"], t["params"], "finished", float(i), 1, t["seed"])
-            for i, t in enumerate(p1.trials)]
+    runs = [
+        stages.Run(t["trial"], t["config"], t["params"], "finished", float(i), 1, t["seed"])
+        for i, t in enumerate(p1.trials)
+    ]
     p2 = stages.plan_stage(sweep, 2, p1.space, runs)
     promoted = [t for t in p2.trials if t["parent"]]
     assert [t["parent"] for t in promoted] == ["s1-t0003", "s1-t0002"]
-    assert [t["trial"] for t in p2.trials] == ["s2-t0000", "s2-t0001", "s2-t0002-r0", "s2-t0002-r1",
-                                               "s2-t0003-r0", "s2-t0003-r1"]
+    assert [t["trial"] for t in p2.trials] == [
+        "s2-t0000",
+        "s2-t0001",
+        "s2-t0002-r0",
+        "s2-t0002-r1",
+        "s2-t0003-r0",
+        "s2-t0003-r1",
+    ]
     assert p2.trials[2]["params"] == p2.trials[3]["params"] and p2.trials[2]["seed"] != p2.trials[3]["seed"]
 
 
 def test_parameter_on_border_keep_never_extends_that_parameter():
-    sweep = parse({"name": "t", "trainable": {"builtin": "noop"},
-                   "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-6, "max": 1e-2,
-                                         "on_border": "keep"}},
-                   "stages": [{"trials": 2}]})
+    sweep = parse(
+        {
+            "name": "t",
+            "trainable": {"builtin": "noop"},
+            "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-6, "max": 1e-2, "on_border": "keep"}},
+            "stages": [{"trials": 2}],
+        }
+    )
     dim = sweep.space["lr"]
     flags = stages.border_flags({"lr": dim}, {"lr": 9e-3}, 0.1)
     assert flags and not flags[0].extends

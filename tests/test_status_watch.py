@@ -1,4 +1,5 @@
 """`master status` and `report --watch` on a real sweep directory with hand-driven workers."""
+
 from __future__ import annotations
 
 import io
@@ -11,13 +12,13 @@ import pytest
 from click.testing import CliRunner
 
 from hpsearch.cli import main
-from hpsearch.config import load
-from hpsearch.master import Master, StartOptions
-from hpsearch.picture import snapshot
-from hpsearch.progress import Progress
-from hpsearch.status import status_text
-from hpsearch.store import Store
-from hpsearch.watch import watch_report
+from hpsearch.report.picture import snapshot
+from hpsearch.report.status import status_text
+from hpsearch.report.watch import watch_report
+from hpsearch.run.master import Master, StartOptions
+from hpsearch.run.progress import Progress
+from hpsearch.store.sweepdir import Store
+from hpsearch.store.sweepfile import load
 
 SWEEP = """
 name: watched
@@ -50,10 +51,32 @@ def planned(tmp_path: Path) -> tuple[str, Store]:
     (mine,) = store.claim("w-live")
     (stuck,) = store.claim("w-old")
     now = time.time()
-    store.beat("w-live", {"host": "node7", "pid": os.getpid(), "device": "cuda:1", "state": "training",
-                          "trial": mine.trial, "epoch": 2, "metric": 0.61, "time": now})
-    store.beat("w-old", {"host": "node8", "pid": 1, "device": "cpu", "state": "training",
-                         "trial": stuck.trial, "epoch": 1, "metric": 0.1, "time": now - 120})
+    store.beat(
+        "w-live",
+        {
+            "host": "node7",
+            "pid": os.getpid(),
+            "device": "cuda:1",
+            "state": "training",
+            "trial": mine.trial,
+            "epoch": 2,
+            "metric": 0.61,
+            "time": now,
+        },
+    )
+    store.beat(
+        "w-old",
+        {
+            "host": "node8",
+            "pid": 1,
+            "device": "cpu",
+            "state": "training",
+            "trial": stuck.trial,
+            "epoch": 1,
+            "metric": 0.1,
+            "time": now - 120,
+        },
+    )
     return root, store
 
 
@@ -74,8 +97,9 @@ def test_status_eta_from_the_stage_start_in_the_journal(planned):
     _root, store = planned
     st = store.refresh()
     started = st.stages[1]["t"]
-    pic = snapshot(st, store.heartbeats(), name="w", metric="val_acc", goal="maximize", stages=2,
-                   stale_after=5, now=started + 100)
+    pic = snapshot(
+        st, store.heartbeats(), name="w", metric="val_acc", goal="maximize", stages=2, stale_after=5, now=started + 100
+    )
     # 1 finished + 2/3 and 1/3 of the running ones (their workers say epoch 2 and 1 of 3) in 100 s
     done = 1 + (2 / 3 + 1 / 3) * 0.999
     assert pic.eta == pytest.approx(100 / done * (4 - done))
@@ -104,7 +128,7 @@ def test_watch_refreshes_until_the_sweep_ends(planned):
     text = out.getvalue()
     rounds = text.count("=== ")
     assert rounds >= 2, text
-    assert "\033" not in text                                  # not a terminal: no screen clearing
+    assert "\033" not in text  # not a terminal: no screen clearing
     assert text.rstrip().split("=== ")[-1].count("watched in") == 1
     assert ": finished" in text.split("=== ")[-1]
 

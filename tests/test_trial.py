@@ -1,4 +1,5 @@
 """The Trial handle's bookkeeping: best so far, and what a metrics line may contain."""
+
 from __future__ import annotations
 
 import math
@@ -8,7 +9,7 @@ from helpers import claimed_trial
 
 def test_nan_metric_never_becomes_the_best(tmp_path):
     t = claimed_trial(tmp_path)
-    t.report(1, val_acc=math.nan, train_loss=1.0)   # a finite loss: not diverged
+    t.report(1, val_acc=math.nan, train_loss=1.0)  # a finite loss: not diverged
     assert t.best is None
     t.report(2, val_acc=0.4, train_loss=0.9)
     t.report(3, val_acc=0.3, train_loss=0.8)

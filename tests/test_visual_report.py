@@ -1,4 +1,5 @@
 """Plots, the HTML report (opened in headless Chromium), and the scripting formats, on a real sweep."""
+
 from __future__ import annotations
 
 import base64
@@ -14,16 +15,16 @@ import tempfile
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from helpers import run_cli, write_sweep
 
 from hpsearch import __version__
 from hpsearch.cli import main
-from hpsearch.config import load, parse
-from hpsearch.master import Master, StartOptions
-from hpsearch.plots import metric_vs_param, ranges_per_stage
-from hpsearch.progress import Progress
-from hpsearch.sweepdata import SweepData
-
-from helpers import run_cli, write_sweep
+from hpsearch.report.plots import metric_vs_param, ranges_per_stage
+from hpsearch.report.sweepdata import SweepData
+from hpsearch.run.master import Master, StartOptions
+from hpsearch.run.progress import Progress
+from hpsearch.search.config import parse
+from hpsearch.store.sweepfile import load
 
 SWEEP = """
 name: tiny-digits
@@ -53,7 +54,7 @@ def sweep_dir(tmp_path_factory) -> str:
     root = str(d / "run")
     r = run_cli("master", "start", str(write_sweep(d, SWEEP, "tiny.yaml")), "--dir", root, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "\033" not in r.stdout   # captured, not a terminal: plain lines only
+    assert "\033" not in r.stdout  # captured, not a terminal: plain lines only
     return root
 
 
@@ -66,12 +67,23 @@ def test_plots_are_written_as_pngs(sweep_dir, tmp_path):
     r = invoke("report", sweep_dir, "--plots", str(out))
     assert r.exit_code == 0, r.output
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(["metric_vs_lr.png", "metric_vs_reg.png", "metric_vs_dropout.png", "metric_by_batch.png",
-                            "loss_curves.png", "accuracy_curves.png", "update_ratio.png", "ranges.png"])
+    assert names == sorted(
+        [
+            "metric_vs_lr.png",
+            "metric_vs_reg.png",
+            "metric_vs_dropout.png",
+            "metric_by_batch.png",
+            "loss_curves.png",
+            "accuracy_curves.png",
+            "update_ratio.png",
+            "ranges.png",
+        ]
+    )
     from matplotlib.image import imread
+
     for p in out.iterdir():
         assert p.read_bytes().startswith(PNG)
-        assert imread(p).std() > 0.05, p     # drawn on, not an empty canvas
+        assert imread(p).std() > 0.05, p  # drawn on, not an empty canvas
 
 
 def test_html_is_one_self_contained_file(sweep_dir, tmp_path):
@@ -86,13 +98,13 @@ def test_html_is_one_self_contained_file(sweep_dir, tmp_path):
     assert not re.search(r"(src|href)=['\"](?!data:)", text) and "<script" not in text
     assert "<table id='ranking'>" in text and "<table id='ranges'>" in text
     assert "id='diagnostics'" in text and "id='border-flags'" in text
-    assert html.stat().st_mode & 0o044 == 0o044   # readable by group and others (a report is for sharing)
+    assert html.stat().st_mode & 0o044 == 0o044  # readable by group and others (a report is for sharing)
 
 
 def test_missing_matplotlib_is_one_line_and_exit_2(sweep_dir, tmp_path, monkeypatch):
     for mod in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
         monkeypatch.delitem(sys.modules, mod)
-    monkeypatch.setitem(sys.modules, "matplotlib", None)     # what an uninstalled package looks like to import
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # what an uninstalled package looks like to import
     r = CliRunner().invoke(main, ["report", sweep_dir, "--html", str(tmp_path / "r.html")])
     assert r.exit_code == 2
     assert r.output.strip().count("\n") == 0 and "pip install 'hpsearch[plots]'" in r.output
@@ -123,14 +135,29 @@ def test_json_follows_schema_1(sweep_dir):
     assert doc["metric"] == {"name": "val_acc", "goal": "maximize"}
     assert len(doc["runs"]) == 5
     run = doc["runs"][0]
-    for key in ("rank", "stage", "trial", "config", "status", "val_acc", "value", "best_epoch", "epochs",
-                "of_epochs", "attempts", "reason", "checkpoint", "parent", "params"):
+    for key in (
+        "rank",
+        "stage",
+        "trial",
+        "config",
+        "status",
+        "val_acc",
+        "value",
+        "best_epoch",
+        "epochs",
+        "of_epochs",
+        "attempts",
+        "reason",
+        "checkpoint",
+        "parent",
+        "params",
+    ):
         assert key in run, key
     assert run["value"] == run["val_acc"] and set(run["params"]) >= {"lr", "reg", "dropout", "batch"}
     assert [s["stage"] for s in doc["stages"]] == [1, 2]
     for key in ("ranges", "ranking", "border_flags", "status"):
         assert key in doc["stages"][0]
-    assert doc["diagnostics"]   # the demo-like sweep has at least its border and update-ratio findings
+    assert doc["diagnostics"]  # the demo-like sweep has at least its border and update-ratio findings
     for f in doc["diagnostics"]:
         assert set(f) == {"scope", "kind", "message", "advice"}
 
@@ -147,7 +174,7 @@ def test_empty_sweep_exits_0_with_an_empty_table_and_a_note(tmp_path):
     assert r.exit_code == 0 and r.output.splitlines()[0].startswith("rank,")
     r = CliRunner().invoke(main, ["report", root, "--format", "json"])
     assert r.exit_code == 0 and "note: tiny-digits: no runs yet" in r.output
-    doc = json.loads(r.output[:r.output.rindex("}") + 1])
+    doc = json.loads(r.output[: r.output.rindex("}") + 1])
     assert doc["runs"] == [] and doc["stages"] == []
 
 
@@ -170,20 +197,43 @@ def test_version_and_every_verb_shows_an_example():
 
 # -- plot content, on hand-made data (no store needed) -------------------------------------
 def synthetic_data() -> SweepData:
-    sweep = parse({"name": "s", "metric": {"name": "val_acc", "goal": "maximize"}, "trainable": {"builtin": "noop"},
-                   "parameters": {"metric_value": {"distribution": "log_uniform_values", "min": 1e-3, "max": 1}},
-                   "stages": [{"trials": 3, "epochs": 1}, {"trials": 3, "epochs": 1}]})
+    sweep = parse(
+        {
+            "name": "s",
+            "metric": {"name": "val_acc", "goal": "maximize"},
+            "trainable": {"builtin": "noop"},
+            "parameters": {"metric_value": {"distribution": "log_uniform_values", "min": 1e-3, "max": 1}},
+            "stages": [{"trials": 3, "epochs": 1}, {"trials": 3, "epochs": 1}],
+        }
+    )
     rng = {"kind": "numeric", "low": 1e-3, "high": 1.0, "log": True, "integer": False, "q": None, "bounds": None}
     rng2 = dict(rng, low=0.1, high=10.0)
-    runs = pd.DataFrame([
-        {"trial": "s1-t0000", "stage": 1, "status": "finished", "val_acc": 0.9, "p.metric_value": 0.95},
-        {"trial": "s1-t0001", "stage": 1, "status": "finished", "val_acc": 0.5, "p.metric_value": 0.01},
-        {"trial": "s1-t0002", "stage": 1, "status": "diverged", "val_acc": None, "p.metric_value": 0.002},
-        {"trial": "s2-t0000", "stage": 2, "status": "finished", "val_acc": 0.7, "p.metric_value": 3.0}])
-    stages = [{"stage": 1, "ranges": {"metric_value": rng}, "ranking": [{"params": {"metric_value": 0.95}}],
-               "border_flags": [{"param": "metric_value", "side": "high", "value": 0.95, "position": 0.99,
-                                 "extends": True, "message": "m"}]},
-              {"stage": 2, "ranges": {"metric_value": rng2}, "ranking": [], "border_flags": []}]
+    runs = pd.DataFrame(
+        [
+            {"trial": "s1-t0000", "stage": 1, "status": "finished", "val_acc": 0.9, "p.metric_value": 0.95},
+            {"trial": "s1-t0001", "stage": 1, "status": "finished", "val_acc": 0.5, "p.metric_value": 0.01},
+            {"trial": "s1-t0002", "stage": 1, "status": "diverged", "val_acc": None, "p.metric_value": 0.002},
+            {"trial": "s2-t0000", "stage": 2, "status": "finished", "val_acc": 0.7, "p.metric_value": 3.0},
+        ]
+    )
+    stages = [
+        {
+            "stage": 1,
+            "ranges": {"metric_value": rng},
+            "ranking": [{"params": {"metric_value": 0.95}}],
+            "border_flags": [
+                {
+                    "param": "metric_value",
+                    "side": "high",
+                    "value": 0.95,
+                    "position": 0.99,
+                    "extends": True,
+                    "message": "m",
+                }
+            ],
+        },
+        {"stage": 2, "ranges": {"metric_value": rng2}, "ranking": [], "border_flags": []},
+    ]
     return SweepData("x", None, sweep, runs, stages, {})  # type: ignore[arg-type]
 
 
@@ -193,8 +243,8 @@ def test_metric_vs_param_draws_bands_best_border_and_log_axis():
     assert name == "metric_vs_metric_value" and ax.get_xscale() == "log"
     labels = ax.get_legend_handles_labels()[1]
     assert labels == ["stage 1", "stage 2", "diverged/failed", "best 0.95"]
-    assert len(ax.patches) == 2                                   # one band per stage's range
-    assert [a.get_xdata()[0] for a in ax.lines if a.get_color() == "red"] == [1.0]   # the flagged edge
+    assert len(ax.patches) == 2  # one band per stage's range
+    assert [a.get_xdata()[0] for a in ax.lines if a.get_color() == "red"] == [1.0]  # the flagged edge
     assert any("stage 1: best on upper border" in t.get_text() for t in ax.texts)
 
 
@@ -211,28 +261,47 @@ def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.mark.skipif(chromium() is None and os.environ.get("CI") != "true",
-                    reason="chromium not installed (apt-get install chromium); .ci/run installs it so CI runs this test")
+@pytest.mark.skipif(
+    chromium() is None and os.environ.get("CI") != "true",
+    reason="chromium not installed (apt-get install chromium); .ci/run installs it so CI runs this test",
+)
 def test_html_renders_in_headless_chromium(sweep_dir, tmp_path):
     assert chromium(), "CI=true but chromium is missing: .ci/run installs it as root"
     html = tmp_path / "report.html"
     assert invoke("report", sweep_dir, "--html", str(html)).exit_code == 0
     shot = tmp_path / "shot.png"
     profile = tempfile.mkdtemp()
-    flags = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={profile}"]
+    flags = [
+        chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+    ]
     try:
-        r = subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1280,2400", html.as_uri()],
-                           capture_output=True, text=True, timeout=120, check=False)
+        r = subprocess.run(
+            [*flags, f"--screenshot={shot}", "--window-size=1280,2400", html.as_uri()],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert shot.exists(), r.stderr[-2000:]
-        dom = subprocess.run([*flags, "--dump-dom", html.as_uri()], capture_output=True, text=True, timeout=120, check=False)
+        dom = subprocess.run(
+            [*flags, "--dump-dom", html.as_uri()], capture_output=True, text=True, timeout=120, check=False
+        )
     finally:
         shutil.rmtree(profile, ignore_errors=True)
     from matplotlib.image import imread
+
     img = imread(shot)
     assert img.shape[:2] == (2400, 1280)
-    assert img.std() > 0.05                                   # not a blank page
+    assert img.std() > 0.05  # not a blank page
     # the top of the page holds text and the ranking table: many distinct rows of pixels
     assert len({tuple(row) for row in (img[:800, :, :3].mean(axis=1) * 255).astype(int)}) > 50
     assert '<table id="ranking">' in dom.stdout

@@ -5,6 +5,7 @@ fit(params, trial) once per trial: params holds the sampled and fixed values, tr
 handle (hpsearch.Trial) that says which epochs to run, what to resume from, and records
 each epoch with trial.report(...).
 """
+
 from __future__ import annotations
 
 import time
@@ -36,19 +37,19 @@ def fit(params: dict[str, Any], trial: hpsearch.Trial) -> None:
     hidden, lr, reg = int(params["hidden"]), float(params["lr"]), float(params["reg"])
     model = nn.Sequential(nn.Linear(2, hidden), nn.ReLU(), nn.Linear(hidden, 3)).to(trial.device)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-    if trial.resume_state is not None:     # set when the trial continues (requeued or promoted)
+    if trial.resume_state is not None:  # set when the trial continues (requeued or promoted)
         model.load_state_dict(trial.resume_state["model"])
         opt.load_state_dict(trial.resume_state["optimizer"])
         print(f"resumed at epoch {trial.start_epoch}", flush=True)
 
-    for epoch in trial.epoch_range:        # start_epoch + 1 .. trial.epochs
+    for epoch in trial.epoch_range:  # start_epoch + 1 .. trial.epochs
         model.train()
         g = torch.Generator().manual_seed(trial.seed * 1000 + epoch)
         losses = []
         for idx in torch.randperm(len(Xtr), generator=g).split(64):
             idx = idx.to(trial.device)
             loss = F.cross_entropy(model(Xtr[idx]), ytr[idx])
-            loss = loss + reg * sum((p ** 2).sum() for n, p in model.named_parameters() if "weight" in n)
+            loss = loss + reg * sum((p**2).sum() for n, p in model.named_parameters() if "weight" in n)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -59,6 +60,10 @@ def fit(params: dict[str, Any], trial: hpsearch.Trial) -> None:
         print(f"epoch {epoch}: val_acc {val_acc:.4f}", flush=True)
         # records the epoch, writes the checkpoint (val_acc in its name); raises hpsearch.StopTrial
         # when the run diverged or the sweep is stopping: let it propagate
-        trial.report(epoch, val_acc=val_acc, train_loss=sum(losses) / len(losses),
-                     state={"model": model.state_dict(), "optimizer": opt.state_dict()})
+        trial.report(
+            epoch,
+            val_acc=val_acc,
+            train_loss=sum(losses) / len(losses),
+            state={"model": model.state_dict(), "optimizer": opt.state_dict()},
+        )
         time.sleep(float(params.get("sleep", 0)))

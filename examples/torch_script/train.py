@@ -4,6 +4,7 @@ It runs on its own too (`python train.py --lr 0.1`): without the HPSEARCH_* vari
 prints. Under hpsearch it appends one JSON line per epoch to $HPSEARCH_METRICS_FILE, hands
 over a checkpoint per epoch, and continues from $HPSEARCH_RESUME_FROM when resuming.
 """
+
 import argparse
 import json
 import os
@@ -55,9 +56,9 @@ def main():
         model.train()
         g = torch.Generator().manual_seed(args.seed * 1000 + epoch)
         losses = []
-        for idx in torch.randperm(len(Xtr), generator=g).split(64):   # batches of 64
+        for idx in torch.randperm(len(Xtr), generator=g).split(64):  # batches of 64
             loss = F.cross_entropy(model(Xtr[idx]), ytr[idx])
-            loss = loss + args.reg * sum((p ** 2).sum() for n, p in model.named_parameters() if "weight" in n)
+            loss = loss + args.reg * sum((p**2).sum() for n, p in model.named_parameters() if "weight" in n)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -67,11 +68,11 @@ def main():
             val_acc = (model(Xva).argmax(1) == yva).float().mean().item()
         train_loss = sum(losses) / len(losses)
         print(f"epoch {epoch}: train_loss {train_loss:.4f} val_acc {val_acc:.4f}", flush=True)
-        line = {"epoch": epoch, "val_acc": val_acc, "train_loss": train_loss}   # NaN is written as NaN
+        line = {"epoch": epoch, "val_acc": val_acc, "train_loss": train_loss}  # NaN is written as NaN
         if ckpt_dir:
             path = os.path.join(ckpt_dir, f"epoch{epoch}.pt")
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch}, path)
-            line["checkpoint"] = path   # written and closed before the line that names it
+            line["checkpoint"] = path  # written and closed before the line that names it
         if metrics_file:
             with open(metrics_file, "a") as f:
                 f.write(json.dumps(line) + "\n")

@@ -1,29 +1,9 @@
-"""What a worker can train. This module stays import-light (no torch): config validation uses it."""
-from __future__ import annotations
+"""What a worker trains: the layer above the sweep directory (store) and the search decisions.
 
-# Settings the built-in classifier understands, with their defaults. A sweep may fix any of
-# them under `trainable:` or search them under `parameters:`; anything else is a typo.
-CLASSIFIER_DEFAULTS: dict[str, object] = {
-    "dataset": "digits",        # digits | spiral | npz:PATH | cifar10:DIR
-    "hidden": [100],            # layer widths; one int means one hidden layer
-    "optimizer": "momentum",    # sgd | momentum | nesterov | adam | rmsprop
-    "lr": 1e-2,
-    "reg": 1e-4,                # L2 strength, added to the loss as reg * sum(W**2)
-    "dropout": 0.0,
-    "batch": 64,
-    "momentum": 0.9,
-    "lr_decay": 1.0,            # multiply lr by this after every epoch
-    "init_scale": None,         # None: Kaiming/He init; a float: N(0, init_scale**2) weights
-    "diverge_factor": 3.0,      # stop when a batch loss exceeds this times the first loss
-    "val_fraction": 0.25,       # for data sets without a given validation split
-    "population": 1,            # train this many trials of a stage at once (batched)
-    "max_batches": None,        # cap batches per epoch (quick tests)
-}
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "rmsprop")
-BUILTINS = ("classifier", "noop")
-# noop: no training; any parameter is accepted. Its metric peaks where params equal `target`.
-NOOP_DEFAULTS: dict[str, object] = {"sleep": 0.0, "metric_value": None, "fail": False, "target": None}
-
-
-def builtin_defaults(name: str) -> dict[str, object]:
-    return dict(CLASSIFIER_DEFAULTS if name == "classifier" else NOOP_DEFAULTS)
+Owns the `Trial` handle (the trainables' contract: report a metric per epoch, save and load
+checkpoints, stop when told), the built-in classifier and its batched population training, the
+`python` and `command` trainables that run the user's code, the no-op trainable, and their data
+sets (bundled digits, spiral, npz, CIFAR-10). May import `hpsearch.store`, `hpsearch.search`,
+`hpsearch.errors` and `hpsearch.gcpause`; never `run`, `report` or `cli`. The built-ins' settings
+and defaults live in `hpsearch.search.builtins`, because validating a sweep file needs them.
+"""

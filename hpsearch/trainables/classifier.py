@@ -4,17 +4,18 @@ Small and direct on purpose: tensors are indexed in place (no DataLoader: for in
 only adds overhead), and the update-to-weight ratio of the first layer is measured every epoch
 because the notes this tool follows say ~1e-3 is healthy.
 """
+
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .. import data
-from ..trial import Trial
+from hpsearch.trainables import data
+from hpsearch.trainables.trial import Trial
 
 _DATA_CACHE: dict[tuple[str, str, str, float], tuple[torch.Tensor, ...]] = {}
 
@@ -31,23 +32,28 @@ class MLP(nn.Module):
         super().__init__()
         sizes = [n_in, *hidden, n_out]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        # the same Linear modules, typed (ModuleList yields plain Modules to a type checker)
+        self.linears: list[nn.Linear] = [cast(nn.Linear, layer) for layer in self.layers]
         self.dropout = float(dropout)
-        for layer in self.layers:
+        for layer in self.linears:
             if init_scale is None:
                 nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
             else:
                 nn.init.normal_(layer.weight, std=float(init_scale))
             nn.init.zeros_(layer.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:   # x: [B, D] -> logits [B, C]
-        for layer in self.layers[:-1]:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, D] -> logits [B, C]
+        for layer in self.linears[:-1]:
             x = F.relu(layer(x))
             if self.dropout > 0:
                 x = F.dropout(x, self.dropout, self.training)
-        return self.layers[-1](x)
+        return self.linears[-1](x)
 
     def l2(self) -> torch.Tensor:
-        return sum((layer.weight**2).sum() for layer in self.layers)  # type: ignore[return-value]
+        total = (self.linears[0].weight ** 2).sum()  # summed in layer order, as the population's l2
+        for layer in self.linears[1:]:
+            total = total + (layer.weight**2).sum()
+        return total
 
 
 def make_optimizer(name: str, params: Any, lr: float, momentum: float) -> torch.optim.Optimizer:
@@ -97,9 +103,9 @@ def fit(p: dict[str, Any], trial: Trial) -> None:
         first_loss = trial.resume_state.get("first_loss")
     decay = float(p.get("lr_decay", 1.0))
     gen = torch.Generator().manual_seed(trial.seed)
-    W0 = model.layers[0].weight
+    W0 = model.linears[0].weight
     for epoch in trial.epoch_range:
-        for group in opt.param_groups:   # schedule from the epoch number, so resuming is exact
+        for group in opt.param_groups:  # schedule from the epoch number, so resuming is exact
             group["lr"] = lr * decay ** (epoch - 1)
         gen.manual_seed(trial.seed * 1000 + epoch)
         t0 = time.perf_counter()
@@ -112,7 +118,7 @@ def fit(p: dict[str, Any], trial: Trial) -> None:
         for b in range(n_batches):
             if b == n_batches - 1:
                 before = W0.detach().clone()
-            idx = order[b * batch:(b + 1) * batch]
+            idx = order[b * batch : (b + 1) * batch]
             loss = F.cross_entropy(model(Xtr[idx]), ytr[idx]) + reg * model.l2()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -122,16 +128,27 @@ def fit(p: dict[str, Any], trial: Trial) -> None:
             if first_loss is None:
                 first_loss = value
             if value != value or value in (float("inf"), float("-inf")) or value > p["diverge_factor"] * first_loss:
-                trial.mark_diverged(f"batch loss {value:.3g} (first was {first_loss:.3g}) at epoch {epoch}, batch {b + 1}")
+                trial.mark_diverged(
+                    f"batch loss {value:.3g} (first was {first_loss:.3g}) at epoch {epoch}, batch {b + 1}"
+                )
         # update-to-weight ratio of the first layer, measured on the epoch's last step
         ratio = float((W0.detach() - before).norm() / (before.norm() + 1e-12))
         train_loss, train_acc = evaluate(model, Xtr, ytr, reg)
         val_loss, val_acc = evaluate(model, Xva, yva, reg)
         state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "first_loss": first_loss}
-        trial.report(epoch, state=state, train_loss=sum(losses) / len(losses), val_loss=val_loss,
-                     train_acc=train_acc, val_acc=val_acc, update_ratio=ratio,
-                     lr=opt.param_groups[0]["lr"], seconds=time.perf_counter() - t0,
-                     eval_train_loss=train_loss, extras={"losses": subsample(losses, 50)})
+        trial.report(
+            epoch,
+            state=state,
+            train_loss=sum(losses) / len(losses),
+            val_loss=val_loss,
+            train_acc=train_acc,
+            val_acc=val_acc,
+            update_ratio=ratio,
+            lr=opt.param_groups[0]["lr"],
+            seconds=time.perf_counter() - t0,
+            eval_train_loss=train_loss,
+            extras={"losses": subsample(losses, 50)},
+        )
 
 
 def subsample(xs: list[float], n: int) -> list[float]:

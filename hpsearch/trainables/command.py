@@ -41,6 +41,7 @@ Exit and stop
     group gets SIGTERM, then SIGKILL after `grace` seconds (trainable setting, default 10).
     If the worker dies, the kernel kills the program (Linux).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -52,20 +53,33 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from ..errors import ConfigError, StopTrial
+from hpsearch.errors import ConfigError, StopTrial
 
-RUNNER_KEYS = ("command", "grace")        # trainable settings of the runner, not parameters
+RUNNER_KEYS = ("command", "grace")  # trainable settings of the runner, not parameters
 RESERVED = ("attempt", "time", "adopted", "state", "extras")
-SPECIAL = ("trial", "trial_dir", "seed", "epochs", "start_epoch", "stage", "attempt", "metric",
-           "device", "metrics_file", "checkpoint_dir", "resume_from")
+SPECIAL = (
+    "trial",
+    "trial_dir",
+    "seed",
+    "epochs",
+    "start_epoch",
+    "stage",
+    "attempt",
+    "metric",
+    "device",
+    "metrics_file",
+    "checkpoint_dir",
+    "resume_from",
+)
 ARG_LISTS = ("${args}", "${args_no_hyphens}", "${args_json}")
 TOKEN = re.compile(r"\$\{(\w+)\}|\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 DEFAULT_GRACE_S = 10.0
-POLL_S = 0.1            # how often the metrics file is read; a report costs far less
-STOP_CHECK_S = 1.0      # how often the journal is read for a master stop
+POLL_S = 0.1  # how often the metrics file is read; a report costs far less
+STOP_CHECK_S = 1.0  # how often the journal is read for a master stop
 
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
@@ -102,6 +116,7 @@ def expand(argv: list[str], values: dict[str, Any], params: dict[str, Any]) -> l
     Raises:
         KeyError: a placeholder names nothing known (its name is the key).
     """
+
     def sub(m: re.Match[str]) -> str:
         if m.group(0) in ("{{", "}}"):
             return m.group(0)[0]
@@ -133,9 +148,11 @@ def check(sweep: Any) -> None:
     known = set(SPECIAL) | set(sweep.space) | set(sweep.fixed_settings()) | {"$interpreter"}
     for name in sorted(placeholders(argv) - known):
         what = f"${{{name[1:]}}}" if name.startswith("$") else f"{{{name}}}"
-        problems.append(f"trainable.command: unknown placeholder {what} (parameters: "
-                        f"{', '.join(sorted(sweep.space)) or 'none'}; also {', '.join(SPECIAL)}, "
-                        "${args}, ${args_no_hyphens}, ${args_json}, ${interpreter}; {{ and }} for braces)")
+        problems.append(
+            f"trainable.command: unknown placeholder {what} (parameters: "
+            f"{', '.join(sorted(sweep.space)) or 'none'}; also {', '.join(SPECIAL)}, "
+            "${args}, ${args_no_hyphens}, ${args_json}, ${interpreter}; {{ and }} for braces)"
+        )
     grace = sweep.trainable.get("grace", DEFAULT_GRACE_S)
     if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not 0 <= grace <= 3600:
         problems.append(f"trainable.grace: seconds between SIGTERM and SIGKILL, a number in [0, 3600], got {grace!r}")
@@ -173,41 +190,69 @@ def run_program(argv: list[str], source_dir: str, params: dict[str, Any], trial:
     resume_from = trial.resume_checkpoint if trial.resume_checkpoint is not None and last.get("adopted") else None
     start_epoch = trial.start_epoch if resume_from is not None else 0
     user_params = {k: v for k, v in params.items() if k not in RUNNER_KEYS}
-    paths = {"trial_dir": os.path.abspath(trial.trial_dir), "metrics_file": os.path.abspath(metrics_file),
-             "checkpoint_dir": os.path.abspath(ckpt_dir),
-             "resume_from": os.path.abspath(resume_from) if resume_from is not None else ""}
-    values = {**user_params, "trial": trial.id, "seed": trial.seed, "epochs": trial.epochs,
-              "start_epoch": start_epoch, "stage": trial.stage, "attempt": trial.attempt,
-              "metric": trial.metric, "device": trial.device, **paths}
+    paths = {
+        "trial_dir": os.path.abspath(trial.trial_dir),
+        "metrics_file": os.path.abspath(metrics_file),
+        "checkpoint_dir": os.path.abspath(ckpt_dir),
+        "resume_from": os.path.abspath(resume_from) if resume_from is not None else "",
+    }
+    values = {
+        **user_params,
+        "trial": trial.id,
+        "seed": trial.seed,
+        "epochs": trial.epochs,
+        "start_epoch": start_epoch,
+        "stage": trial.stage,
+        "attempt": trial.attempt,
+        "metric": trial.metric,
+        "device": trial.device,
+        **paths,
+    }
     try:
         args = expand(argv, values, user_params)
     except KeyError as e:
         raise ProgramFailed(f"trainable.command: unknown placeholder {e.args[0]!r}") from None
     env = dict(os.environ)
     env.pop("HPSEARCH_RESUME_FROM", None)
-    env.update(HPSEARCH_TRIAL_ID=trial.id, HPSEARCH_TRIAL_DIR=paths["trial_dir"],
-               HPSEARCH_METRICS_FILE=paths["metrics_file"], HPSEARCH_CHECKPOINT_DIR=paths["checkpoint_dir"],
-               HPSEARCH_PARAMS=json.dumps(user_params, default=str), HPSEARCH_EPOCHS=str(trial.epochs),
-               HPSEARCH_START_EPOCH=str(start_epoch), HPSEARCH_SEED=str(trial.seed),
-               HPSEARCH_METRIC=trial.metric, HPSEARCH_DEVICE=str(trial.device))
+    env.update(
+        HPSEARCH_TRIAL_ID=trial.id,
+        HPSEARCH_TRIAL_DIR=paths["trial_dir"],
+        HPSEARCH_METRICS_FILE=paths["metrics_file"],
+        HPSEARCH_CHECKPOINT_DIR=paths["checkpoint_dir"],
+        HPSEARCH_PARAMS=json.dumps(user_params, default=str),
+        HPSEARCH_EPOCHS=str(trial.epochs),
+        HPSEARCH_START_EPOCH=str(start_epoch),
+        HPSEARCH_SEED=str(trial.seed),
+        HPSEARCH_METRIC=trial.metric,
+        HPSEARCH_DEVICE=str(trial.device),
+    )
     if resume_from is not None:
         env["HPSEARCH_RESUME_FROM"] = paths["resume_from"]
-    env.setdefault("PYTHONUNBUFFERED", "1")   # a Python program's log shows progress as it happens
+    env.setdefault("PYTHONUNBUFFERED", "1")  # a Python program's log shows progress as it happens
     log_path = layout.log_file(trial.id)
     with open(log_path, "ab") as log:
-        log.write(f"hpsearch: attempt {trial.attempt}: {' '.join(args)}"
-                  f"{f' (resuming from epoch {start_epoch})' if start_epoch else ''}\n".encode())
+        log.write(
+            f"hpsearch: attempt {trial.attempt}: {' '.join(args)}"
+            f"{f' (resuming from epoch {start_epoch})' if start_epoch else ''}\n".encode()
+        )
         log.flush()
         try:
-            proc = subprocess.Popen(args, cwd=source_dir, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True,
-                                    preexec_fn=_die_with_parent(os.getpid()) if _LIBC is not None else None)
+            proc = subprocess.Popen(
+                args,
+                cwd=source_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent(os.getpid()) if _LIBC is not None else None,
+            )
         except OSError as e:
             raise ProgramFailed(f"cannot start {args[0]!r} (in {source_dir}): {e.strerror}") from None
         try:
             _follow(proc, _Tail(metrics_file), trial, source_dir, grace)
         finally:
-            if proc.poll() is None:   # StopTrial, a broken line, Ctrl-C: never leave it running
+            if proc.poll() is None:  # StopTrial, a broken line, Ctrl-C: never leave it running
                 terminate(proc, grace)
             shutil.rmtree(work, ignore_errors=True)
     if proc.returncode != 0:
@@ -223,7 +268,7 @@ def _follow(proc: subprocess.Popen[bytes], tail: _Tail, trial: Any, source_dir: 
             code: int | None = proc.wait(timeout=POLL_S)
         except subprocess.TimeoutExpired:
             code = None
-        for n, obj in tail.read():   # after the wait: lines written just before exit are seen
+        for n, obj in tail.read():  # after the wait: lines written just before exit are seen
             report_line(trial, obj, n, source_dir)
         if code is not None:
             return
@@ -254,15 +299,17 @@ def report_line(trial: Any, obj: Any, n: int, source_dir: str) -> None:
     if isinstance(epoch, float) and epoch.is_integer():
         epoch = int(epoch)
     if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
-        raise ProgramFailed(f"metrics line {n}: \"epoch\" must be a positive integer, got {epoch!r}")
+        raise ProgramFailed(f'metrics line {n}: "epoch" must be a positive integer, got {epoch!r}')
     ckpt = obj.pop("checkpoint", None)
     path = None
     if ckpt is not None:
         path = Path(str(ckpt))
         path = path if path.is_absolute() else Path(source_dir) / path
         if not path.is_file():
-            raise ProgramFailed(f"metrics line {n}: checkpoint {ckpt!r} is not a file (write each "
-                                "checkpoint under a new name: a handed-over file is moved away)")
+            raise ProgramFailed(
+                f"metrics line {n}: checkpoint {ckpt!r} is not a file (write each "
+                "checkpoint under a new name: a handed-over file is moved away)"
+            )
     for k in RESERVED:
         if k in obj:
             obj[f"program_{k}"] = obj.pop(k)
@@ -278,7 +325,7 @@ class _Tail:
     """New complete lines of a file that another process appends to (a torn last line waits)."""
 
     def __init__(self, path: Path) -> None:
-        self.f = open(path, "rb")
+        self.f = open(path, "rb")  # noqa: SIM115 (tailed until close())
         self.partial = b""
         self.n = 0
 
@@ -313,18 +360,20 @@ def terminate(proc: subprocess.Popen[bytes], grace: float) -> None:
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
     try:
-        os.killpg(proc.pid, sig)   # its own session: the group is the program and its children
+        os.killpg(proc.pid, sig)  # its own session: the group is the program and its children
     except (ProcessLookupError, PermissionError):
         pass
 
 
 def _die_with_parent(parent: int) -> Callable[[], None]:
     """Runs in the child before exec: the kernel sends SIGKILL when the worker dies (Linux)."""
+
     def set_pdeathsig() -> None:
         assert _LIBC is not None
-        _LIBC.prctl(1, signal.SIGKILL, 0, 0, 0)   # 1 = PR_SET_PDEATHSIG
-        if os.getppid() != parent:                # the worker died before prctl took effect
+        _LIBC.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the worker died before prctl took effect
             os._exit(1)
+
     return set_pdeathsig
 
 

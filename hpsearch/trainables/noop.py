@@ -4,13 +4,14 @@ Its metric is a smooth function of the parameters with a known optimum, so borde
 range moves can be tested exactly: val_acc = exp(-sum((scale(p) - scale(target_p))**2)),
 with log10 as the scale for positive targets.
 """
+
 from __future__ import annotations
 
 import math
 import time
 from typing import Any
 
-from ..trial import Trial
+from hpsearch.trainables.trial import Trial
 
 
 def score(params: dict[str, Any], target: dict[str, float]) -> float:
@@ -29,5 +30,6 @@ def fit(params: dict[str, Any], trial: Trial) -> None:
         if params.get("fail"):
             raise RuntimeError(f"noop trainable asked to fail (fail={params['fail']!r})")
         value = params["metric_value"] if params.get("metric_value") is not None else score(params, target)
-        value = float(value) * (1 - 0.5 ** epoch)  # improves with epochs, like training
-        trial.report(epoch, **{trial.metric: value, "train_loss": 1.0 - value + 1e-3})
+        value = float(value) * (1 - 0.5**epoch)  # improves with epochs, like training
+        metrics: dict[str, Any] = {trial.metric: value, "train_loss": 1.0 - value + 1e-3}
+        trial.report(epoch, **metrics)

@@ -10,6 +10,7 @@ a member that diverges, is lost or is stopped leaves the population and the othe
 Optimizers are written out by hand with torch.optim's update rules (SGD, momentum, Nesterov,
 Adam, RMSprop at their defaults), so results match one-by-one training up to float rounding.
 """
+
 from __future__ import annotations
 
 import time
@@ -19,20 +20,29 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..errors import StopTrial, failure_record
-from ..trial import Trial
-from . import classifier as single
+from hpsearch.errors import StopTrial, failure_record
+from hpsearch.trainables import classifier as single
+from hpsearch.trainables.trial import Trial
 
-ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8      # torch.optim.Adam defaults
-RMS_ALPHA, RMS_EPS = 0.99, 1e-8                 # torch.optim.RMSprop defaults
-EVAL_CHUNK_FLOATS = 1 << 18     # activations per evaluation chunk: 1 MiB, cache-sized on a CPU
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam defaults
+RMS_ALPHA, RMS_EPS = 0.99, 1e-8  # torch.optim.RMSprop defaults
+EVAL_CHUNK_FLOATS = 1 << 18  # activations per evaluation chunk: 1 MiB, cache-sized on a CPU
 
 
 def group_key(p: dict[str, Any], trial: Trial) -> tuple[Any, ...]:
     """Settings members of one population must share: they fix tensor shapes and the update rule."""
-    return (str(p["dataset"]), float(p.get("val_fraction", 0.25)), tuple(single.hidden_sizes(p["hidden"])),
-            int(p["batch"]), str(p["optimizer"]), p.get("max_batches"), trial.start_epoch, trial.epochs,
-            trial.device, trial.source_dir)
+    return (
+        str(p["dataset"]),
+        float(p.get("val_fraction", 0.25)),
+        tuple(single.hidden_sizes(p["hidden"])),
+        int(p["batch"]),
+        str(p["optimizer"]),
+        p.get("max_batches"),
+        trial.start_epoch,
+        trial.epochs,
+        trial.device,
+        trial.source_dir,
+    )
 
 
 def fit_population(params_list: list[dict[str, Any]], trials: list[Trial]) -> None:
@@ -64,7 +74,7 @@ def _fit_alone(p: dict[str, Any], trial: Trial) -> None:
 
 
 def _col(values: list[float], device: str) -> torch.Tensor:
-    return torch.tensor(values, dtype=torch.float32, device=device).view(-1, 1, 1)   # [K, 1, 1]
+    return torch.tensor(values, dtype=torch.float32, device=device).view(-1, 1, 1)  # [K, 1, 1]
 
 
 class Population:
@@ -82,14 +92,14 @@ class Population:
         self.max_batches = p0.get("max_batches")
         self.lr = _col([float(p["lr"]) for p in self.params], dev)
         self.decay = _col([float(p.get("lr_decay", 1.0)) for p in self.params], dev)
-        self.reg = torch.tensor([float(p["reg"]) for p in self.params], device=dev)          # [K]
+        self.reg = torch.tensor([float(p["reg"]) for p in self.params], device=dev)  # [K]
         self.mom = _col([float(p["momentum"]) for p in self.params], dev)
         self.drop = _col([float(p["dropout"]) for p in self.params], dev)
-        self.any_dropout = any(float(p["dropout"]) > 0 for p in self.params)   # decided once: no sync per step
+        self.any_dropout = any(float(p["dropout"]) > 0 for p in self.params)  # decided once: no sync per step
         self.factor = [float(p["diverge_factor"]) for p in self.params]
         self.first_loss: list[float | None] = []
-        self.P: list[torch.Tensor] = []      # [W0 [K,in,out], b0 [K,1,out], W1, b1, ...]
-        self.S: dict[str, list[torch.Tensor]] = {}   # optimizer state per parameter, same layout
+        self.P: list[torch.Tensor] = []  # [W0 [K,in,out], b0 [K,1,out], W1, b1, ...]
+        self.S: dict[str, list[torch.Tensor]] = {}  # optimizer state per parameter, same layout
         self._init_members()
 
     # -- members' starting point ---------------------------------------------------------------
@@ -109,13 +119,13 @@ class Population:
                 first = t.resume_state.get("first_loss")
             self.first_loss.append(first)
             states.append(opt_state)
-            per_layer_W.append([layer.weight.detach().t() for layer in m.layers])   # [out,in] -> [in,out]
-            per_layer_b.append([layer.bias.detach().view(1, -1) for layer in m.layers])
+            per_layer_W.append([layer.weight.detach().t() for layer in m.linears])  # [out,in] -> [in,out]
+            per_layer_b.append([layer.bias.detach().view(1, -1) for layer in m.linears])
         n_layers = len(per_layer_W[0])
         for li in range(n_layers):
             for per_layer in (per_layer_W, per_layer_b):
                 stacked = torch.stack([x[li] for x in per_layer]).to(self.device).contiguous()
-                self.P.append(stacked)   # gradients are computed by hand (forward_backward)
+                self.P.append(stacked)  # gradients are computed by hand (forward_backward)
         for key in self._state_keys():
             bufs = []
             for j, P in enumerate(self.P):
@@ -130,8 +140,13 @@ class Population:
         self.step = _col(steps, self.device)
 
     def _state_keys(self) -> tuple[str, ...]:
-        return {"sgd": (), "momentum": ("momentum_buffer",), "nesterov": ("momentum_buffer",),
-                "adam": ("exp_avg", "exp_avg_sq"), "rmsprop": ("square_avg",)}[self.opt_name]
+        return {
+            "sgd": (),
+            "momentum": ("momentum_buffer",),
+            "nesterov": ("momentum_buffer",),
+            "adam": ("exp_avg", "exp_avg_sq"),
+            "rmsprop": ("square_avg",),
+        }[self.opt_name]
 
     # -- forward and update ----------------------------------------------------------------------
     def logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -153,7 +168,7 @@ class Population:
         dlogits = (softmax - onehot) / B, then per layer dW = a^T dz, db = sum dz, dz = (dz W^T) * [a > 0] * dropout.
         """
         n_layers = len(self.P) // 2
-        inputs, drops = [], []                   # each layer's input; each hidden layer's dropout mask
+        inputs, drops = [], []  # each layer's input; each hidden layer's dropout mask
         h = x
         for li in range(n_layers):
             W, bias = self.P[2 * li], self.P[2 * li + 1]
@@ -168,15 +183,15 @@ class Population:
                     drops.append(drop)
         B = y.shape[1]
         # classes on dim 1 ([K, C, B]): log_softmax over a short last dim is several times slower
-        logp = torch.log_softmax(h.transpose(1, 2), dim=1)                  # [K, C, B]
-        ce = -logp.gather(1, y.unsqueeze(1)).squeeze(1).mean(1)              # [K]
+        logp = torch.log_softmax(h.transpose(1, 2), dim=1)  # [K, C, B]
+        ce = -logp.gather(1, y.unsqueeze(1)).squeeze(1).mean(1)  # [K]
         dz = logp.exp_()
         dz.scatter_add_(1, y.unsqueeze(1), torch.full_like(dz[:, :1], -1.0))
-        dz = dz.div_(B).transpose(1, 2)                                      # [K, B, C] view
+        dz = dz.div_(B).transpose(1, 2)  # [K, B, C] view
         for li in range(n_layers - 1, -1, -1):
             W = self.P[2 * li]
             self.P[2 * li].grad = torch.bmm(inputs[li].transpose(1, 2), dz)  # [K, in, out]
-            self.P[2 * li + 1].grad = dz.sum(1, keepdim=True)                # [K, 1, out]
+            self.P[2 * li + 1].grad = dz.sum(1, keepdim=True)  # [K, 1, out]
             if li:
                 # ReLU's backward (one fused op, as autograd does it): pass where the layer's output > 0
                 dz = torch.ops.aten.threshold_backward(torch.bmm(dz, W.transpose(1, 2)), inputs[li], 0)
@@ -184,7 +199,7 @@ class Population:
                     dz.mul_(drops[li - 1])
         return ce
 
-    def l2(self) -> torch.Tensor:   # [K]
+    def l2(self) -> torch.Tensor:  # [K]
         return sum((W**2).sum((1, 2)) for W in self.P[0::2])  # type: ignore[return-value]
 
     @torch.no_grad()
@@ -195,7 +210,7 @@ class Population:
         for j, P in enumerate(self.P):
             g = P.grad
             assert g is not None
-            if j % 2 == 0:   # weights: d(reg * sum W**2)/dW, as autograd gives it to classifier.fit
+            if j % 2 == 0:  # weights: d(reg * sum W**2)/dW, as autograd gives it to classifier.fit
                 g = g.addcmul_(P, 2 * self.reg.view(-1, 1, 1))
             # P -= lr * step as one fused addcmul_ (no temporary [K, in, out] tensor per layer)
             if name == "sgd":
@@ -230,7 +245,7 @@ class Population:
 
     def _epoch(self, epoch: int) -> None:
         K, dev = len(self.trials), self.device
-        lr = self.lr * self.decay ** (epoch - 1)         # schedule from the epoch number, as alone
+        lr = self.lr * self.decay ** (epoch - 1)  # schedule from the epoch number, as alone
         start = time.perf_counter()
         # each member's own batch order: the permutation classifier.fit draws for this seed and epoch
         gen = torch.Generator()
@@ -238,7 +253,7 @@ class Population:
         for t in self.trials:
             gen.manual_seed(t.seed * 1000 + epoch)
             orders.append(torch.randperm(len(self.Xtr), generator=gen))
-        order = torch.stack(orders).to(dev)                     # [K, N]
+        order = torch.stack(orders).to(dev)  # [K, N]
         n_batches = (len(self.Xtr) + self.batch - 1) // self.batch
         if self.max_batches:
             n_batches = min(n_batches, int(self.max_batches))
@@ -246,25 +261,34 @@ class Population:
         for b in range(n_batches):
             if b == n_batches - 1:
                 before = self.P[0].detach().clone()
-            idx = order[:, b * self.batch:(b + 1) * self.batch]  # [K, B]
-            data_loss = self.forward_backward(self.Xtr[idx], self.ytr[idx])   # [K]; fills P.grad
-            losses.append(data_loss + self.reg * self.l2())      # the L2 gradient is added in update()
+            idx = order[:, b * self.batch : (b + 1) * self.batch]  # [K, B]
+            data_loss = self.forward_backward(self.Xtr[idx], self.ytr[idx])  # [K]; fills P.grad
+            losses.append(data_loss + self.reg * self.l2())  # the L2 gradient is added in update()
             self.update(lr)
-        L = torch.stack(losses).cpu().tolist()                   # [n_batches][K]
+        L = torch.stack(losses).cpu().tolist()  # [n_batches][K]
         after = self.P[0].detach()
         ratio = ((after - before).flatten(1).norm(dim=1) / (before.flatten(1).norm(dim=1) + 1e-12)).tolist()
         train_loss, train_acc = self.evaluate(self.Xtr, self.ytr)
         val_loss, val_acc = self.evaluate(self.Xva, self.yva)
-        seconds = (time.perf_counter() - start) / K               # each member's share of the epoch
+        seconds = (time.perf_counter() - start) / K  # each member's share of the epoch
         lrs = [float(p["lr"]) * float(p.get("lr_decay", 1.0)) ** (epoch - 1) for p in self.params]
         keep = []
         for k, t in enumerate(self.trials):
             try:
                 self._check_divergence(k, t, [row[k] for row in L], epoch)
-                t.report(epoch, state=self.member_state(k, lrs[k]), train_loss=sum(row[k] for row in L) / len(L),
-                         val_loss=val_loss[k], train_acc=train_acc[k], val_acc=val_acc[k], update_ratio=ratio[k],
-                         lr=lrs[k], seconds=seconds, eval_train_loss=train_loss[k],
-                         extras={"losses": single.subsample([row[k] for row in L], 50)})
+                t.report(
+                    epoch,
+                    state=self.member_state(k, lrs[k]),
+                    train_loss=sum(row[k] for row in L) / len(L),
+                    val_loss=val_loss[k],
+                    train_acc=train_acc[k],
+                    val_acc=val_acc[k],
+                    update_ratio=ratio[k],
+                    lr=lrs[k],
+                    seconds=seconds,
+                    eval_train_loss=train_loss[k],
+                    extras={"losses": single.subsample([row[k] for row in L], 50)},
+                )
                 keep.append(k)
             except StopTrial:
                 pass  # diverged, lost or stopped: this member leaves, the others go on
@@ -293,8 +317,8 @@ class Population:
         ce_sum = torch.zeros(K, device=X.device)
         correct = torch.zeros(K, device=X.device)
         for a in range(0, N, rows):
-            logits = self.logits(X[a:a + rows]).transpose(1, 2)   # [K, C, n]: classes off the last dim (faster)
-            yc = y[a:a + rows]
+            logits = self.logits(X[a : a + rows]).transpose(1, 2)  # [K, C, n]: classes off the last dim (faster)
+            yc = y[a : a + rows]
             ce_sum += F.cross_entropy(logits, yc.expand(K, -1), reduction="none").sum(1)
             correct += (logits.argmax(1) == yc).sum(1)
         loss = ce_sum / N + self.reg * self.l2()
@@ -322,8 +346,11 @@ class Population:
         group = {**self._group_template(), "lr": lr, "params": list(range(len(self.P)))}
         if "momentum" in group and self.opt_name in ("momentum", "nesterov"):
             group["momentum"] = float(self.mom[k])
-        return {"model": model, "optimizer": {"state": state, "param_groups": [group]},
-                "first_loss": self.first_loss[k]}
+        return {
+            "model": model,
+            "optimizer": {"state": state, "param_groups": [group]},
+            "first_loss": self.first_loss[k],
+        }
 
     def _group_template(self) -> dict[str, Any]:
         """torch.optim's own param_group keys for this optimizer (so load_state_dict accepts it)."""

@@ -3,15 +3,17 @@
 The function is called as `fn(params, trial)` with the trial's parameters (searched and fixed)
 and its `hpsearch.Trial` handle; see hpsearch/trial.py and README "Your own training code".
 """
+
 from __future__ import annotations
 
 import importlib
 import inspect
 import sys
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from ..errors import ConfigError
+from hpsearch.errors import ConfigError
 
 
 def load(spec: str, source_dir: str) -> Callable[..., Any]:

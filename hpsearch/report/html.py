@@ -1,0 +1,171 @@
+"""One self-contained HTML report: plots embedded as base64 PNGs, inline CSS, no scripts, no links
+out, so it opens offline and can be mailed or archived as a single file."""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from hpsearch.errors import HpsearchError
+from hpsearch.report.diagnostics import CHECKS, Finding
+from hpsearch.report.picture import headline
+from hpsearch.report.plots import all_plots, png_bytes
+from hpsearch.report.status import picture_of
+from hpsearch.report.sweepdata import SweepData
+from hpsearch.report.tables import format_value, ranking_columns
+from hpsearch.search.space import fmt, from_dict
+from hpsearch.store.atomic import atomic_write_bytes
+
+SHOWN = 20  # ranking rows shown open; the rest up to MAX_ROWS sit in a <details>
+MAX_ROWS = 500
+LEFT = ("trial", "status", "checkpoint")
+WIDE = ("loss_curves", "ranges")  # plots drawn across both columns
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px auto;max-width:1180px;
+     color:#222;padding:0 16px}
+h1{font-size:1.6em;margin-bottom:4px} h2{margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}
+.sub{color:#666} table{border-collapse:collapse;font-size:13px;margin:8px 0}
+th,td{padding:3px 8px;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}
+th{background:#f4f4f4} td.l,th.l{text-align:left}
+tr.finished td{} tr.diverged td,tr.failed td{color:#a33} tr.best td{background:#fff7d6;font-weight:600}
+ul.findings li{margin:6px 0} .kind{display:inline-block;min-width:120px;font-weight:600}
+.advice{color:#2a6a2a} .flag{color:#b00;font-weight:600}
+.plots{display:grid;grid-template-columns:1fr 1fr;gap:12px} .plots .wide{grid-column:1/-1}
+figure{margin:0} figcaption{color:#555;font-size:13px} img{max-width:100%;border:1px solid #eee}
+"""
+
+
+def _e(x: object) -> str:
+    return html.escape(str(x))
+
+
+def _rows(data: SweepData, df: pd.DataFrame, cols: list[str], first: bool) -> str:
+    rows = []
+    for i, (_, r) in enumerate(df.iterrows()):
+        cls = f"{r['status']}{' best' if first and i == 0 and r['status'] == 'finished' else ''}"
+        cells = []
+        for c in cols:
+            v = r.get(c)
+            text = fmt(v) if c.startswith("p.") and isinstance(v, float) else format_value(v)
+            cells.append(f"<td class='{'l' if c in LEFT else ''}'>{_e(text)}</td>")
+        rows.append(f"<tr class='{cls}'>{''.join(cells)}</tr>")
+    return "".join(rows)
+
+
+def ranking_table(data: SweepData) -> str:
+    """The best SHOWN runs, the rest (up to MAX_ROWS) folded away in a <details>."""
+    df = data.runs.head(MAX_ROWS)
+    if df.empty:
+        return "<p id='ranking-empty'>No runs yet: the sweep has not planned any trial.</p>"
+    cols = ranking_columns(df, data.metric)
+    head = (
+        "<thead><tr>" + "".join(f"<th class='{'l' if c in LEFT else ''}'>{_e(c)}</th>" for c in cols) + "</tr></thead>"
+    )
+    html_ = f"<table id='ranking'>{head}<tbody>{_rows(data, df.head(SHOWN), cols, True)}</tbody></table>"
+    if len(df) > SHOWN:
+        html_ += (
+            f"<details><summary>{len(df) - SHOWN} more run(s)</summary><table id='ranking-more'>{head}"
+            f"<tbody>{_rows(data, df.iloc[SHOWN:], cols, False)}</tbody></table></details>"
+        )
+    if len(data.runs) > MAX_ROWS:
+        html_ += (
+            f"<p class='sub'>{len(data.runs) - MAX_ROWS} more run(s) not shown; "
+            f"hpsearch report {_e(data.root)} lists them all.</p>"
+        )
+    return html_
+
+
+def ranges_table(data: SweepData) -> str:
+    if not data.stages:
+        return "<p>No stage planned yet.</p>"
+    names = [n for n, d in data.stages[0]["ranges"].items() if d["kind"] != "constant"]
+    head = "<th class='l'>parameter</th>" + "".join(f"<th class='l'>stage {s['stage']}</th>" for s in data.stages)
+    rows = []
+    for n in names:
+        cells = "".join(
+            f"<td class='l'>{_e(from_dict(s['ranges'][n]).describe()) if n in s['ranges'] else '-'}</td>"
+            for s in data.stages
+        )
+        rows.append(f"<tr><td class='l'>{_e(n)}</td>{cells}</tr>")
+    flags = [
+        f"<li class='flag'>stage {s['stage']}: {_e(f['message'])}</li>"
+        for s in data.stages
+        for f in s.get("border_flags") or []
+    ]
+    flag_html = (
+        f"<ul id='border-flags'>{''.join(flags)}</ul>"
+        if flags
+        else "<p id='border-flags'>No best value lies on the border of its range.</p>"
+    )
+    return (
+        f"<table id='ranges'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        f"<h3>Border flags</h3>{flag_html}"
+    )
+
+
+def findings_list(findings: list[Finding]) -> str:
+    if not findings:
+        return f"<p id='diagnostics'>Nothing stands out (checked: {_e(CHECKS)}).</p>"
+    items = "".join(
+        f"<li><span class='kind'>{_e(f.kind)}</span> <b>{_e(f.scope)}</b>: {_e(f.message)}"
+        f"<br><span class='advice'>&rarr; {_e(f.advice)}</span></li>"
+        for f in findings
+    )
+    return f"<ul id='diagnostics' class='findings'>{items}</ul>"
+
+
+def render_html(data: SweepData) -> str:
+    pic = picture_of(data.store, data.sweep)
+    plots = all_plots(data) if not data.runs.empty else []
+    figs = []
+    for stem, title, fig in plots:
+        b64 = base64.b64encode(png_bytes(fig)).decode()
+        wide = " class='wide'" if stem in WIDE else ""
+        figs.append(
+            f"<figure id='plot-{_e(stem)}'{wide}><img alt='{_e(title)}' src='data:image/png;base64,{b64}'>"
+            f"<figcaption>{_e(title)}</figcaption></figure>"
+        )
+    status = headline(pic) if pic.stage else "not planned yet"
+    desc = getattr(data.sweep, "description", "") or ""
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>hpsearch report: {_e(data.sweep.name)}</title>
+<style>{CSS}</style></head>
+<body>
+<h1>{_e(data.sweep.name)}</h1>
+<p class="sub">{_e(desc)}</p>
+<p>{_e(status)}; ranked by <b>{_e(data.metric)}</b> ({_e(data.sweep.metric.goal)}).
+Directory <code>{_e(data.root)}</code>, report written {_e(time.strftime("%Y-%m-%d %H:%M:%S"))}.</p>
+<h2>Diagnostics</h2>
+{findings_list(data.findings())}
+<h2>Ranking</h2>
+{ranking_table(data)}
+<h2>Plots</h2>
+<div class="plots">{"".join(figs) or "<p>No finished run to plot yet.</p>"}</div>
+<h2>Ranges per stage</h2>
+{ranges_table(data)}
+</body></html>
+"""
+
+
+def write_html(data: SweepData, path: str | Path) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        raise HpsearchError(f"--html {p}: is a directory; give a file name such as report.html")
+    text = render_html(data)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise HpsearchError(f"--html {p}: cannot create {p.parent}: {e.strerror}") from None
+    atomic_write_bytes(p, text.encode())
+    # the temp file was created 0600; a report is meant to be shared, so honour the umask instead
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(p, 0o666 & ~mask)
+    return p

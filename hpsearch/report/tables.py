@@ -1,0 +1,216 @@
+"""The report as text: the ranked runs as a table, CSV or JSON; border flags; range history.
+
+The data comes from `frames` and `sweepdata`; this module only formats it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+import pandas as pd
+
+from hpsearch.gcpause import bulk
+from hpsearch.report.diagnostics import findings_text
+from hpsearch.report.frames import add_checkpoints, open_sweep, runs_frame, stage_files
+from hpsearch.report.repeats import config_columns, configs_frame, has_repeats
+from hpsearch.report.sweepdata import SweepData, findings_for
+from hpsearch.search import space as sp
+from hpsearch.search.config import Metric
+
+
+def format_value(v: Any) -> str:
+    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4f}" if 1e-3 <= abs(v) < 1e4 else sp.fmt(v)
+    return str(v)
+
+
+@bulk
+def text_table(df: pd.DataFrame, columns: list[str], max_width: int = 60) -> str:
+    """A plain, aligned table (no dependency beyond pandas): numeric columns right-aligned, text
+    and the last column left-aligned."""
+    # column by column, each formatted, measured and padded in one pass: a 100,000-row report is
+    # a million cells, so per-cell work is one formatting call and one pad (iterrows: ~50 us a row)
+    padded = []
+    for i, c in enumerate(columns):
+        values = df[c].tolist() if c in df else [None] * len(df)
+        kinds = set(map(type, values))
+        cells = _column_cells(values, kinds, c)
+        width = max([len(c), *map(len, cells)])
+        if width > max_width:
+            cells = [s[:max_width] for s in cells]
+            width = max([len(c), *map(len, cells)])
+        pad = str.rjust if i < len(columns) - 1 and _numeric(kinds, cells) else str.ljust
+        padded.append([pad(c, width), "-" * width, *[pad(s, width) for s in cells]])
+    return "\n".join(map("  ".join, zip(*padded)))
+
+
+def _column_cells(values: list[Any], kinds: set[type], col: str) -> list[str]:
+    """format_value (for a parameter column, sp.fmt) of each value. Columns of one number type, the
+    common case, are formatted in one expression per column rather than a call per cell."""
+    if kinds <= {int, str}:
+        return list(map(str, values))
+    if kinds == {float} and not col.startswith("p."):
+        return [f"{v:.4f}" if 1e-3 <= abs(v) < 1e4 else format_value(v) for v in values]
+    if kinds == {float}:
+        return [
+            (f"{v:.1e}" if a < 1e-2 or a >= 1e4 else f"{v:.4g}") if 0 < (a := abs(v)) < math.inf else sp.fmt(v)
+            for v in values
+        ]
+    float_text = sp.fmt if col.startswith("p.") else format_value
+    return [v if type(v) is str else float_text(v) if type(v) is float else format_value(v) for v in values]
+
+
+def _numeric(kinds: set[type], cells: list[str]) -> bool:
+    """Whether every cell reads as a number (or "-"): said by the values' types when they are all
+    numbers or missing, else by parsing the text."""
+    if kinds <= {int, float, type(None), type(pd.NA)}:
+        return True
+
+    def isnum(s: str) -> bool:
+        try:
+            float(s)
+            return True
+        except ValueError:
+            return s == "-"
+
+    return all(isnum(s) for s in cells)
+
+
+_CSV_SPECIAL = re.compile(r'[,"\n]')  # what pandas' (csv's) minimal quoting quotes
+_MISSING = {type(None), type(pd.NA)}
+
+
+@bulk
+def csv_text(df: pd.DataFrame) -> str:
+    """The frame as CSV, as `df.to_csv(index=False)` writes it (minimal quoting, missing values
+    empty, floats in full precision), less its final newline. Written column by column: pandas'
+    writer takes about twice as long on a 100,000-row report."""
+    cols = [_csv_column(df[c].tolist()) for c in df.columns]
+    return "\n".join([",".join(map(_csv_quote, map(str, df.columns))), *map(",".join, zip(*cols))])
+
+
+def _csv_column(values: list[Any]) -> list[str]:
+    kinds = set(map(type, values))
+    if kinds <= {int}:
+        return list(map(str, values))
+    if kinds <= {float}:
+        return [repr(v) if v == v else "" for v in values]
+    if kinds <= {int} | _MISSING:
+        return ["" if type(v) in _MISSING else str(v) for v in values]
+    if kinds <= {str} | _MISSING:
+        text = values if kinds <= {str} else ["" if type(v) in _MISSING else v for v in values]
+        return list(map(_csv_quote, text)) if _CSV_SPECIAL.search("".join(text)) else text
+    return ["" if type(v) in _MISSING or (type(v) is float and v != v) else _csv_quote(str(v)) for v in values]
+
+
+def _csv_quote(s: str) -> str:
+    return '"' + s.replace('"', '""') + '"' if _CSV_SPECIAL.search(s) else s
+
+
+def ranking_columns(df: pd.DataFrame, metric: str) -> list[str]:
+    params = [c for c in df.columns if c.startswith("p.") and df[c].nunique(dropna=True) > 1]
+    return ["rank", "stage", "trial", *params, metric, "best_epoch", "status", "device", "checkpoint"]
+
+
+def history_text(stages: list[dict[str, Any]]) -> str:
+    """Ranges of each searched parameter per stage, side by side, and the border flags."""
+    if not stages:
+        return ""
+    names = [n for n, d in stages[0]["ranges"].items() if d["kind"] != "constant"]
+    lines = ["Ranges per stage:"]
+    width = max((len(n) for n in names), default=4)
+    for n in names:
+        parts = [sp.from_dict(s["ranges"][n]).describe() if n in s["ranges"] else "-" for s in stages]
+        lines.append(f"  {n.ljust(width)}  " + "  ->  ".join(parts))
+    for s in stages:
+        for f in s.get("border_flags", []):
+            lines.append(f"  stage {s['stage']}: {f['message']}")
+    return "\n".join(lines)
+
+
+def to_json(
+    df: pd.DataFrame,
+    stages: list[dict[str, Any]],
+    metric: Metric,
+    name: str,
+    diagnostics: list[dict[str, str]] | None = None,
+    configs: pd.DataFrame | None = None,
+) -> str:
+    """Schema 1 (stable, see README "Reports and plots"): {schema, sweep, metric: {name, goal},
+    runs: [row...], stages: [stage-k.json...], diagnostics: [{scope, kind, message, advice}...]},
+    and `configs: [row...]` (one per configuration) when trials repeat configurations."""
+    runs = json.loads(df.to_json(orient="records", double_precision=15))
+    for r in runs:
+        r["params"] = {k[2:]: r.pop(k) for k in list(r) if k.startswith("p.")}
+        r["value"] = r.get(metric.name)
+    doc = {
+        "schema": 1,
+        "sweep": name,
+        "metric": {"name": metric.name, "goal": metric.goal},
+        "runs": runs,
+        "stages": stages,
+        "diagnostics": diagnostics or [],
+    }
+    if configs is not None:
+        doc["configs"] = json.loads(configs.to_json(orient="records", double_precision=15))
+    return json.dumps(doc, indent=1)
+
+
+def render(
+    root: str,
+    fmt: str = "table",
+    stage: int | None = None,
+    top: int | None = None,
+    notes: list[str] | None = None,
+    data: SweepData | None = None,
+) -> str:
+    """The report as text; on an empty sweep a note goes to `notes` (csv/json stay parseable).
+    `data`: the sweep already read for plots or a watch round (`sweepdata.of_store`, same `stage`)."""
+    if data is not None:
+        store, sweep, df, stages = data.store, data.sweep, data.runs, data.stages
+    else:
+        store, sweep = open_sweep(root)
+        df = runs_frame(store.state, sweep.metric, stage=stage, checkpoints=fmt != "table")
+        stages = [s for s in stage_files(store) if stage is None or s["stage"] == stage]
+    ranked = df
+    if top is not None:
+        df = df.head(top)
+    if fmt == "table" and not df.empty and "checkpoint" not in df:
+        df = add_checkpoints(df, store.state, sweep.metric.name)
+    empty_note = f"{sweep.name}: no runs yet (the sweep has not planned any trial)" if df.empty else None
+    if empty_note and notes is not None:
+        notes.append(empty_note)
+    if fmt == "csv":
+        return csv_text(df)
+    findings = data.findings() if data is not None else findings_for(store, sweep, ranked, stages)
+    if fmt == "json":
+        configs = configs_frame(store.state, sweep.metric, stage) if has_repeats(store.state) else None
+        return to_json(df, stages, sweep.metric, sweep.name, [f.to_dict() for f in findings], configs)
+    if df.empty:
+        return text_table(df, ranking_columns(df, sweep.metric.name)) + f"\n\nnote: {empty_note}"
+    counts = df["status"].value_counts().to_dict()
+    head = (
+        f"{sweep.name}: {len(df)} run(s) shown, "
+        + ", ".join(f"{v} {k}" for k, v in counts.items())
+        + f"; ranked by {sweep.metric.name} ({sweep.metric.goal})"
+    )
+    parts = [head, text_table(df, ranking_columns(df, sweep.metric.name))]
+    if has_repeats(store.state):
+        cf = configs_frame(store.state, sweep.metric, stage)
+        if len(cf):
+            parts.append(
+                f"Configurations (ranked by the mean of their repeats' best {sweep.metric.name}):\n"
+                + text_table(cf.head(top) if top else cf, config_columns(cf, sweep.metric.name))
+            )
+    hist = history_text(stages)
+    if hist:
+        parts.append(hist)
+    parts.append(findings_text(findings))
+    if store.state.bad_lines:
+        parts.append(f"note: {store.state.bad_lines} torn or unreadable journal line(s) were skipped")
+    return "\n\n".join(parts)

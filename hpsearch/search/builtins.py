@@ -1,0 +1,35 @@
+"""The built-in trainables' names and settings, with their defaults: what a sweep may fix or search.
+
+Validation of the sweep file needs them, so they live here, below the trainables that use them,
+and stay import-light (no torch).
+"""
+
+from __future__ import annotations
+
+# Settings the built-in classifier understands, with their defaults. A sweep may fix any of
+# them under `trainable:` or search them under `parameters:`; anything else is a typo.
+CLASSIFIER_DEFAULTS: dict[str, object] = {
+    "dataset": "digits",  # digits | spiral | npz:PATH | cifar10:DIR
+    "hidden": [100],  # layer widths; one int means one hidden layer
+    "optimizer": "momentum",  # sgd | momentum | nesterov | adam | rmsprop
+    "lr": 1e-2,
+    "reg": 1e-4,  # L2 strength, added to the loss as reg * sum(W**2)
+    "dropout": 0.0,
+    "batch": 64,
+    "momentum": 0.9,
+    "lr_decay": 1.0,  # multiply lr by this after every epoch
+    "init_scale": None,  # None: Kaiming/He init; a float: N(0, init_scale**2) weights
+    "diverge_factor": 3.0,  # stop when a batch loss exceeds this times the first loss
+    "val_fraction": 0.25,  # for data sets without a given validation split
+    "population": 1,  # train this many trials of a stage at once (batched)
+    "max_batches": None,  # cap batches per epoch (quick tests)
+}
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "rmsprop")
+BUILTINS = ("classifier", "noop")
+# noop: no training; any parameter is accepted. Its metric peaks where params equal `target`.
+NOOP_DEFAULTS: dict[str, object] = {"sleep": 0.0, "metric_value": None, "fail": False, "target": None}
+
+
+def builtin_defaults(name: str) -> dict[str, object]:
+    """A fresh copy of the defaults of built-in `name` ('classifier' or 'noop')."""
+    return dict(CLASSIFIER_DEFAULTS if name == "classifier" else NOOP_DEFAULTS)

@@ -1,0 +1,144 @@
+"""The fold of the journal: trial records and the sweep state that the journal's events build.
+
+Pure data and transitions (no file, no lock): `SweepState.apply` takes one event and re-checks
+its transition against the state, so a stray or repeated event changes nothing. The events and
+their fields are listed in docs/ARCHITECTURE.md.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class State(str, enum.Enum):
+    PLANNED = "planned"
+    RUNNING = "running"
+    FINISHED = "finished"
+    DIVERGED = "diverged"
+    FAILED = "failed"
+
+    @property
+    def is_finished(self) -> bool:
+        return self in FINISHED
+
+
+STATES = {s.value: s for s in State}  # State(value) is slow in a hot loop
+FINISHED = frozenset({State.FINISHED, State.DIVERGED, State.FAILED})
+
+
+@dataclass(slots=True)  # slots: 100,000 records fold noticeably faster and smaller
+class TrialRecord:
+    trial: str
+    stage: int
+    config: str
+    params: dict[str, Any]
+    seed: int
+    epochs: int
+    parent: str | None = None
+    state: State = State.PLANNED
+    attempt: int = 0  # claims so far; a claim's token is (trial, attempt)
+    lost: int = 0  # times requeued because its worker vanished
+    worker: str | None = None
+    best: float | None = None
+    best_epoch: int | None = None
+    epochs_done: int = 0
+    reason: str | None = None
+    device: str | None = None  # as the claiming worker named it (cpu, cuda:0 (GPU 1))
+
+
+@dataclass
+class SweepState:
+    """Everything the journal says, folded."""
+
+    fingerprint: str | None = None
+    trials: dict[str, TrialRecord] = field(default_factory=dict)
+    stages: dict[int, dict[str, Any]] = field(default_factory=dict)  # k -> {"space": ..., "trials": [ids]}
+    stages_done: set[int] = field(default_factory=set)
+    queue: dict[str, None] = field(default_factory=dict)  # planned, in claim order
+    requeued: dict[str, None] = field(default_factory=dict)  # served before `queue`
+    done: bool = False
+    stop: bool = False
+    bad_lines: int = 0
+
+    def apply(self, ev: dict[str, Any]) -> None:
+        kind = ev.get("ev")
+        t = self.trials.get(ev.get("trial", ""))
+        # the two events of every trial come first: a 100,000-trial sweep folds 200,000 of them
+        if kind == "claim":
+            if t is not None and t.state is State.PLANNED:
+                t.state, t.attempt, t.worker = State.RUNNING, ev["attempt"], ev["worker"]
+                t.device = ev.get("device", t.device)
+                self.queue.pop(t.trial, None)
+                self.requeued.pop(t.trial, None)
+        elif kind == "result":
+            if t is not None and t.state not in FINISHED and ev["attempt"] >= t.attempt:
+                t.state = STATES[ev["status"]]
+                t.attempt = max(t.attempt, ev["attempt"])
+                t.worker, t.device = ev.get("worker", t.worker), ev.get("device", t.device)
+                t.best, t.best_epoch = ev.get("best"), ev.get("best_epoch")
+                t.epochs_done, t.reason = ev.get("epochs_done", t.epochs_done), ev.get("reason")
+                self.queue.pop(t.trial, None)
+                self.requeued.pop(t.trial, None)
+        elif kind == "created":
+            self.fingerprint = ev.get("fingerprint", self.fingerprint)  # --force re-stamps it
+        elif kind == "stage" and ev["stage"] not in self.stages:
+            k, trials = ev["stage"], self.trials
+            for p in ev["trials"]:  # positional: this loop builds every record of a stage
+                trials[p["trial"]] = TrialRecord(
+                    p["trial"], k, p["config"], p["params"], p["seed"], p["epochs"], p.get("parent")
+                )
+            ids = [p["trial"] for p in ev["trials"]]
+            self.stages[k] = {**ev, "trials": ids}  # ids only: the records hold the rest (and a snapshot, ids)
+            self.queue.update(dict.fromkeys(ids))
+        elif kind == "release" and t is not None and t.state is State.RUNNING and ev["attempt"] == t.attempt:
+            t.state, t.worker = State.PLANNED, None
+            t.lost += 1 if ev.get("lost") else 0
+            t.epochs_done = ev.get("epochs_done", t.epochs_done)
+            self.requeued[t.trial] = None
+        elif kind == "stage_done":
+            self.stages_done.add(ev["stage"])
+        elif kind == "done":
+            self.done = True
+        elif kind == "stop":
+            self.stop = True
+        elif kind == "resume":
+            self.stop = self.done = False
+
+    def next_queued(self) -> Iterator[str]:
+        # no copy of the queue (O(trials) per claim): callers stop iterating before they append
+        yield from self.requeued
+        yield from self.queue
+
+    def stage_trials(self, k: int) -> list[TrialRecord]:
+        return [self.trials[tid] for tid in self.stages.get(k, {}).get("trials", [])]
+
+    @property
+    def current_stage(self) -> int:
+        return max(self.stages, default=0)
+
+
+def decode(lines: list[bytes], state: SweepState) -> list[Any]:
+    """Parse JSON lines; torn or garbage lines are counted in state.bad_lines and skipped.
+
+    Many lines are parsed as one JSON array (one C call instead of one per line: 100,000 trials
+    fold about twice as fast); if that fails, or yields another count, line by line.
+    """
+    body = [line for line in lines if line.strip()]
+    if len(body) > 1:
+        try:
+            events = json.loads(b"[" + b",".join(body) + b"]")
+            if len(events) == len(body):
+                return events
+        except ValueError:
+            pass
+    events = []
+    for line in body:
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            state.bad_lines += 1  # a writer killed mid-line; the event was never committed
+    return events

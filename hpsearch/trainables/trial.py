@@ -1,0 +1,267 @@
+"""The handle a trainable talks to: parameters, device, epochs to run, resume state, report().
+
+    def fit(params: dict, trial: hpsearch.Trial) -> None:
+        model = ...
+        if trial.resume_state: model.load_state_dict(trial.resume_state["model"])
+        for epoch in trial.epoch_range:
+            ...train one epoch on trial.device...
+            trial.report(epoch, val_acc=acc, train_loss=loss, state={"model": model.state_dict()})
+
+`report` records the epoch's metrics, writes the checkpoint (its file name embeds the metric),
+and raises `StopTrial` when the trial must stop: it diverged, the master stopped the sweep,
+or another worker took the trial over. Let that exception propagate.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from hpsearch.errors import StopTrial
+from hpsearch.store.fold import TrialRecord
+from hpsearch.store.sweepdir import Store, format_checkpoint
+
+LOSS_KEYS = ("train_loss", "loss")
+
+
+class Trial:
+    """One claimed trial, as seen by the code that trains it (`fit(params, trial)`).
+
+    Attributes:
+        id: the trial id, e.g. "s2-t0007" (or "s2-t0007-r1" for a repeat).
+        params: searched and fixed values, the same dict fit() receives.
+        seed: this trial's seed (repeats of a configuration differ only here).
+        stage, epochs: the stage, and the total epochs to reach (`epoch_range` ends there).
+        device: "cpu", "cuda", "cuda:1"... as given to the worker.
+        metric: the sweep's metric name; `report` needs it.
+        resume_state: the `state` given to `report` at the checkpoint resumed from, else None.
+        resume_checkpoint: that checkpoint's path (for files handed over with `checkpoint=`).
+        start_epoch: epochs already done (0 on a fresh start).
+        trial_dir: a folder of this trial for the trainable's own files.
+        should_stop: True once the worker is stopping; `report` then raises StopTrial.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        record: TrialRecord,
+        *,
+        params: dict[str, Any],
+        metric: str,
+        goal: str,
+        device: str = "cpu",
+        keep: str = "best_last",
+        diverge_factor: float = 3.0,
+        stop_event: threading.Event | None = None,
+        status: dict[str, Any] | None = None,
+        source_dir: str = ".",
+    ) -> None:
+        self.store = store
+        self.record = record
+        self.id = record.trial
+        self.attempt = record.attempt
+        self.params = params
+        self.seed = record.seed
+        self.stage = record.stage
+        self.epochs = record.epochs
+        self.device = device
+        self.source_dir = source_dir  # the sweep file's folder: relative data paths start here
+        self.metric = metric
+        self._maximize = goal == "maximize"
+        self._keep = keep
+        self._diverge_factor = diverge_factor
+        self._stop_event = stop_event or threading.Event()
+        self._status = status if status is not None else {}
+        self.history: list[dict[str, Any]] = []
+        self._on_disk: dict[str, None] = {}  # this trial's checkpoint files not yet deleted
+        self._best_checkpoint: str | None = None
+        self.resume_state: dict[str, Any] | None = None
+        self.resume_checkpoint: Path | None = None
+        self.start_epoch = 0
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.stop_reason: str | None = None
+        self._first_loss: float | None = None
+        self._resume()
+
+    # -- what the trainable reads ----------------------------------------------------------
+    @property
+    def epoch_range(self) -> range:
+        """Epochs still to run, 1-based: starts after the last checkpointed epoch when resuming."""
+        return range(self.start_epoch + 1, self.epochs + 1)
+
+    @property
+    def trial_dir(self) -> Path:
+        return self.store.layout.trial_dir(self.id)
+
+    @property
+    def should_stop(self) -> bool:
+        return self._stop_event.is_set() or self.stop_reason is not None
+
+    # -- reporting -------------------------------------------------------------------------
+    def report(
+        self,
+        epoch: int,
+        state: dict[str, Any] | None = None,
+        checkpoint: str | Path | None = None,
+        extras: dict[str, Any] | None = None,
+        **metrics: float,
+    ) -> None:
+        """Record one epoch; write its checkpoint; raise StopTrial if the trial must stop.
+
+        Args:
+            epoch: 1-based epoch number.
+            state: what to resume from (tensors, dicts, lists, numbers); saved in the checkpoint.
+            checkpoint: a file the trainable wrote itself, moved under the canonical name instead.
+            extras: JSON data stored with the epoch's metrics (e.g. a loss history); not ranked.
+            **metrics: numbers; must include the sweep's metric (e.g. val_acc).
+        Raises:
+            StopTrial: the trial diverged, the sweep is stopping, or the claim was lost.
+        """
+        if not isinstance(epoch, int) or epoch < 1:
+            raise ValueError(f"report(epoch=...) needs a positive integer epoch, got {epoch!r}")
+        if self.metric not in metrics:
+            raise ValueError(f"report() needs the sweep's metric {self.metric!r}; got {sorted(metrics)}")
+        metrics = {k: _number(k, v) for k, v in metrics.items()}
+        if not self.store.owns(self.id, self.attempt):
+            self.stop_reason = "lost"
+            raise StopTrial("lost: another worker owns this trial now")
+        value = metrics[self.metric]
+        name = format_checkpoint(self.id, epoch, self.metric, value)
+        payload = {
+            "trial": self.id,
+            "epoch": epoch,
+            "params": self.params,
+            "metrics": metrics,
+            "seed": self.seed,
+            "state": state,
+        }
+        if checkpoint is not None:
+            self.store.adopt_checkpoint(Path(checkpoint), name)
+        else:
+            self.store.save_checkpoint(name, payload)
+        # extras first: they may never overwrite the epoch, the attempt or a metric
+        line = {
+            **(extras or {}),
+            "epoch": epoch,
+            "attempt": self.attempt,
+            **metrics,
+            "checkpoint": name,
+            "time": time.time(),
+        }
+        if checkpoint is not None:
+            line["adopted"] = True  # not a torch payload of ours: resuming checks only that it exists
+        self.store.append_metrics(self.id, line)
+        self._after_epoch(line)
+        diverged = self._diverged(metrics)
+        if diverged:
+            self.stop_reason = "diverged"
+            raise StopTrial(f"diverged: {diverged}")
+        if self._stop_event.is_set() or self.store.state.stop:
+            self.stop_reason = "stopped"
+            raise StopTrial("stopped: the sweep is stopping")
+
+    def _track(self, line: dict[str, Any]) -> None:
+        """Add an epoch to the history: best so far (NaN never counts) and checkpoint files on disk."""
+        self.history.append(line)
+        value = line.get(self.metric)
+        if (
+            isinstance(value, (int, float))
+            and value == value
+            and (self.best is None or (value > self.best if self._maximize else value < self.best))
+        ):
+            self.best, self.best_epoch, self._best_checkpoint = value, line["epoch"], line.get("checkpoint")
+        if line.get("checkpoint"):
+            self._on_disk[line["checkpoint"]] = None  # on resume maybe deleted already: deleting again is harmless
+
+    def _after_epoch(self, line: dict[str, Any]) -> None:
+        self._track(line)
+        self._status.update(trial=self.id, epoch=line["epoch"], metric=line[self.metric], best=self.best)
+        if self._keep == "all":
+            return
+        keep = {line.get("checkpoint")}
+        if self._keep == "best_last":
+            keep.add(self._best_checkpoint)
+        for name in [n for n in self._on_disk if n not in keep]:  # only files still there: O(1) a report
+            self.store.delete_checkpoint(name)
+            del self._on_disk[name]
+
+    def _diverged(self, metrics: dict[str, float]) -> str | None:
+        for k in LOSS_KEYS:
+            if k in metrics:
+                loss = metrics[k]
+                if not math.isfinite(loss):
+                    return f"{k} is {loss}"
+                if self._first_loss is None:
+                    self._first_loss = loss
+                elif self._first_loss > 0 and loss > self._diverge_factor * self._first_loss:
+                    return f"{k} {loss:.3g} > {self._diverge_factor:g} x first {self._first_loss:.3g}"
+                return None
+        value = metrics[self.metric]
+        return None if math.isfinite(value) else f"{self.metric} is {value}"
+
+    def mark_diverged(self, why: str) -> None:
+        """For trainables that detect divergence inside an epoch (before reporting it)."""
+        self.stop_reason = "diverged"
+        raise StopTrial(f"diverged: {why}")
+
+    # -- resuming --------------------------------------------------------------------------
+    def _resume(self) -> None:
+        """Continue from the last readable checkpoint: of this trial, else of the promoted parent."""
+        own = self.store.metrics(self.id)
+        source, found = own, self._last_checkpoint(own)
+        if found is None and self.record.parent:
+            # a promoted trial starts from its parent's last checkpoint (also when it was requeued
+            # before writing one of its own: its inherited lines carry no checkpoint)
+            parent = self.store.metrics(self.record.parent)
+            parent_found = self._last_checkpoint(parent)
+            if parent_found is not None:
+                source, found = parent, parent_found
+        kept = source[: found + 1] if found is not None else []
+        if found is not None:
+            line = source[found]
+            self.resume_checkpoint = self.store.layout.checkpoint(line["checkpoint"])
+            self.start_epoch = int(line["epoch"])
+        if own or kept:
+            # drop epochs past the checkpoint (they will be redone); a promoted trial inherits history
+            # without the parent's checkpoint names, so its retention never deletes the parent's files
+            inherited = source is not own
+            kept = [dict(h, attempt=self.attempt, checkpoint=None if inherited else h.get("checkpoint")) for h in kept]
+            self.store.rewrite_metrics(self.id, kept)
+        for h in kept:
+            self._after_epoch_resume(h)
+
+    def _last_checkpoint(self, lines: list[dict[str, Any]]) -> int | None:
+        """Index of the last line whose checkpoint can be resumed from; sets resume_state."""
+        for i in range(len(lines) - 1, -1, -1):
+            name = lines[i].get("checkpoint")
+            if not name:
+                continue
+            if lines[i].get("adopted"):
+                # a file a user program handed over: its format is the program's own, so only
+                # its presence is checked; the program reads it from HPSEARCH_RESUME_FROM
+                if self.store.layout.checkpoint(name).is_file():
+                    self.resume_state = None
+                    return i
+                continue
+            ckpt = self.store.load_checkpoint(name)
+            if ckpt is not None and ckpt.get("epoch") == lines[i]["epoch"]:
+                self.resume_state = ckpt.get("state")
+                return i
+        return None
+
+    def _after_epoch_resume(self, line: dict[str, Any]) -> None:
+        self._track(line)
+        for k in LOSS_KEYS:
+            if self._first_loss is None and isinstance(line.get(k), (int, float)):
+                self._first_loss = line[k]
+
+
+def _number(key: str, v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"report(): metric {key!r} must be a number, got {v!r}") from None
