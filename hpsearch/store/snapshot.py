@@ -55,6 +55,7 @@ def encode(state: SweepState, offset: int, check: str) -> bytes:
         "fingerprint": state.fingerprint,
         "done": state.done,
         "stop": state.stop,
+        "stop_reason": state.stop_reason,
         "bad_lines": state.bad_lines,
     }
     return json.dumps(doc, separators=(",", ":")).encode()
@@ -82,6 +83,7 @@ def decode(data: bytes) -> tuple[SweepState, int, str] | None:
             requeued=dict.fromkeys(doc["requeued"]),
             done=bool(doc["done"]),
             stop=bool(doc["stop"]),
+            stop_reason=doc.get("stop_reason"),
             bad_lines=int(doc["bad_lines"]),
         )
         offset, check = int(doc["offset"]), str(doc["check"])

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpsearch.errors import StoreError
-from hpsearch.store.atomic import atomic_write_bytes, unlink_missing_ok
+from hpsearch.errors import StoreError, store_write_error
+from hpsearch.store.atomic import append_whole, atomic_write_bytes, unlink_missing_ok
 from hpsearch.store.fold import State, SweepState, TrialRecord
 from hpsearch.store.journal import Journal
 
@@ -317,14 +317,9 @@ class Store:
         path = self.layout.metrics_file(trial)
         data = (json.dumps(line, default=_json_default) + "\n").encode()
         try:
-            with open(path, "ab+") as f:
-                if f.tell() > 0:
-                    f.seek(-1, os.SEEK_END)
-                    if f.read(1) != b"\n":
-                        data = b"\n" + data  # a worker killed mid-line left it torn: keep ours apart
-                f.write(data)
+            append_whole(path, data)
         except OSError as e:
-            raise StoreError(f"cannot write {path}: {e.strerror}") from None
+            raise store_write_error(path, e) from None
 
     def metrics(self, trial: str) -> list[dict[str, Any]]:
         """One line per epoch (the latest attempt wins), sorted by epoch."""
