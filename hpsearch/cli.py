@@ -111,7 +111,13 @@ def master() -> None:
 @click.option("--force", is_flag=True, help="Continue DIR even though it was started with a different sweep file.")
 @click.option("--device", help="Device for every worker, e.g. cpu or cuda (default: cuda when available).")
 @click.option("--workers-per-gpu", type=click.IntRange(min=1), help="Pack K small workers on each GPU.")
-@click.option("--dry-run", is_flag=True, help="Slurm: print the batch script instead of submitting it.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Validate the file and print the plan (ranges, trials x epochs, epoch budget; Slurm: the batch script); "
+    "write nothing.",
+)
+@click.option("--detach", is_flag=True, help="Run the master in the background; its output goes to DIR/master.log.")
 @click.option(
     "--no-workers", is_flag=True, help="Start no workers; plan and watch while you start `hpsearch worker` by hand."
 )
@@ -130,11 +136,11 @@ def master_start(sweep_file: str, root: str | None, **kw: Any) -> None:
     from hpsearch.run.master import StartOptions, start
 
     if kw.pop("dry_run"):
-        from hpsearch.run.launchers.slurm import dry_run
+        from hpsearch.run.master import dry_run
 
-        click.echo(dry_run(sweep_file, root, kw.get("workers")))
+        click.echo(dry_run(sweep_file, root, kw.get("workers"), kw.get("launcher")))
         return
-    sys.exit(start(sweep_file, root, StartOptions(**kw)))
+    sys.exit(start(sweep_file, root, StartOptions(**kw, sweep_path=sweep_file)))
 
 
 @master.command("stop")
@@ -149,8 +155,7 @@ def master_stop(root: str) -> None:
     """
     from hpsearch.run.master import request_stop
 
-    request_stop(root)
-    click.echo(f"Stop requested for {root}; workers release their trials at their next epoch.")
+    click.echo(request_stop(root))
 
 
 @master.command("status")

@@ -69,6 +69,7 @@ class Layout:
         self.checkpoints = self.root / "checkpoints"
         self.workers = self.root / "workers"
         self.master = self.root / "master.json"
+        self.master_log = self.root / "master.log"  # a master started with --detach (or after SIGHUP) writes here
         self.source = self.root / "source.json"
 
     def stage_file(self, k: int) -> Path:
@@ -292,6 +293,35 @@ class Store:
             if events:
                 self.journal.append_locked(events)
         return actions
+
+    def time_out(self, trial: str, attempt: int, why: str, retries: int) -> str | None:
+        """A trial whose epoch outlived `epoch_timeout`: requeued like a lost worker's (counts toward
+        `retries`), or failed with reason "timeout: ..." past the limit. Returns "requeued",
+        "failed", or None when the claim no longer holds."""
+        with self.journal.locked():
+            if not self.owns(trial, attempt):  # owns() refreshes the state
+                return None
+            t = self.state.trials[trial]
+            if t.lost + 1 > retries:
+                reason = f"timeout: {why}" + (f" ({t.lost + 1} times, retry limit {retries})" if retries else "")
+                ev: dict[str, Any] = {
+                    "ev": "result",
+                    "trial": trial,
+                    "attempt": attempt,
+                    "status": "failed",
+                    "best": None,
+                    "best_epoch": None,
+                    "epochs_done": t.epochs_done,
+                    "reason": reason,
+                    "worker": t.worker,
+                    "device": t.device,
+                }
+                action = "failed"
+            else:
+                ev = {"ev": "release", "trial": trial, "attempt": attempt, "reason": f"timeout: {why}", "lost": True}
+                action = "requeued"
+            self.journal.append_locked([ev])
+        return action
 
     def trial_files_ready(self, t: TrialRecord) -> None:
         """Create the trial's folder and params.json (rewritten if missing: the journal has them)."""
