@@ -322,7 +322,7 @@ def report_line(trial: Any, obj: Any, n: int, source_dir: str) -> None:
     if trial.metric not in metrics:  # said here in the program's terms: it has no report() to call
         got = trial.metric in obj and f" (it is {json.dumps(obj[trial.metric])[:40]}, not a number)" or ""
         raise ProgramFailed(
-            f"metrics line {n} has no number {trial.metric!r}, the sweep's metric{got}; keys: "
+            f"metrics line {n}: no number {trial.metric!r} (the sweep's metric){got}; keys: "
             f'{", ".join(sorted(obj)) or "none"} (write e.g. {{"epoch": {epoch}, "{trial.metric}": 0.5}})'
         )
     extras = {k: v for k, v in obj.items() if k not in metrics}
