@@ -63,6 +63,11 @@ def failure_text(trials: list[TrialRecord], root: str, stage: int) -> str:
     failed = sum(g.count for g in groups)
     lines = [f"Stage {stage}: {failed} of {len(trials)} trials failed or diverged, none finished:"]
     for g in groups:
-        see = f"; see {root}/trials/{g.trial}/error.txt" if g.status == "failed" else f" ({g.trial})"
+        if g.status == "failed" and g.reason.startswith("exception:"):
+            see = f"; see {root}/trials/{g.trial}/error.txt"  # the traceback
+        elif g.status == "failed":
+            see = f"; see {root}/trials/{g.trial}/worker.log"  # what the trainable printed
+        else:
+            see = f" ({g.trial})"
         lines.append(f"  {g.count} x {g.status}: {g.reason}{see}")
     return "\n".join(lines)

@@ -299,7 +299,10 @@ class Worker:
         metric = self.sweep.metric.name
         if error is not None:
             self.store.write_error(t.id, error[0])
-            status, reason = "failed", f"exception: {error[1]}"
+            # a command program's failure is told in its own terms (exit code, log tail, metrics line)
+            line = error[1]
+            program = line.startswith("ProgramFailed: ")
+            status, reason = "failed", f"program failed: {line[15:]}" if program else f"exception: {line}"
         elif t.stop_reason == "diverged":
             status, reason = "diverged", "diverged"
         elif epochs_done < t.epochs:
