@@ -16,6 +16,7 @@ Environment (on top of the worker's, so CUDA_VISIBLE_DEVICES passes through)
     HPSEARCH_TRIAL_ID, HPSEARCH_TRIAL_DIR (keep your own files here), HPSEARCH_METRICS_FILE,
     HPSEARCH_CHECKPOINT_DIR, HPSEARCH_RESUME_FROM (only when resuming), HPSEARCH_PARAMS (JSON),
     HPSEARCH_EPOCHS, HPSEARCH_START_EPOCH, HPSEARCH_SEED, HPSEARCH_METRIC, HPSEARCH_DEVICE.
+    OMP_NUM_THREADS, MKL_NUM_THREADS and the like are the worker's --threads unless set (worker.py).
     The program runs in the sweep file's folder; all paths given to it are absolute.
 Metrics
     After each epoch the program appends one JSON object and a newline to HPSEARCH_METRICS_FILE,
@@ -39,7 +40,8 @@ Exit and stop
     log (stdout and stderr go to trials/<trial>/worker.log) as the reason. When the trial must
     stop (it diverged, the sweep is stopping, the worker got SIGTERM) the program's process
     group gets SIGTERM, then SIGKILL after `grace` seconds (trainable setting, default 10).
-    If the worker dies, the kernel kills the program (Linux).
+    If the worker dies, the kernel kills the program (Linux). With the sweep's `epoch_timeout`, a
+    program that reports no epoch for that long is killed the same way and the trial timed out.
 """
 
 from __future__ import annotations
