@@ -43,7 +43,8 @@ LR_NAMES = ("lr", "learning_rate", "lr0")
 @dataclass(frozen=True)
 class Finding:
     scope: str  # "sweep", or the trial id a per-run finding is about
-    kind: str  # no_usable_run | border | diverged | overfitting | underfitting | update_ratio_low | update_ratio_high | loss_flat
+    # no_usable_run | border | diverged | overfitting | underfitting | update_ratio_low | update_ratio_high | loss_flat
+    kind: str
     message: str  # what the data shows
     advice: str  # what to try
 

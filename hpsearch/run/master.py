@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,8 +183,11 @@ class Master:
         self.out.stream, self.out.tty = sys.stdout, False  # timestamped lines, no cursor moves
 
     # -- directory -------------------------------------------------------------------------
-    def open_directory(self) -> None:
-        """Create the sweep directory, or check that it holds this same sweep (resume)."""
+    def open_directory(self, before_writes: Callable[[], None] | None = None) -> None:
+        """Create the sweep directory, or check that it holds this same sweep (resume).
+
+        `before_writes` runs once the checks passed and the directory exists, before any event is
+        written (the master takes its role there: a refused master writes nothing)."""
         fp = config.fingerprint(self.raw)
         lay = self.store.layout
         if self.store.exists():
@@ -193,6 +197,8 @@ class Master:
                     f"{self.root} holds a different sweep (its sweep.yaml differs from this file); "
                     "use another --dir, or --force to continue it with the new file"
                 )
+            if before_writes is not None:
+                before_writes()
             if st.fingerprint != fp:
                 self._write_sweep_yaml()
                 self.store.journal.append([{"ev": "created", "fingerprint": fp}])
@@ -208,6 +214,8 @@ class Master:
                 lay.ensure()
             except OSError as e:
                 raise HpsearchError(f"cannot create sweep directory {self.root}: {e.strerror}") from None
+            if before_writes is not None:
+                before_writes()
             self._write_sweep_yaml()
             self.store.journal.append([{"ev": "created", "fingerprint": fp, "name": self.sweep.name}])
         lay.ensure()
@@ -255,9 +263,8 @@ class Master:
     def run(self) -> int:
         check_trainable(self.sweep)  # before the directory exists: a typo must leave nothing behind
         if self.store.exists():
-            self._refuse_if_live()  # before anything is written
-        self.open_directory()
-        self.take_master_role()
+            self._refuse_if_live()  # before any check that could change nothing anyway
+        self.open_directory(before_writes=self.take_master_role)
         if self.opts.detach:
             code = self._detach()
             if code is not None:
