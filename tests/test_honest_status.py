@@ -54,7 +54,7 @@ def test_a_killed_worker_is_not_shown_alive_and_a_finished_sweep_has_no_eta(tmp_
         status = run_cli("master", "status", str(root), check=True).stdout
         assert ": finished" in status.splitlines()[0]
         assert "left in stage" not in status  # no ETA once finished
-        assert "master: none alive; the last one" in status and "exited" in status
+        assert "master: none alive; the last one" in status and ") exited at " in status
         assert "resume with" not in status  # nothing to resume
         # stop on a finished sweep: says so, writes nothing
         before = (root / "journal.jsonl").read_bytes()

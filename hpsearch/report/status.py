@@ -25,11 +25,14 @@ def master_line(store: Store, sweep: Any, now: float | None = None) -> str:
     if master_alive(info, sweep.stale_after, now):
         return f"master: alive ({describe_master(info, now)})"
     st = store.state
-    since = f"since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(float(info.get('time', 0) or 0)))}"
-    ago = duration(max(0.0, now - float(info.get("time", 0) or 0)))
-    how = "exited" if info.get("state") == "exited" else "gone (its process or heartbeat stopped)"
+    beat = float(info.get("time", 0) or 0)
+    at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(beat))
+    ago = duration(max(0.0, now - beat))
     who = f"{info.get('host', '?')}, pid {info.get('pid', '?')}"
-    line = f"master: none alive; the last one ({who}) {how} {since}, {ago} ago"
+    if info.get("state") == "exited":
+        line = f"master: none alive; the last one ({who}) exited at {at} ({ago} ago)"
+    else:
+        line = f"master: none alive since {at} ({ago} ago): the last one ({who}) stopped beating or was killed"
     if not st.done:
         sweep_file = info.get("sweep_file") or "SWEEP.yaml"
         line += f"; resume with: hpsearch master start {sweep_file} --dir {store.layout.root}"

@@ -77,6 +77,7 @@ class Worker:
         self.failures_in_a_row = 0
         self.done = 0
         self.disk_full: str | None = None
+        self.signum = 0  # the first stop signal received
         self._training: list[Trial] = []  # the trials in hand (the watchdog reads it)
         self._out = sys.stdout  # what we say goes here, also while a trial's output is redirected
 
@@ -121,8 +122,10 @@ class Worker:
         idle = time.monotonic() - min(t.last_progress for t in trials)
         if idle <= timeout:
             return
+        # a Store of its own: the journal's incremental fold is not shared between threads
+        store = Store(self.store.layout.root, lock=self.sweep.lock)
         for t in trials:
-            self._time_out(t)
+            self._time_out(t, store)
         self.status = {"state": "exited"}
         with contextlib.suppress(HpsearchError, OSError):
             self._heartbeat()
@@ -135,11 +138,11 @@ class Worker:
         self.say("the trainable is stuck in this process; leaving (exit code 5)")
         os._exit(EXIT_TIMED_OUT)
 
-    def _time_out(self, t: Trial) -> None:
+    def _time_out(self, t: Trial, store: Store | None = None) -> None:
         epoch = (t.history[-1]["epoch"] if t.history else t.start_epoch) + 1
         why = f"epoch {epoch} of {t.epochs} took longer than epoch_timeout {self.sweep.epoch_timeout:g} s"
         with contextlib.suppress(HpsearchError):
-            action = self.store.time_out(t.id, t.attempt, why, self.sweep.retries)
+            action = (store or self.store).time_out(t.id, t.attempt, why, self.sweep.retries)
             if action:
                 self.say(f"{t.id}: timeout: {why}; {action}")
         self.failures_in_a_row += 1
@@ -221,6 +224,17 @@ class Worker:
             self.status = {"state": "exited"}
             with contextlib.suppress(HpsearchError, OSError):
                 self._heartbeat()
+        if why == "stop signal":  # the master's SIGTERM after the sweep ended, or someone's signal
+            with contextlib.suppress(HpsearchError):
+                st = self.store.refresh()
+            signame = signal.Signals(self.signum).name if self.signum else "a signal"
+            why = (
+                "the sweep is done"
+                if st.done
+                else f"the sweep was stopped ({st.stop_reason or 'stop'})"
+                if st.stop
+                else f"stopped by {signame}"
+            )
         self.say(f"leaving: {why} ({self.done} trial(s) recorded here)")
         return code
 
@@ -337,6 +351,7 @@ class Worker:
         def handler(signum: int, frame: Any) -> None:
             if self.stop.is_set() and signum == signal.SIGINT:
                 raise KeyboardInterrupt  # a second Ctrl-C kills
+            self.signum = self.signum or signum
             self.stop.set()
 
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
