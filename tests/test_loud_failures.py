@@ -135,7 +135,21 @@ def test_the_same_error_in_the_first_trials_stops_the_sweep_early(tmp_path: Path
     assert c[State.PLANNED] >= 30  # the rest of the stage was not burnt
     assert "Stopped early (the first 3 results of stage 1 failed with the same error" in r.stdout
     assert f"x failed: exception: RuntimeError: boom in epoch 2; see {root}/trials/" in r.stdout
+    assert f"then resume with: hpsearch master start {sweep} --dir {root} (the failed trials stay failed" in r.stdout
     assert count_events(root, "stage") == 1
+    # fixed, the same command goes on: the trials not run yet run (the old failures stop nothing)
+    failed = {t.trial for t in st.trials.values() if t.state is State.FAILED}
+    write(
+        tmp_path / "ut_crash.py",
+        "def fit(params, trial):\n    for e in trial.epoch_range:\n        trial.report(e, val_acc=0.4)\n",
+    )
+    try:
+        r = run_cli("master", "start", str(sweep), "--dir", str(root), timeout=240)
+    finally:
+        kill_pids(worker_pids(root))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr
+    st = Store(root).refresh()
+    assert st.done and {t.trial for t in st.trials.values() if t.state is State.FAILED} == failed
 
 
 def test_a_stage_with_some_finished_runs_goes_on(tmp_path: Path) -> None:

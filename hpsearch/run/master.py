@@ -334,13 +334,15 @@ class Master:
             self.launcher.stop(grace=60.0)
         self.out.close_line()
         self.out.say(failure_text(trials, self.root, k))
+        fix = f"Fix the cause (the reasons above; `hpsearch report {self.root}` lists every trial's reason)"
         if left:
             self.out.say(f"Stopped early ({why}): the other {left} trial(s) of stage {k} were not run.")
-        self.out.say(
-            f"The sweep failed. Fix the cause (the reasons above; `hpsearch report {self.root}` lists every "
-            f"trial's reason), then run it in a new directory: "
-            f"hpsearch master start {self.opts.sweep_path or '<sweep.yaml>'} --dir NEW_DIR"
-        )
+            self.out.say(f"{fix}, then resume with: {self.again} (the failed trials stay failed; the rest run)")
+        else:
+            self.out.say(
+                f"The sweep failed. {fix}, then run it in a new directory: "
+                f"hpsearch master start {self.opts.sweep_path or '<sweep.yaml>'} --dir NEW_DIR"
+            )
         return EXIT_FAILED
 
     def plan(self, k: int) -> None:
@@ -380,6 +382,9 @@ class Master:
         liveness = Liveness(self.sweep.stale_after)
         self.out.stage_started()
         total = len(self.store.state.stage_trials(k))
+        # failures recorded before this master started were judged by the one before (a resume
+        # after a fix must not stop again on them): the early stop looks at new results only
+        before = {t.trial for t in self.store.state.stage_trials(k) if t.state.is_finished}
         stop_sent = False
         while True:
             st = self.store.refresh()
@@ -398,7 +403,7 @@ class Master:
             if sum(counts.get(s.value, 0) for s in State if s.is_finished) == total:
                 self.out.close_line()
                 return "done"
-            if same_error_early(st.stage_trials(k), self.sweep.max_failures):
+            if same_error_early([t for t in st.stage_trials(k) if t.trial not in before], self.sweep.max_failures):
                 self._failed_why = (
                     f"the first {self.sweep.max_failures} results of stage {k} failed with the same error "
                     f"(max_failures: {self.sweep.max_failures})"
