@@ -159,7 +159,9 @@ def test_sighup_releases_the_trials_and_the_master_says_so_in_master_log(tmp_pat
         assert not [t for t in st.trials.values() if t.state in (State.RUNNING, State.FAILED)]
         releases = [e for e in events(root) if e.get("ev") == "release"]
         assert releases and all(not e["lost"] for e in releases)
-        assert "Stopping (terminal closed (SIGHUP))" in (root / "master.log").read_text()
+        log = (root / "master.log").read_text()
+        assert "Stopping (terminal closed (SIGHUP))" in log
+        assert f"Resume with: hpsearch master start {sweep} --dir {root}" in log  # the real file name
         wait_for(lambda: not _live_workers(root), 30, "workers to exit")
         # and it resumes: the same command finishes the sweep
         r = run_cli("master", "start", str(sweep), "--dir", str(root), timeout=180)
