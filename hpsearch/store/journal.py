@@ -47,7 +47,7 @@ class Journal:
         self, path: Path, lock_kind: str = "auto", timeout: float = 120.0, snapshot: Path | None = None
     ) -> None:
         self.path = path
-        self.snapshot_path = snapshot  # a compacted fold of the journal's head (hpsearch/snapshot.py)
+        self.snapshot_path = snapshot  # a compacted fold of the journal's head (store/snapshot.py)
         self._try_snapshot = snapshot is not None
         self.lock_path = path.with_name(path.name + ".lock")
         self.lock_kind = "soft" if lock_kind == "soft" else "hard"

@@ -22,7 +22,7 @@ from hpsearch.errors import StoreError
 from hpsearch.store.atomic import atomic_write_bytes
 from hpsearch.store.fold import STATES, SweepState, TrialRecord
 
-VERSION = 1
+VERSION = 2  # 2: the stop reason (stop_reason)
 CHECK_BYTES = 256  # the journal's first and last bytes before the offset identify it
 FIELDS = [f.name for f in dataclasses.fields(TrialRecord)]
 

@@ -1,9 +1,10 @@
-"""The sweep directory: the only module that knows paths inside it.
+"""The sweep directory: `Layout` names its paths, `Store` reads and writes them.
 
-Layout (see README "The sweep directory"):
-    sweep.yaml, journal.jsonl(+.lock), snapshot.json, stages/stage-<k>.json, trials/<trial>/{params.json,
-    metrics.jsonl, worker.log, error.txt}, checkpoints/<trial>_ep<NNN>_<metric><value>.pt,
-    workers/<worker>.json
+Layout (every file and journal event with its fields: docs/ARCHITECTURE.md "The sweep directory"):
+    sweep.yaml, source.json, master.json, journal.jsonl(+.lock), snapshot.json, stages/stage-<k>.json,
+    trials/<trial>/{params.json, metrics.jsonl, worker.log, error.txt, attempt-<n>/},
+    checkpoints/<trial>_ep<NNN>_<metric><value>.pt, workers/<worker>.json
+The launchers name their own files under workers/ (worker output, Slurm scripts and exit files).
 Every file a reader may see is written to a temporary name beside it and `os.replace`d.
 """
 
@@ -63,7 +64,7 @@ class Layout:
         self.root = Path(root)
         self.sweep_yaml = self.root / "sweep.yaml"
         self.journal = self.root / "journal.jsonl"
-        self.snapshot = self.root / "snapshot.json"  # a cache of the journal's fold (hpsearch/snapshot.py)
+        self.snapshot = self.root / "snapshot.json"  # a cache of the journal's fold (store/snapshot.py)
         self.stages = self.root / "stages"
         self.trials = self.root / "trials"
         self.checkpoints = self.root / "checkpoints"

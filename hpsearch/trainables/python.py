@@ -1,7 +1,7 @@
 """A user's `package.module:function`, imported from the sweep file's folder or the working directory.
 
 The function is called as `fn(params, trial)` with the trial's parameters (searched and fixed)
-and its `hpsearch.Trial` handle; see hpsearch/trial.py and README "Your own training code".
+and its `hpsearch.Trial` handle; see hpsearch/trainables/trial.py and README "Your own training code".
 """
 
 from __future__ import annotations
