@@ -5,7 +5,9 @@ that still run, `--detach` survives its terminal, SIGHUP releases the trials cle
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -24,6 +26,7 @@ from helpers import (
 )
 
 from hpsearch.store.fold import State
+from hpsearch.store.liveness import HOST, master_alive, my_pid_start
 from hpsearch.store.sweepdir import Store
 
 
@@ -44,7 +47,8 @@ def _live_workers(root: Path) -> list[int]:
 
 
 def test_a_second_master_is_refused_while_the_first_is_alive(tmp_path: Path) -> None:
-    sweep = write_sweep(tmp_path, noop_sweep(trials=[12], epochs=3, sleep=0.2, workers=2))
+    # stale_after 30 s: on a busy machine a late beat never makes the live master look gone
+    sweep = write_sweep(tmp_path, noop_sweep(trials=[12], epochs=3, sleep=0.2, workers=2, stale_after=30))
     root = tmp_path / "d"
     first = spawn("master", "start", str(sweep), "--dir", str(root), log=tmp_path / "m1.log")
     try:
@@ -73,7 +77,7 @@ def test_a_second_master_is_refused_while_the_first_is_alive(tmp_path: Path) -> 
 
 
 def test_two_masters_racing_on_one_directory_leave_one_running(tmp_path: Path) -> None:
-    sweep = write_sweep(tmp_path, noop_sweep(trials=[8, 4], epochs=2, sleep=0.05, workers=2))
+    sweep = write_sweep(tmp_path, noop_sweep(trials=[8, 4], epochs=2, sleep=0.05, workers=2, stale_after=30))
     root = tmp_path / "d"
     a = spawn("master", "start", str(sweep), "--dir", str(root), capture=True)
     b = spawn("master", "start", str(sweep), "--dir", str(root), capture=True)
@@ -169,3 +173,42 @@ def test_sighup_releases_the_trials_and_the_master_says_so_in_master_log(tmp_pat
         _assert_exact(root, [12])
     finally:
         kill_pids([m.pid, *worker_pids(root)])
+
+
+def test_a_master_on_another_host_is_judged_by_its_last_beat(tmp_path: Path) -> None:
+    """No process to look at on another host: a fresh beat refuses, a stale one is taken over."""
+    # stale_after 60 s: a busy test machine's start-up time never makes the fresh beat stale
+    sweep = write_sweep(tmp_path, noop_sweep(trials=[4], epochs=1, workers=1, stale_after=60))
+    root = tmp_path / "d"
+    r = run_cli("master", "start", str(sweep), "--dir", str(root), timeout=120)
+    assert r.returncode == 0, r.stderr
+    other = {"host": "node-elsewhere", "pid": 4242, "state": "running", "beat": 9}
+    (root / "master.json").write_text(json.dumps({**other, "time": time.time()}))
+    before = (root / "journal.jsonl").read_bytes()
+    r = run_cli("master", "start", str(sweep), "--dir", str(root), timeout=120)
+    assert r.returncode == 2 and "already has a live master (pid 4242 on node-elsewhere, last beat" in r.stderr
+    assert (root / "journal.jsonl").read_bytes() == before  # refused: nothing written
+    status = run_cli("master", "status", str(root), check=True).stdout
+    assert "master: alive (pid 4242 on node-elsewhere" in status
+    # its beat goes stale (older than stale_after): taken over
+    (root / "master.json").write_text(json.dumps({**other, "time": time.time() - 600}))
+    r = run_cli("master", "start", str(sweep), "--dir", str(root), timeout=120)
+    assert r.returncode == 0, r.stderr
+    info = json.loads((root / "master.json").read_text())
+    assert info["host"] != "node-elsewhere" and info["state"] == "exited"
+
+
+def test_master_alive_rules() -> None:
+    now = 1_000_000.0
+    info = {"host": "node-elsewhere", "pid": 1, "time": now - 5, "state": "running"}
+    assert master_alive(info, 30, now)
+    assert not master_alive({**info, "time": now - 31}, 30, now)
+    assert not master_alive({**info, "state": "exited"}, 30, now)
+    assert not master_alive(None, 30, now)
+    # on this host the process decides: a fresh beat from a pid that is gone is no master
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    assert not master_alive({"host": HOST, "pid": gone.pid, "time": now - 5}, 30, now)
+    mine = {"host": HOST, "pid": os.getpid(), "pid_start": my_pid_start(), "time": now - 5}
+    assert master_alive(mine, 30, now)
+    assert not master_alive({**mine, "pid_start": "1"}, 30, now)  # the pid was reused by another process
