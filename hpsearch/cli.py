@@ -164,9 +164,11 @@ def master_stop(root: str) -> None:
 def master_status(root: str) -> None:
     """Show what the sweep in ROOT is doing: stage, counts, workers and their trials.
 
+    Says whether a master is alive (or since when none is, and how to resume).
     Workers count as alive while their last heartbeat is younger than the sweep's
-    stale_after (judged by the worker's clock). Shows the running trials' epochs
-    and latest metric, the best so far, the stage's ETA and what is left.
+    stale_after (judged by the worker's clock) and, on this host, their process
+    runs. Shows the running trials' epochs and latest metric, the best so far,
+    the stage's ETA while it runs, and what is left.
 
     \b
     Example:
@@ -201,8 +203,9 @@ def worker(
     Example (join a running sweep from another terminal or host):
       hpsearch worker --dir /shared/runs/demo
 
-    Stop it with Ctrl-C or SIGTERM: the trial in hand keeps its checkpoint and goes
-    back to the queue.
+    It prints what it does: the sweep and stage it joined, each trial claimed and
+    how it ended, and why it leaves. Stop it with Ctrl-C or SIGTERM: the trial in
+    hand keeps its checkpoint and goes back to the queue.
     """
     from hpsearch.run.worker import WorkerOptions, run_worker
 
