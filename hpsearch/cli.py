@@ -111,7 +111,13 @@ def master() -> None:
 @click.option("--force", is_flag=True, help="Continue DIR even though it was started with a different sweep file.")
 @click.option("--device", help="Device for every worker, e.g. cpu or cuda (default: cuda when available).")
 @click.option("--workers-per-gpu", type=click.IntRange(min=1), help="Pack K small workers on each GPU.")
-@click.option("--dry-run", is_flag=True, help="Slurm: print the batch script instead of submitting it.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Validate the file and print the plan (ranges, trials x epochs, epoch budget; Slurm: the batch script); "
+    "write nothing.",
+)
+@click.option("--detach", is_flag=True, help="Run the master in the background; its output goes to DIR/master.log.")
 @click.option(
     "--no-workers", is_flag=True, help="Start no workers; plan and watch while you start `hpsearch worker` by hand."
 )
@@ -130,11 +136,11 @@ def master_start(sweep_file: str, root: str | None, **kw: Any) -> None:
     from hpsearch.run.master import StartOptions, start
 
     if kw.pop("dry_run"):
-        from hpsearch.run.launchers.slurm import dry_run
+        from hpsearch.run.master import dry_run
 
-        click.echo(dry_run(sweep_file, root, kw.get("workers")))
+        click.echo(dry_run(sweep_file, root, kw.get("workers"), kw.get("launcher")))
         return
-    sys.exit(start(sweep_file, root, StartOptions(**kw)))
+    sys.exit(start(sweep_file, root, StartOptions(**kw, sweep_path=sweep_file)))
 
 
 @master.command("stop")
@@ -149,8 +155,7 @@ def master_stop(root: str) -> None:
     """
     from hpsearch.run.master import request_stop
 
-    request_stop(root)
-    click.echo(f"Stop requested for {root}; workers release their trials at their next epoch.")
+    click.echo(request_stop(root))
 
 
 @master.command("status")
@@ -159,9 +164,11 @@ def master_stop(root: str) -> None:
 def master_status(root: str) -> None:
     """Show what the sweep in ROOT is doing: stage, counts, workers and their trials.
 
+    Says whether a master is alive (or since when none is, and how to resume).
     Workers count as alive while their last heartbeat is younger than the sweep's
-    stale_after (judged by the worker's clock). Shows the running trials' epochs
-    and latest metric, the best so far, the stage's ETA and what is left.
+    stale_after (judged by the worker's clock) and, on this host, their process
+    runs. Shows the running trials' epochs and latest metric, the best so far,
+    the stage's ETA while it runs, and what is left.
 
     \b
     Example:
@@ -196,8 +203,9 @@ def worker(
     Example (join a running sweep from another terminal or host):
       hpsearch worker --dir /shared/runs/demo
 
-    Stop it with Ctrl-C or SIGTERM: the trial in hand keeps its checkpoint and goes
-    back to the queue.
+    It prints what it does: the sweep and stage it joined, each trial claimed and
+    how it ended, and why it leaves. Stop it with Ctrl-C or SIGTERM: the trial in
+    hand keeps its checkpoint and goes back to the queue.
     """
     from hpsearch.run.worker import WorkerOptions, run_worker
 

@@ -24,6 +24,28 @@ class StoreError(HpsearchError):
     """The sweep directory is missing, unreadable, corrupt or held by a lock."""
 
 
+class DiskFull(StoreError):
+    """A write into the sweep directory found no space (ENOSPC) or no quota (EDQUOT) left."""
+
+
+def store_write_error(path: object, e: OSError) -> StoreError:
+    """The StoreError for a failed write of `path`: DiskFull when the disk or quota is full."""
+    import errno
+
+    if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", 122)):
+        return DiskFull(f"cannot write {path}: the disk is full ({e.strerror}); free space, then resume")
+    return StoreError(f"cannot write {path}: {e.strerror} (is the disk full or read-only?)")
+
+
+def is_disk_full(e: BaseException) -> bool:
+    """Whether an exception says the disk (or quota) is full: ours, or an OSError from user code."""
+    import errno
+
+    if isinstance(e, DiskFull):
+        return True
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", 122))
+
+
 class StopTrial(Exception):
     """Raised by `Trial.report` when the trial must stop (diverged or stopped by the master).
 

@@ -209,7 +209,7 @@ def test_master_stop_leaves_no_job_in_squeue(slurm, tmp_path, cleanup):
     stop = run_cli("master", "stop", str(d), check=True)
     assert "Stop requested" in stop.stdout
     out = finish(proc, 150)
-    assert proc.returncode == 0 and "Stopped. Resume with" in out, out
+    assert proc.returncode == 0 and "Stopped (hpsearch master stop). Resume with" in out, out
     assert listed(ids) == []
     # every task that ran left cleanly (a USR1 that hit a worker still starting up used to kill it: 138)
     exits = [f.read_text().split()[0] for f in (d / "workers").glob("*.exit")]

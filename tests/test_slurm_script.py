@@ -53,7 +53,9 @@ def test_dry_run_prints_the_whole_batch_script(tmp_path):
     p = run_cli(
         "master", "start", str(sweep), "--dir", str(d), "--launcher", "slurm", "--workers", "3", "--dry-run", check=True
     )
-    script = p.stdout[p.stdout.index("#!/bin/bash") :]
+    plan, script = p.stdout.split("#!/bin/bash", 1)
+    assert "Stage 1 ranges:" in plan and "Total: at most" in plan  # the plan first, as for a local sweep
+    script = "#!/bin/bash" + script
     ds = directives(script)
     for want in (
         "--job-name=hpsearch-dry",

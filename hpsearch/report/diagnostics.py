@@ -27,6 +27,7 @@ from typing import Any
 
 import pandas as pd
 
+from hpsearch.report.failures import reason_key
 from hpsearch.search.space import fmt
 
 OVERFIT_GAP = 0.10
@@ -42,7 +43,8 @@ LR_NAMES = ("lr", "learning_rate", "lr0")
 @dataclass(frozen=True)
 class Finding:
     scope: str  # "sweep", or the trial id a per-run finding is about
-    kind: str  # border | diverged | overfitting | underfitting | update_ratio_low | update_ratio_high | loss_flat
+    # no_usable_run | border | diverged | overfitting | underfitting | update_ratio_low | update_ratio_high | loss_flat
+    kind: str
     message: str  # what the data shows
     advice: str  # what to try
 
@@ -115,6 +117,35 @@ def diverged_findings(runs: pd.DataFrame) -> list[Finding]:
             msg += f"; {n} of the {len(above)} run(s) with {col[2:]} >= {fmt(t)} diverged"
             advice = f"keep {col[2:]} below ~{fmt(t)}: set the range's max there"
     return [Finding("sweep", "diverged", msg, advice)]
+
+
+def unusable_findings(runs: pd.DataFrame) -> list[Finding]:
+    """A stage whose runs are all failed or diverged (none finished, none running): nothing in it
+    can be ranked, and a later stage could only keep its ranges. The most common reason is
+    named (reasons that differ only in numbers count as one, as in report.failures)."""
+    if runs.empty or not {"status", "stage", "reason"} <= set(runs.columns):
+        return []
+    out = []
+    for k, g in runs.groupby("stage", sort=True):
+        status = g["status"]
+        bad = g[status.isin(["failed", "diverged"])]
+        if bad.empty or status.isin(["finished", "running"]).any():
+            continue
+        keys = [reason_key(r if isinstance(r, str) else None) for r in bad["reason"].tolist()]
+        top = max(set(keys), key=keys.count)
+        example = bad["reason"].tolist()[keys.index(top)] or "(no reason recorded)"
+        left = int((status == "planned").sum())
+        msg = (
+            f"stage {k} had no usable run: {int((status == 'failed').sum())} failed, "
+            f"{int((status == 'diverged').sum())} diverged{f', {left} never ran' if left else ''}; "
+            f"most common reason ({keys.count(top)}x): {example}"
+        )
+        advice = (
+            "fix the cause (the trial's error.txt holds the traceback, worker.log what it printed), "
+            "then run the sweep in a new directory"
+        )
+        out.append(Finding(f"stage {k}", "no_usable_run", msg, advice))
+    return out
 
 
 # -- per run -------------------------------------------------------------------------------
@@ -224,7 +255,7 @@ def diagnose(
     runs: pd.DataFrame, stages: list[dict[str, Any]], curves: dict[str, list[dict[str, Any]]], n_stages: int
 ) -> list[Finding]:
     """Sweep-wide findings, then those of each run in `curves` (in ranking order)."""
-    out = border_findings(stages, n_stages) + diverged_findings(runs)
+    out = unusable_findings(runs) + border_findings(stages, n_stages) + diverged_findings(runs)
     best_epoch: dict[str, Any] = {}
     if curves and "best_epoch" in runs.columns:  # only the few runs drawn: a sweep may hold 100,000
         shown = runs[runs["trial"].isin(list(curves))]
@@ -234,7 +265,7 @@ def diagnose(
     return out
 
 
-CHECKS = "border, divergence, train/val gap, underfitting, update ratio, first-epoch loss"
+CHECKS = "usable runs per stage, border, divergence, train/val gap, underfitting, update ratio, first-epoch loss"
 
 
 def findings_text(findings: list[Finding]) -> str:

@@ -56,6 +56,8 @@ class Picture:
     workers: list[WorkerView] = field(default_factory=list)
     left: int = 0  # trials of planned stages not finished
     stages_left: int = 0
+    stop_reason: str | None = None
+    master: str | None = None  # one line about the master (alive, or gone since when); None: not known
 
     @property
     def done(self) -> int:
@@ -99,25 +101,31 @@ def latest_lines(store: Any, state: SweepState, k: int) -> dict[str, dict[str, A
 
 
 def worker_views(
-    heartbeats: dict[str, dict[str, Any]], stale_after: float, now: float | None = None
+    heartbeats: dict[str, dict[str, Any]],
+    stale_after: float,
+    now: float | None = None,
+    state: SweepState | None = None,
+    gone: set[str] | frozenset[str] = frozenset(),
 ) -> list[WorkerView]:
-    """Every worker that ever beat, alive when its last beat is younger than `stale_after`."""
+    """Every worker that ever beat. Alive when it has not exited, its last beat is younger than
+    `stale_after`, and it is not in `gone` (workers on this host whose process is gone, which the
+    caller checks). A worker shows a trial only while the journal (`state`) says it still owns
+    it: a trial requeued from a killed worker is not shown as trained by it."""
     now = time.time() if now is None else now
     out = []
     for w, hb in sorted(heartbeats.items()):
         age = max(0.0, now - float(hb.get("time", 0) or 0))
-        state = str(hb.get("state", "?"))
-        out.append(
-            WorkerView(
-                w,
-                hb.get("host"),
-                state,
-                hb.get("trial") or None,
-                hb.get("device"),
-                age,
-                alive=state != "exited" and age <= stale_after,
-            )
-        )
+        state_s = str(hb.get("state", "?"))
+        alive = state_s != "exited" and age <= stale_after and w not in gone
+        trial = hb.get("trial") or None
+        if trial and state is not None:
+            owned = [
+                tid
+                for tid in str(trial).split(",")
+                if (t := state.trials.get(tid)) and t.worker == w and t.state is State.RUNNING
+            ]
+            trial = ",".join(owned) or None
+        out.append(WorkerView(w, hb.get("host"), state_s, trial, hb.get("device"), age, alive))
     return out
 
 
@@ -148,8 +156,11 @@ def snapshot(
     stale_after: float,
     now: float | None = None,
     latest: dict[str, dict[str, Any]] | None = None,
+    gone: set[str] | frozenset[str] = frozenset(),
+    master: str | None = None,
 ) -> Picture:
-    """The whole picture, from the journal's state and the heartbeats (pure: reads nothing)."""
+    """The whole picture, from the journal's state and the heartbeats (pure: reads nothing).
+    `gone`: workers known dead (see worker_views); `master`: the line about the master."""
     now = time.time() if now is None else now
     k = state.current_stage
     phase = "finished" if state.done else "stopped" if state.stop else "stage" if k else "not planned"
@@ -159,7 +170,9 @@ def snapshot(
         phase=phase,
         stage=k,
         stages=stages,
-        workers=worker_views(heartbeats, stale_after, now),
+        workers=worker_views(heartbeats, stale_after, now, state, gone),
+        stop_reason=state.stop_reason if state.stop else None,
+        master=master,
     )
     finished = [t for t in state.trials.values() if t.state is State.FINISHED and t.best is not None]
     if finished:
@@ -175,7 +188,7 @@ def snapshot(
             pic.counts[t.state.value] = pic.counts.get(t.state.value, 0) + 1
         pic.running = running_trials(state, k, heartbeats, latest, metric)
         started = state.stages[k].get("t")
-        if isinstance(started, (int, float)) and k not in state.stages_done:
+        if isinstance(started, (int, float)) and k not in state.stages_done and phase == "stage":
             pic.eta = eta(now - started, progress_units(pic.counts, pic.running), pic.total)
     return pic
 
@@ -222,7 +235,11 @@ def picture_lines(p: Picture, root: str | None = None, workers: bool = True) -> 
     """The full picture as lines of plain text (no control characters)."""
     where = f" in {root}" if root else ""
     phase = f"running stage {p.stage} of {p.stages}" if p.phase == "stage" else p.phase
+    if p.phase == "stopped" and p.stop_reason:
+        phase += f" ({p.stop_reason})"
     lines = [f"{p.name}{where}: {phase}"]
+    if p.master:
+        lines.append(p.master)
     if p.stage:
         lines.append(headline(p))
     if p.best_trial:
@@ -236,7 +253,9 @@ def picture_lines(p: Picture, root: str | None = None, workers: bool = True) -> 
             f"stale_after seconds, by the worker's clock)"
         )
         for w in p.workers:
-            doing = f"training {w.trial}" if w.trial else w.state
+            doing = (
+                f"training {w.trial}" if w.trial else w.state if w.alive or w.state == "exited" else "no longer running"
+            )
             lines.append(
                 f"  {w.worker}: {'alive' if w.alive else 'gone '} {doing} on {w.device or '?'}"
                 f"@{w.host or '?'}, last heartbeat {duration(w.age)} ago"

@@ -2,25 +2,59 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from hpsearch.errors import StoreError
 from hpsearch.report.frames import open_sweep
-from hpsearch.report.picture import Picture, latest_lines, picture_lines, snapshot
-from hpsearch.store.sweepdir import Store
+from hpsearch.report.picture import Picture, duration, latest_lines, picture_lines, snapshot
+from hpsearch.store.liveness import describe_master, local_process_alive, master_alive
+from hpsearch.store.sweepdir import Store, read_json
+
+
+def master_line(store: Store, sweep: Any, now: float | None = None) -> str:
+    """Whether a master is alive: 'master: alive (pid 4711 on node7, last beat 2 s ago)', or when
+    none is, since when and how to resume (on this host a master's process is checked in /proc)."""
+    now = time.time() if now is None else now
+    try:
+        info = read_json(store.layout.master)
+    except StoreError:
+        info = None
+    if not isinstance(info, dict):
+        return "master: none has run here yet"
+    if master_alive(info, sweep.stale_after, now):
+        return f"master: alive ({describe_master(info, now)})"
+    st = store.state
+    beat = float(info.get("time", 0) or 0)
+    at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(beat))
+    ago = duration(max(0.0, now - beat))
+    who = f"{info.get('host', '?')}, pid {info.get('pid', '?')}"
+    if info.get("state") == "exited":
+        line = f"master: none alive; the last one ({who}) exited at {at} ({ago} ago)"
+    else:
+        line = f"master: none alive since {at} ({ago} ago): the last one ({who}) stopped beating or was killed"
+    if not st.done:
+        sweep_file = info.get("sweep_file") or "SWEEP.yaml"
+        line += f"; resume with: hpsearch master start {sweep_file} --dir {store.layout.root}"
+    return line
 
 
 def picture_of(store: Store, sweep: Any) -> Picture:
     """The picture of a store whose state was just refreshed."""
     st = store.state
+    hbs = store.heartbeats()
+    gone = {w for w, hb in hbs.items() if local_process_alive(hb) is False}
     return snapshot(
         st,
-        store.heartbeats(),
+        hbs,
         name=sweep.name,
         metric=sweep.metric.name,
         goal=sweep.metric.goal,
         stages=len(sweep.stages),
         stale_after=sweep.stale_after,
         latest=latest_lines(store, st, st.current_stage) if st.current_stage else None,
+        gone=gone,
+        master=master_line(store, sweep),
     )
 
 

@@ -113,8 +113,12 @@ def _csv_quote(s: str) -> str:
 
 
 def ranking_columns(df: pd.DataFrame, metric: str) -> list[str]:
+    """The table's columns: varying parameters, the metric, and `reason` when a run failed or diverged."""
     params = [c for c in df.columns if c.startswith("p.") and df[c].nunique(dropna=True) > 1]
-    return ["rank", "stage", "trial", *params, metric, "best_epoch", "status", "device", "checkpoint"]
+    cols = ["rank", "stage", "trial", *params, metric, "best_epoch", "status", "device", "checkpoint"]
+    if "reason" in df.columns and "status" in df.columns and df["status"].isin(["failed", "diverged"]).any():
+        cols.append("reason")  # last: a long reason is cut at the table's column width
+    return cols
 
 
 def history_text(stages: list[dict[str, Any]]) -> str:

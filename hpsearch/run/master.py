@@ -6,15 +6,19 @@ one thing: the next stage's plan, computed when a stage finishes, a pure functio
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-import socket
+import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpsearch.errors import HpsearchError
+from hpsearch.errors import HpsearchError, StoreError
+from hpsearch.report.failures import failure_text, no_usable_run, same_error_early
 from hpsearch.report.picture import latest_lines, running_trials
 from hpsearch.run.launchers import Launcher, LaunchSpec, gpu_count
 from hpsearch.run.progress import Progress
@@ -23,8 +27,19 @@ from hpsearch.search import space as sp
 from hpsearch.search.config import Sweep
 from hpsearch.store import sweepfile
 from hpsearch.store.fold import State, SweepState
-from hpsearch.store.liveness import Liveness, lost_trials
+from hpsearch.store.liveness import (
+    HOST,
+    Liveness,
+    describe_master,
+    local_process_alive,
+    lost_trials,
+    master_alive,
+    my_pid_start,
+)
 from hpsearch.store.sweepdir import Store, atomic_write_json, read_json
+
+EXIT_FAILED = 1  # the sweep ran, but a stage had no usable trial (2: bad input or refused; 130: interrupted)
+EXIT_DISK_FULL = 4  # a worker's exit code when the sweep directory's disk is full
 
 
 @dataclass
@@ -37,6 +52,8 @@ class StartOptions:
     workers_per_gpu: int | None = None
     poll: float = 0.5
     no_workers: bool = False  # plan and watch only; workers are started elsewhere by hand
+    sweep_path: str | None = None  # the sweep file as the user named it (for the hints we print)
+    detach: bool = False  # run in the background, output in DIR/master.log
 
 
 def runs_of(state: SweepState, k: int) -> list[stages.Run]:
@@ -65,11 +82,112 @@ class Master:
         self.out = out or Progress()
         self.launcher: Launcher | None = None
         self.interrupts = 0
+        self.hangup = False
         self._next_plan: stages.StagePlan | None = None  # computed when the previous stage finished
+        self._beats_end = threading.Event()
+        self._beat_n = 0
+        self._failed_why = ""
+
+    @property
+    def again(self) -> str:
+        """The command that continues this sweep, as the user would type it."""
+        return f"hpsearch master start {self.opts.sweep_path or '<sweep.yaml>'} --dir {self.root}"
+
+    # -- one master per sweep ------------------------------------------------------------------
+    def _live_master(self) -> dict[str, Any] | None:
+        """master.json of another master of this sweep that is alive, else None."""
+        try:
+            info = read_json(self.store.layout.master)
+        except StoreError:
+            return None  # torn by a crash: no live master keeps it torn longer than one beat
+        if not isinstance(info, dict) or (info.get("host") == HOST and info.get("pid") == os.getpid()):
+            return None
+        return info if master_alive(info, self.sweep.stale_after) else None
+
+    def _refuse_if_live(self) -> None:
+        info = self._live_master()
+        if info is not None:
+            raise HpsearchError(
+                f"{self.root} already has a live master ({describe_master(info)}); watch it with "
+                f"`hpsearch master status {self.root}`, stop it with `hpsearch master stop {self.root}`, "
+                f"or add workers with `hpsearch worker --dir {self.root}`"
+            )
+
+    def take_master_role(self) -> None:
+        """Become the sweep's master: refuse (HpsearchError) while another one is alive; take over
+        one whose beat is stale or whose process is gone. Under the journal lock, so of two
+        masters racing, one wins."""
+        with self.store.journal.locked():
+            self._refuse_if_live()
+            self._write_master("running")
+
+    def _write_master(self, state: str) -> None:
+        self._beat_n += 1
+        doc = {
+            "host": HOST,
+            "pid": os.getpid(),
+            "pid_start": my_pid_start(),
+            "time": time.time(),
+            "beat": self._beat_n,
+            "state": state,
+            "sweep_file": self.opts.sweep_path,
+        }
+        atomic_write_json(self.store.layout.master, doc)
+
+    def _beat_loop(self) -> None:
+        # a thread, not the watch loop: a long stage summary or a slow disk must not look like death
+        while not self._beats_end.wait(self.sweep.heartbeat):
+            with contextlib.suppress(HpsearchError, OSError):
+                self._write_master("running")
+
+    def _detach(self) -> int | None:
+        """Fork into the background (own session, output in DIR/master.log). Returns the exit code
+        in the parent, once the child holds the master role; None in the child."""
+        log = self.store.layout.master_log
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            os.setsid()  # no terminal: closing it (SIGHUP) or Ctrl-C there never reaches us
+            self._output_to(log)
+            self._write_master("running")
+            return None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                self.out.say(f"hpsearch: error: the background master exited at once; see {log}")
+                return 2
+            with contextlib.suppress(StoreError):
+                info = read_json(self.store.layout.master)
+                if isinstance(info, dict) and info.get("pid") == pid:
+                    break
+            time.sleep(0.05)
+        self.out.say(
+            f"Master running in the background (pid {pid} on {HOST}); its output goes to {log}.\n"
+            f"  hpsearch master status {self.root}\n  hpsearch master stop {self.root}"
+        )
+        return 0
+
+    def _output_to(self, log: Any) -> None:
+        """Send this process's output (fds 1 and 2) to the sweep's master.log, appending."""
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        os.close(null)
+        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 (fd 1 itself, line by line)
+        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+        self.out.stream, self.out.tty = sys.stdout, False  # timestamped lines, no cursor moves
 
     # -- directory -------------------------------------------------------------------------
-    def open_directory(self) -> None:
-        """Create the sweep directory, or check that it holds this same sweep (resume)."""
+    def open_directory(self, before_writes: Callable[[], None] | None = None) -> None:
+        """Create the sweep directory, or check that it holds this same sweep (resume).
+
+        `before_writes` runs once the checks passed and the directory exists, before any event is
+        written (the master takes its role there: a refused master writes nothing)."""
         fp = config.fingerprint(self.raw)
         lay = self.store.layout
         if self.store.exists():
@@ -79,6 +197,8 @@ class Master:
                     f"{self.root} holds a different sweep (its sweep.yaml differs from this file); "
                     "use another --dir, or --force to continue it with the new file"
                 )
+            if before_writes is not None:
+                before_writes()
             if st.fingerprint != fp:
                 self._write_sweep_yaml()
                 self.store.journal.append([{"ev": "created", "fingerprint": fp}])
@@ -94,6 +214,8 @@ class Master:
                 lay.ensure()
             except OSError as e:
                 raise HpsearchError(f"cannot create sweep directory {self.root}: {e.strerror}") from None
+            if before_writes is not None:
+                before_writes()
             self._write_sweep_yaml()
             self.store.journal.append([{"ev": "created", "fingerprint": fp, "name": self.sweep.name}])
         lay.ensure()
@@ -121,6 +243,12 @@ class Master:
 
     def _signals(self) -> None:
         def handler(signum: int, frame: Any) -> None:
+            if signum == signal.SIGHUP and not self.hangup:
+                # the terminal is gone: what we print from now on goes to DIR/master.log, then we
+                # stop as on Ctrl-C (workers release their trials)
+                self.hangup = True
+                with contextlib.suppress(OSError):
+                    self._output_to(self.store.layout.master_log)
             self.interrupts += 1
             if self.interrupts >= 2:
                 if self.launcher is not None and hasattr(self.launcher, "kill"):
@@ -129,39 +257,93 @@ class Master:
 
         signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGHUP, handler)
 
     # -- the stages --------------------------------------------------------------------------
     def run(self) -> int:
         check_trainable(self.sweep)  # before the directory exists: a typo must leave nothing behind
-        self.open_directory()
+        if self.store.exists():
+            self._refuse_if_live()  # before any check that could change nothing anyway
+        self.open_directory(before_writes=self.take_master_role)
+        if self.opts.detach:
+            code = self._detach()
+            if code is not None:
+                return code  # the parent: the sweep runs on in the child
         for w in self.sweep.warnings:
             self.out.say(f"warning: {w}")
         self._signals()
+        beats = threading.Thread(target=self._beat_loop, daemon=True)
+        beats.start()
         st = self.store.refresh()
-        if not self.opts.no_workers:
-            self.launcher = self.make_launcher()
-            self.out.say(
-                f"Sweep {self.sweep.name}: {len(self.sweep.stages)} stage(s), "
-                f"{self.launcher.describe()}, directory {self.root}"
-            )
-            self.launcher.start(self.launcher.spec.workers)
         try:
+            if not self.opts.no_workers:
+                self.launcher = self.make_launcher()
+                kept = self._adopt()
+                self.out.say(
+                    f"Sweep {self.sweep.name}: {len(self.sweep.stages)} stage(s), "
+                    f"{self.launcher.describe()}, directory {self.root}"
+                )
+                self.launcher.start(max(0, self.launcher.spec.workers - kept))
             for k in range(1, len(self.sweep.stages) + 1):
                 if k in st.stages_done:
                     continue
                 if k not in st.stages:
                     self.plan(k)
-                if not self.watch(k):
-                    self.out.say(f"Stopped. Resume with: hpsearch master start <sweep.yaml> --dir {self.root}")
-                    return 130 if self.interrupts else 0
+                outcome = self.watch(k)
+                if outcome == "stopped":
+                    why = self.store.state.stop_reason
+                    self.out.say(f"Stopped{f' ({why})' if why else ''}. Resume with: {self.again}")
+                    return (129 if self.hangup else 130) if self.interrupts else 0
+                if outcome == "failed" or no_usable_run(self.store.state.stage_trials(k)):
+                    return self._failed(k)
                 self.finish_stage(k)
                 st = self.store.state
             self.store.journal.append([{"ev": "done"}])
         finally:
             if self.launcher is not None:
                 self.launcher.stop(grace=30.0)
+            self._beats_end.set()
+            beats.join(timeout=5)
+            with contextlib.suppress(HpsearchError, OSError):
+                self._write_master("exited")
         self.summary()
         return 0
+
+    def _adopt(self) -> int:
+        """Workers an earlier master of this sweep started on this host that still run: kept and
+        counted toward `workers` (a master restarted after kill -9 only tops up)."""
+        adopt = getattr(self.launcher, "adopt", None)
+        if adopt is None:
+            return 0
+        live = [
+            (hb["pid"], hb.get("pid_start"))
+            for hb in self.store.heartbeats().values()
+            if hb.get("launched_by") and hb.get("state") != "exited" and local_process_alive(hb)
+        ]
+        adopt(live)
+        return len(live)
+
+    def _failed(self, k: int) -> int:
+        """Stop the sweep loudly: stage k has no usable run (or its first trials all failed the same way)."""
+        trials = self.store.refresh().stage_trials(k)
+        left = sum(1 for t in trials if not t.state.is_finished)
+        why = self._failed_why or f"stage {k}: no trial finished"
+        with contextlib.suppress(HpsearchError):  # a full disk may refuse even this line
+            self.store.journal.append([{"ev": "stop", "reason": why}])
+        if self.launcher is not None:
+            self.launcher.stop(grace=60.0)
+        self.out.close_line()
+        self.out.say(failure_text(trials, self.root, k))
+        fix = f"Fix the cause (the reasons above; `hpsearch report {self.root}` lists every trial's reason)"
+        if left:
+            self.out.say(f"Stopped early ({why}): the other {left} trial(s) of stage {k} were not run.")
+            self.out.say(f"{fix}, then resume with: {self.again} (the failed trials stay failed; the rest run)")
+        else:
+            self.out.say(
+                f"The sweep failed. {fix}, then run it in a new directory: "
+                f"hpsearch master start {self.opts.sweep_path or '<sweep.yaml>'} --dir NEW_DIR"
+            )
+        return EXIT_FAILED
 
     def plan(self, k: int) -> None:
         st = self.store.state
@@ -194,15 +376,18 @@ class Master:
             f"{self.sweep.stages[k - 1].epochs} epoch(s)"
         )
 
-    def watch(self, k: int) -> bool:
-        """Until every trial of stage k is finished; False if the sweep was stopped."""
+    def watch(self, k: int) -> str:
+        """Until every trial of stage k is finished ("done"), the sweep is stopped ("stopped"), or
+        its failures say it cannot succeed ("failed", the reason in self._failed_why)."""
         liveness = Liveness(self.sweep.stale_after)
         self.out.stage_started()
         total = len(self.store.state.stage_trials(k))
+        # failures recorded before this master started were judged by the one before (a resume
+        # after a fix must not stop again on them): the early stop looks at new results only
+        before = {t.trial for t in self.store.state.stage_trials(k) if t.state.is_finished}
         stop_sent = False
         while True:
             st = self.store.refresh()
-            self._beat()
             counts = counts_of(st, k)
             best = self._best(st, k)
             hbs = self.store.heartbeats()
@@ -217,33 +402,51 @@ class Master:
             )
             if sum(counts.get(s.value, 0) for s in State if s.is_finished) == total:
                 self.out.close_line()
-                return True
-            if self.interrupts and not stop_sent:
-                self.out.say(
-                    "Stopping: workers finish their current epoch and release their trials (Ctrl-C again to kill)"
+                return "done"
+            if same_error_early([t for t in st.stage_trials(k) if t.trial not in before], self.sweep.max_failures):
+                self._failed_why = (
+                    f"the first {self.sweep.max_failures} results of stage {k} failed with the same error "
+                    f"(max_failures: {self.sweep.max_failures})"
                 )
-                self.store.journal.append([{"ev": "stop", "reason": "master interrupted"}])
+                return "failed"
+            if self.interrupts and not stop_sent:
+                how = "terminal closed (SIGHUP)" if self.hangup else "master interrupted"
+                self.out.say(
+                    f"Stopping ({how}): workers finish their current epoch and release their trials"
+                    + ("" if self.hangup else " (Ctrl-C again to kill)")
+                )
+                self.store.journal.append([{"ev": "stop", "reason": how}])
                 stop_sent = True
             if st.stop:
                 if self.launcher is not None:
                     self.launcher.stop(grace=60.0)
                 self.out.close_line()
-                return False
+                return "stopped"
             lost = lost_trials(st, hbs, liveness)
             for tid, action in self.store.requeue_lost(lost, self.sweep.retries) if lost else []:
                 self.out.say(f"{tid}: {lost[tid]}; {action}")
             if self.launcher is not None:
-                self._check_workers(k)
+                verdict = self._check_workers(k)
+                if verdict:
+                    return verdict
             time.sleep(self.opts.poll)
 
-    def _check_workers(self, k: int) -> None:
+    def _check_workers(self, k: int) -> str | None:
         assert self.launcher is not None
         codes: list[int] = getattr(self.launcher, "exit_codes", lambda: [])()
-        if 3 in codes:
+        if EXIT_DISK_FULL in codes:
+            why = f"the disk holding {self.root} is full"
+            with contextlib.suppress(HpsearchError):
+                self.store.journal.append([{"ev": "stop", "reason": why}])
+            self.launcher.stop(grace=60.0)
+            self.out.close_line()
             raise HpsearchError(
-                "a worker stopped after too many failed trials in a row; "
-                f"see {self.root}/trials/*/error.txt (hpsearch report {self.root} shows the reasons)"
+                f"{why} (a worker could not write a checkpoint or metrics; its trial went back to the queue); "
+                f"free some space, then resume with: {self.again}"
             )
+        if 3 in codes:
+            self._failed_why = f"a worker stopped after {self.sweep.max_failures} failed trials in a row"
+            return "failed"
         if 2 in codes and self.launcher.alive() == 0:
             logs = getattr(self.launcher, "logs", f"{self.root}/workers/local-*.out")
             raise HpsearchError(f"every worker exited with an error (exit code 2); see {logs}")
@@ -256,13 +459,9 @@ class Master:
         elif work_left and self.launcher.alive() == 0 and self.launcher.restarts >= self.launcher.max_restarts:
             raise HpsearchError(
                 f"all workers have exited and the {self.launcher.max_restarts} replacements allowed "
-                f"are used up; see {self.root}/workers/*.out, then resume with the same command"
+                f"are used up; see {self.root}/workers/*.out, then resume with: {self.again}"
             )
-
-    def _beat(self) -> None:
-        atomic_write_json(
-            self.store.layout.master, {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
-        )
+        return None
 
     def _work_left(self, k: int) -> bool:
         return any(not t.state.is_finished for t in self.store.refresh().stage_trials(k))
@@ -385,21 +584,79 @@ def check_trainable(sweep: Sweep) -> None:
         check(sweep)
 
 
-def request_stop(root: str) -> None:
+def request_stop(root: str) -> str:
+    """Ask the sweep in `root` to stop (a `stop` event); returns what to tell the user. A finished
+    sweep is left as it is."""
     store = Store(root)
     if not store.exists():
         raise HpsearchError(f"{root} is not a sweep directory (no journal.jsonl)")
     # the sweep's own lock kind: a hard lock taken beside soft ones would not exclude them
-    store = Store(root, lock=store.load_sweep().lock)
+    sweep = store.load_sweep()
+    store = Store(root, lock=sweep.lock)
+    st = store.refresh()
+    if st.done:
+        return f"{root}: the sweep is already finished; nothing to stop (hpsearch report {root} shows its results)"
     store.journal.append([{"ev": "stop", "reason": "hpsearch master stop"}])
     if store.layout.workers.joinpath("slurm-jobs.json").exists():
         from hpsearch.run.launchers.slurm import cancel_pending
 
         cancel_pending(root)  # queued Slurm tasks would only start to leave again
+    try:
+        info = read_json(store.layout.master)
+    except StoreError:
+        info = None
+    if not master_alive(info, sweep.stale_after):
+        return f"Stop requested for {root}; no master is running, so workers still running release their trials."
+    return f"Stop requested for {root}; workers release their trials at their next epoch, then the master exits."
+
+
+def dry_run(sweep_path: str, root: str | None, workers: int | None, launcher: str | None) -> str:
+    """What `master start` would do, written nowhere: the plan of every stage and the epoch budget,
+    and for Slurm the batch script. Validates the file and the trainable like a real start."""
+    sweep, _ = sweepfile.load(sweep_path)
+    check_trainable(sweep)
+    root = root or os.path.join("runs", sweep.name)
+    first = stages.plan_stage(sweep, 1, None, [])
+    lines = [f"# hpsearch master start --dry-run: nothing is written; the sweep would run in {root}"]
+    lines.append(
+        f"Sweep {sweep.name}: metric {sweep.metric.name} ({sweep.metric.goal}), trainable {sweep.trainable_kind}"
+    )
+    lines.append("Stage 1 ranges:")
+    width = max((len(n) for n in first.space), default=4)
+    for name, dim in first.space.items():
+        lines.append(f"  {name.ljust(width)}  {dim.describe()}")
+    lines.append("Stages (later stages' counts assume every trial finishes):")
+    total, prev_configs, prev_repeats, prev_epochs = 0, 0, 1, 0
+    for k, stage in enumerate(sweep.stages, 1):
+        if stage.promote and k > 1:
+            n = stage.promote if isinstance(stage.promote, int) else -(-stage.promote * prev_configs // 1)
+            promoted = min(int(n), prev_configs)
+        else:
+            promoted = 0
+        fresh = stage.trials * stage.repeats
+        carried = promoted * prev_repeats
+        epochs = fresh * stage.epochs + carried * max(0, stage.epochs - prev_epochs)
+        total += epochs
+        what = f"{fresh + carried} trial(s) x {stage.epochs} epoch(s)"
+        if carried:
+            what += f" ({carried} promoted from stage {k - 1}, each going on from epoch {prev_epochs})"
+        top = f", ranges narrowed around the top {stage.top}" if k > 1 and stage.top else ""
+        lines.append(f"  stage {k}: {what}{top}: {epochs} epoch(s) to train")
+        prev_configs, prev_repeats, prev_epochs = stage.trials + promoted, stage.repeats, stage.epochs
+    lines.append(f"Total: at most {total} epoch(s) of training")
+    kind = launcher or sweep.launcher.get("type", "local")
+    if kind == "slurm":
+        from hpsearch.run.launchers.slurm import dry_run as slurm_dry_run
+
+        lines.append(slurm_dry_run(sweep_path, root, workers))
+    else:
+        lines.append(f"Workers: {workers or sweep.workers} local worker process(es)")
+    return "\n".join(lines)
 
 
 def start(sweep_path: str, root: str | None, opts: StartOptions, out: Progress | None = None) -> int:
     sweep, raw = sweepfile.load(sweep_path)
     raw_text = Path(sweep_path).read_text()
     root = root or os.path.join("runs", sweep.name)
+    opts.sweep_path = opts.sweep_path or sweep_path
     return Master(sweep, raw, raw_text, root, opts, out).run()

@@ -18,13 +18,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hpsearch.errors import HpsearchError, StopTrial, failure_record
+from hpsearch.errors import DiskFull, HpsearchError, StopTrial, failure_record, is_disk_full
 from hpsearch.run.devices import device_label
 from hpsearch.store.fold import TrialRecord
 from hpsearch.store.lazylog import LazyLog
 from hpsearch.store.liveness import HOST, Liveness, lost_trials, my_pid_start
 from hpsearch.store.sweepdir import Store
 from hpsearch.trainables.trial import Trial
+
+EXIT_TOO_MANY_FAILURES = 3
+EXIT_DISK_FULL = 4  # the master stops the sweep and says to free space, then resume
+EXIT_TIMED_OUT = 5  # an in-process trainable hung and the worker could not restart itself
+THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
+LAUNCHED_BY = "HPSEARCH_LAUNCHED_BY"  # set by the local launcher: this worker belongs to a master's pool
 
 
 @dataclass
@@ -35,6 +47,7 @@ class WorkerOptions:
     max_trials: int | None = None  # stop after this many trials (tests, benchmarks)
     exit_when_idle: bool = False  # leave when the queue is empty instead of waiting for the next stage
     poll: float = 0.2
+    restart_argv: list[str] | None = None  # how to start this worker afresh (after a hung trainable)
 
 
 def default_device() -> str:
@@ -63,6 +76,15 @@ class Worker:
         self.device = "cpu"
         self.failures_in_a_row = 0
         self.done = 0
+        self.disk_full: str | None = None
+        self.signum = 0  # the first stop signal received
+        self._training: list[Trial] = []  # the trials in hand (the watchdog reads it)
+        self._out = sys.stdout  # what we say goes here, also while a trial's output is redirected
+
+    def say(self, msg: str) -> None:
+        """One line of what the worker does (a worker started by hand shows it in its terminal)."""
+        with contextlib.suppress(OSError, ValueError):
+            print(f"hpsearch worker {self.id}: {msg}", file=self._out, flush=True)
 
     # -- heartbeats ----------------------------------------------------------------------------
     def _heartbeat(self) -> None:
@@ -77,6 +99,7 @@ class Worker:
                 "beat": self.beat,
                 "time": time.time(),
                 "trials_done": self.done,
+                "launched_by": os.environ.get(LAUNCHED_BY),
                 **self.status,
             },
         )
@@ -87,6 +110,42 @@ class Worker:
         while not self._exiting.wait(self.sweep.heartbeat):
             with contextlib.suppress(HpsearchError, OSError):
                 self._heartbeat()
+            self._watchdog()
+
+    def _watchdog(self) -> None:
+        """epoch_timeout for a trainable that runs in this process: a hung thread cannot be stopped,
+        so the trial is timed out (requeued or failed) and the worker starts itself afresh. A command
+        program is timed out by its runner (trainables/command.py), which can kill it."""
+        timeout, trials = self.sweep.epoch_timeout, list(self._training)
+        if not timeout or not trials or self.sweep.trainable_kind == "command":
+            return
+        idle = time.monotonic() - min(t.last_progress for t in trials)
+        if idle <= timeout:
+            return
+        # a Store of its own: the journal's incremental fold is not shared between threads
+        store = Store(self.store.layout.root, lock=self.sweep.lock)
+        for t in trials:
+            self._time_out(t, store)
+        self.status = {"state": "exited"}
+        with contextlib.suppress(HpsearchError, OSError):
+            self._heartbeat()
+        if self.opts.restart_argv:
+            self.say("the trainable is stuck in this process; starting the worker afresh")
+            with contextlib.suppress(OSError, ValueError):
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os.execv(self.opts.restart_argv[0], self.opts.restart_argv)
+        self.say("the trainable is stuck in this process; leaving (exit code 5)")
+        os._exit(EXIT_TIMED_OUT)
+
+    def _time_out(self, t: Trial, store: Store | None = None) -> None:
+        epoch = (t.history[-1]["epoch"] if t.history else t.start_epoch) + 1
+        why = f"epoch {epoch} of {t.epochs} took longer than epoch_timeout {self.sweep.epoch_timeout:g} s"
+        with contextlib.suppress(HpsearchError):
+            action = (store or self.store).time_out(t.id, t.attempt, why, self.sweep.retries)
+            if action:
+                self.say(f"{t.id}: timeout: {why}; {action}")
+        self.failures_in_a_row += 1
 
     # -- main loop -----------------------------------------------------------------------------
     def run(self) -> int:
@@ -102,14 +161,25 @@ class Worker:
         liveness = Liveness(self.sweep.stale_after)
         batch = int(fixed.get("population", 1) or 1) if self.sweep.trainable_kind == "builtin" else 1
         next_lost_check = 0.0
+        st = self.store.refresh()
+        queued = sum(1 for t in st.trials.values() if t.state.value == "planned")
+        self.say(
+            f"joined sweep {self.sweep.name} in {self.store.layout.root} at stage {st.current_stage or '-'} of "
+            f"{len(self.sweep.stages)} ({queued} trial(s) queued), pid {os.getpid()} on {HOST}, "
+            f"device {device_label(self.device)}"
+        )
+        why = "stop signal"
+        code = 0
         try:
             while not self.stop.is_set():
                 if self.opts.max_trials is not None and self.done >= self.opts.max_trials:
+                    why = f"--max-trials {self.opts.max_trials} reached"
                     break
                 claimed = self.store.claim(self.id, n=batch, info={"device": device_label(self.device)})
                 if not claimed:
                     st = self.store.state
                     if st.done or st.stop:
+                        why = "the sweep is done" if st.done else f"the sweep was stopped ({st.stop_reason or 'stop'})"
                         break
                     # no master may be running: requeue trials of vanished workers ourselves, judged
                     # once a heartbeat period (each look reads every worker's file, maybe over NFS)
@@ -118,21 +188,35 @@ class Worker:
                         next_lost_check = now + max(self.opts.poll, self.sweep.heartbeat)
                         lost = lost_trials(st, self.store.heartbeats(), liveness)
                         if lost:
-                            self.store.requeue_lost(lost, self.sweep.retries)
+                            for tid, action in self.store.requeue_lost(lost, self.sweep.retries):
+                                self.say(f"{tid}: {lost[tid]}; {action}")
                             continue
                     if self.opts.exit_when_idle and not any(t.state.value == "running" for t in st.trials.values()):
+                        why = "no trial is queued (--exit-when-idle)"
                         break
+                    if self.status.get("state") != "idle":
+                        self.say("waiting for work (no trial queued)")
                     self.status = {"state": "idle"}
                     self.stop.wait(self.opts.poll)
                     continue
+                ids = [t.trial for t in claimed]
+                self.say(
+                    f"claimed {ids[0] if len(ids) == 1 else f'{len(ids)} trials {ids[0]}..{ids[-1]}'} "
+                    f"(stage {claimed[0].stage}, attempt {claimed[0].attempt}, {claimed[0].epochs} epoch(s))"
+                )
                 self._run_batch(claimed, fixed)
+                if self.disk_full:
+                    why, code = f"the disk is full ({self.disk_full}); free space, then resume", EXIT_DISK_FULL
+                    break
                 if self.failures_in_a_row >= self.sweep.max_failures:
-                    print(
-                        f"hpsearch worker {self.id}: {self.failures_in_a_row} trials failed in a row; "
-                        f"stopping so the queue is not burnt. See trials/*/error.txt",
-                        file=sys.stderr,
+                    why = (
+                        f"{self.failures_in_a_row} trials failed in a row (max_failures); stopping so the queue "
+                        f"is not burnt. See {self.store.layout.trials}/*/error.txt"
                     )
-                    return 3
+                    code = EXIT_TOO_MANY_FAILURES
+                    break
+        except DiskFull as e:  # a claim or a trial's files could not be written
+            why, code = f"the disk is full ({e}); free space, then resume", EXIT_DISK_FULL
         finally:
             self.stop.set()
             self._exiting.set()
@@ -140,7 +224,19 @@ class Worker:
             self.status = {"state": "exited"}
             with contextlib.suppress(HpsearchError, OSError):
                 self._heartbeat()
-        return 0
+        if why == "stop signal":  # the master's SIGTERM after the sweep ended, or someone's signal
+            with contextlib.suppress(HpsearchError):
+                st = self.store.refresh()
+            signame = signal.Signals(self.signum).name if self.signum else "a signal"
+            why = (
+                "the sweep is done"
+                if st.done
+                else f"the sweep was stopped ({st.stop_reason or 'stop'})"
+                if st.stop
+                else f"stopped by {signame}"
+            )
+        self.say(f"leaving: {why} ({self.done} trial(s) recorded here)")
+        return code
 
     def _run_batch(self, records: list[TrialRecord], fixed: dict[str, Any]) -> None:
         if len(records) > 1:
@@ -156,7 +252,7 @@ class Worker:
 
     def _make_trial(self, rec: TrialRecord, fixed: dict[str, Any]) -> Trial:
         self.store.trial_files_ready(rec)
-        return Trial(
+        trial = Trial(
             self.store,
             rec,
             params={**fixed, **rec.params},
@@ -169,58 +265,93 @@ class Worker:
             status=self.status,
             source_dir=self.sweep.source_dir,
         )
+        trial.epoch_timeout = self.sweep.epoch_timeout
+        return trial
 
     def _guard(self, trials: list[Trial], body: Callable[[], None]) -> None:
         """Run trainable code; whatever it does, each trial ends recorded (or released)."""
         self.status.update(state="training", trial=",".join(t.id for t in trials), epoch=None, metric=None)
         log = self.store.layout.log_file(trials[0].id)
         error: tuple[str, str] | None = None
+        self._training = trials
         try:
             with LazyLog(log) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
                 body()
         except StopTrial:
             pass
         except Exception as e:
-            error = failure_record(e)  # traceback to error.txt, the exception's own line to the journal
+            if is_disk_full(e):  # not the trial's fault: it goes back to the queue, the worker stops
+                self.disk_full = str(e)
+            else:
+                error = failure_record(e)  # traceback to error.txt, the exception's own line to the journal
+        finally:
+            self._training = []
         for t in trials:
-            self._record(t, error or getattr(t, "error", None))  # a population records errors per group
+            try:
+                self._record(t, error or getattr(t, "error", None))  # a population records errors per group
+            except DiskFull as e:
+                self.disk_full = str(e)
         self.status.update(state="idle", trial=None)
 
     def _record(self, t: Trial, error: tuple[str, str] | None) -> None:
         epochs_done = t.history[-1]["epoch"] if t.history else 0
         if t.stop_reason == "lost":
+            self.say(f"{t.id}: another worker owns it now; dropped")
+            return
+        if self.disk_full:
+            with contextlib.suppress(HpsearchError):  # the disk may refuse the release too: then it is lost
+                self.store.release(t.id, t.attempt, f"disk full: {self.disk_full}", epochs_done=epochs_done)
+            self.say(f"{t.id}: released ({self.disk_full})")
+            return
+        if t.stop_reason == "timeout":
+            self._time_out(t)
             return
         if t.stop_reason == "stopped" or (t.stop_reason is None and self.stop.is_set() and epochs_done < t.epochs):
             self.store.release(t.id, t.attempt, "stopped by signal or master stop", epochs_done=epochs_done)
+            self.say(f"{t.id}: released after {epochs_done} of {t.epochs} epoch(s) (stopping)")
             return
+        metric = self.sweep.metric.name
         if error is not None:
             self.store.write_error(t.id, error[0])
-            self.store.finish(t.id, t.attempt, "failed", t.best, t.best_epoch, epochs_done, f"exception: {error[1]}")
-            self.failures_in_a_row += 1
+            # a command program's failure is told in its own terms (exit code, log tail, metrics line)
+            line = error[1]
+            program = line.startswith("ProgramFailed: ")
+            status, reason = "failed", f"program failed: {line[15:]}" if program else f"exception: {line}"
         elif t.stop_reason == "diverged":
-            self.store.finish(t.id, t.attempt, "diverged", t.best, t.best_epoch, epochs_done, "diverged")
-            self.failures_in_a_row = 0
+            status, reason = "diverged", "diverged"
         elif epochs_done < t.epochs:
-            self.store.finish(
-                t.id,
-                t.attempt,
-                "failed",
-                t.best,
-                t.best_epoch,
-                epochs_done,
-                f"trainable returned after {epochs_done} of {t.epochs} epochs",
-            )
-            self.failures_in_a_row += 1
+            status, reason = "failed", self._short_reason(epochs_done, t.epochs)
         else:
-            self.store.finish(t.id, t.attempt, "finished", t.best, t.best_epoch, epochs_done)
-            self.failures_in_a_row = 0
+            status, reason = "finished", None
+        self.store.finish(t.id, t.attempt, status, t.best, t.best_epoch, epochs_done, reason)
+        self.failures_in_a_row = self.failures_in_a_row + 1 if status == "failed" else 0
         self.done += 1
+        best = f", best {metric} {t.best:.4f} at epoch {t.best_epoch}" if t.best is not None else ""
+        self.say(f"{t.id}: {status}{f' ({reason})' if reason else ''}{best}")
+
+    def _short_reason(self, epochs_done: int, epochs: int) -> str:
+        """Why a trainable that returned early failed, in the terms of its kind of trainable."""
+        metric = self.sweep.metric.name
+        if self.sweep.trainable_kind == "command":
+            if epochs_done == 0:
+                return (
+                    f"the program exited 0 without writing a metrics line: append one JSON line per epoch to "
+                    f'the file named by $HPSEARCH_METRICS_FILE, e.g. {{"epoch": 1, "{metric}": 0.5}}'
+                )
+            return f"the program exited 0 after {epochs_done} of {epochs} epochs (metrics lines)"
+        if epochs_done == 0:
+            return (
+                f"the trainable returned without reporting an epoch: call trial.report(epoch, {metric}=...) "
+                f"after each of its {epochs} epochs"
+            )
+        return f"the trainable returned after {epochs_done} of {epochs} epochs"
 
     # -- setup ---------------------------------------------------------------------------------
     def _install_signals(self) -> None:
         def handler(signum: int, frame: Any) -> None:
             if self.stop.is_set() and signum == signal.SIGINT:
                 raise KeyboardInterrupt  # a second Ctrl-C kills
+            self.signum = self.signum or signum
             self.stop.set()
 
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
@@ -228,6 +359,11 @@ class Worker:
 
     def _setup_torch(self) -> None:
         needs_torch = self.sweep.trainable_kind != "command"
+        if not needs_torch and self.opts.threads:
+            # a program's math libraries would use every core: give them the worker's share, as
+            # torch.set_num_threads does for trainables in this process (a value the user set stays)
+            for var in THREAD_VARS:
+                os.environ.setdefault(var, str(self.opts.threads))
         if self.opts.device:
             self.device = self.opts.device
         elif needs_torch:
@@ -244,6 +380,9 @@ class Worker:
 
 
 def run_worker(root: str, opts: WorkerOptions) -> int:
+    """The CLI's worker: it can start itself afresh (same arguments) when a trainable hangs."""
+    if opts.restart_argv is None:
+        opts.restart_argv = [sys.executable, "-m", "hpsearch", *sys.argv[1:]]
     code = Worker(root, opts).run()
     # Python restores default handlers while it shuts down (with torch loaded, a while): a stop signal
     # then (Slurm's USR1 racing the end of the sweep) would kill the finished worker with 128+N

@@ -43,6 +43,7 @@ TOP_KEYS = {
     "keep_top",
     "max_failures",
     "lock",
+    "epoch_timeout",
 }
 WANDB_UNUSED = {"method", "program", "command", "early_terminate", "project", "entity", "run_cap"}
 STAGE_KEYS = {"trials", "epochs", "top", "promote", "repeats", "name"}
@@ -101,6 +102,7 @@ class Sweep:
     keep_top: int | None = None
     max_failures: int = 5
     lock: str = "auto"
+    epoch_timeout: float | None = None  # seconds an epoch may take before its trial is timed out
     description: str = ""
     source_dir: str = "."
     warnings: tuple[str, ...] = ()
@@ -184,6 +186,15 @@ def parse(
     if keep_top is not None and (not is_int(keep_top) or keep_top < 1):
         problems.append(f"keep_top: must be a positive integer, got {keep_top!r}")
     max_failures = _int(raw, "max_failures", 5, problems, minimum=1)
+    epoch_timeout = raw.get("epoch_timeout")
+    if isinstance(epoch_timeout, str):
+        epoch_timeout = yaml_number(epoch_timeout)
+    if epoch_timeout is not None and (not is_num(epoch_timeout) or not 0 < epoch_timeout <= 30 * 86400):
+        problems.append(
+            f"epoch_timeout: seconds one epoch may take, a number in (0, 2592000] (or leave it out), "
+            f"got {raw.get('epoch_timeout')!r}"
+        )
+        epoch_timeout = None
     lock = raw.get("lock", "auto")
     if lock not in ("auto", "hard", "soft"):
         problems.append(f"lock: must be auto, hard or soft, got {lock!r}")
@@ -211,6 +222,7 @@ def parse(
         keep_top=keep_top,
         max_failures=max_failures,
         lock=lock,
+        epoch_timeout=float(epoch_timeout) if epoch_timeout is not None else None,
         description=str(raw.get("description", "")),
         source_dir=source_dir,
         warnings=tuple(warnings),

@@ -9,7 +9,7 @@ import os
 import socket
 from pathlib import Path
 
-from hpsearch.errors import StoreError
+from hpsearch.errors import store_write_error
 
 _HOST_TOKEN = f"{socket.gethostname()}-{os.urandom(3).hex()}"  # other hosts may share the folder (NFS)
 _COUNTER = itertools.count()
@@ -41,7 +41,7 @@ def atomic_write_bytes(path: Path, data: bytes | memoryview) -> None:
             unlink_missing_ok(Path(tmp))
             raise
     except OSError as e:
-        raise StoreError(f"cannot write {path}: {e.strerror} (is the disk full or read-only?)") from None
+        raise store_write_error(path, e) from None
 
 
 def unlink_missing_ok(path: Path) -> None:
@@ -49,3 +49,30 @@ def unlink_missing_ok(path: Path) -> None:
         path.unlink()
     except FileNotFoundError:
         pass
+
+
+def append_whole(path: Path, data: bytes) -> None:
+    """Append `data` to a lines file (created if missing) completely or not at all.
+
+    A line torn by a writer killed mid-append is first closed with a newline, so ours stands on
+    a line of its own. When the disk fills up part-way the file is cut back to its old size:
+    readers never see half of what was appended, and no committed event can be cut in half.
+    The caller serializes appends to one file (the journal's lock; one worker per metrics file).
+
+    Raises:
+        OSError: the open or the write failed (ENOSPC, EDQUOT, EROFS...); the file is unchanged.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        size = os.lseek(fd, 0, os.SEEK_END)
+        if size > 0 and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError:
+            os.ftruncate(fd, size)
+            raise
+    finally:
+        os.close(fd)

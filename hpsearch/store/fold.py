@@ -62,6 +62,7 @@ class SweepState:
     requeued: dict[str, None] = field(default_factory=dict)  # served before `queue`
     done: bool = False
     stop: bool = False
+    stop_reason: str | None = None  # the last `stop` event's reason (cleared with `stop` by `resume`)
     bad_lines: int = 0
 
     def apply(self, ev: dict[str, Any]) -> None:
@@ -104,9 +105,10 @@ class SweepState:
         elif kind == "done":
             self.done = True
         elif kind == "stop":
-            self.stop = True
+            self.stop, self.stop_reason = True, ev.get("reason")
         elif kind == "resume":
             self.stop = self.done = False
+            self.stop_reason = None
 
     def next_queued(self) -> Iterator[str]:
         # no copy of the queue (O(trials) per claim): callers stop iterating before they append

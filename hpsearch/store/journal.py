@@ -19,9 +19,10 @@ from typing import Any
 
 import filelock
 
-from hpsearch.errors import StoreError
+from hpsearch.errors import StoreError, store_write_error
 from hpsearch.gcpause import bulk
 from hpsearch.store import snapshot
+from hpsearch.store.atomic import append_whole
 from hpsearch.store.flock import FlockLock
 from hpsearch.store.fold import SweepState, decode
 
@@ -116,17 +117,10 @@ class Journal:
             json.dumps({**e, "t": e.get("t", now)}, separators=(",", ":")).encode() + b"\n" for e in events
         )
         try:
-            with open(self.path, "a+b") as f:  # one open both checks the last byte and appends
-                if f.seek(0, os.SEEK_END) > 0 and self._ends_torn(f):
-                    payload = b"\n" + payload  # isolate a torn line left by a killed writer
-                f.write(payload)
+            append_whole(self.path, payload)  # all of these events or none (a full disk cuts nothing in half)
         except OSError as e:
-            raise StoreError(f"cannot write {self.path}: {e.strerror} (is the disk full or read-only?)") from None
+            raise store_write_error(self.path, e) from None
         self.refresh()
-
-    def _ends_torn(self, f: Any) -> bool:
-        f.seek(-1, os.SEEK_END)
-        return f.read(1) != b"\n"
 
     def append(self, events: list[dict[str, Any]]) -> None:
         with self.locked():

@@ -66,3 +66,31 @@ def lost_trials(state: Any, heartbeats: dict[str, dict[str, Any]], liveness: Liv
 
 def my_pid_start() -> str | None:
     return process_start_time(os.getpid())
+
+
+def local_process_alive(hb: dict[str, Any]) -> bool | None:
+    """For a heartbeat written on this host: whether its process still runs (pid and start time
+    match); None when the heartbeat comes from another host (only its beats can tell)."""
+    if hb.get("host") != HOST or not isinstance(hb.get("pid"), int):
+        return None
+    start = process_start_time(hb["pid"])
+    return start is not None and (not hb.get("pid_start") or start == hb.get("pid_start"))
+
+
+def master_alive(info: dict[str, Any] | None, stale_after: float, now: float | None = None) -> bool:
+    """Whether the master that wrote `info` (master.json) is alive: not exited, its process running
+    when it is on this host, and its last beat younger than `stale_after` seconds (by the master's
+    clock against ours: between hosts only as good as the clocks agree, as for `master status`)."""
+    if not info or info.get("state") == "exited":
+        return False
+    if local_process_alive(info) is False:
+        return False
+    now = time.time() if now is None else now
+    return now - float(info.get("time", 0) or 0) <= stale_after
+
+
+def describe_master(info: dict[str, Any], now: float | None = None) -> str:
+    """'pid 4711 on node7, last beat 3 s ago' (plain words for status and refusals)."""
+    now = time.time() if now is None else now
+    age = max(0.0, now - float(info.get("time", 0) or 0))
+    return f"pid {info.get('pid', '?')} on {info.get('host', '?')}, last beat {age:.0f} s ago"

@@ -22,7 +22,7 @@ from hpsearch.errors import StoreError
 from hpsearch.store.atomic import atomic_write_bytes
 from hpsearch.store.fold import STATES, SweepState, TrialRecord
 
-VERSION = 1
+VERSION = 2  # 2: the stop reason (stop_reason)
 CHECK_BYTES = 256  # the journal's first and last bytes before the offset identify it
 FIELDS = [f.name for f in dataclasses.fields(TrialRecord)]
 
@@ -55,6 +55,7 @@ def encode(state: SweepState, offset: int, check: str) -> bytes:
         "fingerprint": state.fingerprint,
         "done": state.done,
         "stop": state.stop,
+        "stop_reason": state.stop_reason,
         "bad_lines": state.bad_lines,
     }
     return json.dumps(doc, separators=(",", ":")).encode()
@@ -82,6 +83,7 @@ def decode(data: bytes) -> tuple[SweepState, int, str] | None:
             requeued=dict.fromkeys(doc["requeued"]),
             done=bool(doc["done"]),
             stop=bool(doc["stop"]),
+            stop_reason=doc.get("stop_reason"),
             bad_lines=int(doc["bad_lines"]),
         )
         offset, check = int(doc["offset"]), str(doc["check"])

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpsearch.errors import StoreError
-from hpsearch.store.atomic import atomic_write_bytes, unlink_missing_ok
+from hpsearch.errors import StoreError, store_write_error
+from hpsearch.store.atomic import append_whole, atomic_write_bytes, unlink_missing_ok
 from hpsearch.store.fold import State, SweepState, TrialRecord
 from hpsearch.store.journal import Journal
 
@@ -70,6 +70,7 @@ class Layout:
         self.checkpoints = self.root / "checkpoints"
         self.workers = self.root / "workers"
         self.master = self.root / "master.json"
+        self.master_log = self.root / "master.log"  # a master started with --detach (or after SIGHUP) writes here
         self.source = self.root / "source.json"
 
     def stage_file(self, k: int) -> Path:
@@ -294,6 +295,35 @@ class Store:
                 self.journal.append_locked(events)
         return actions
 
+    def time_out(self, trial: str, attempt: int, why: str, retries: int) -> str | None:
+        """A trial whose epoch outlived `epoch_timeout`: requeued like a lost worker's (counts toward
+        `retries`), or failed with reason "timeout: ..." past the limit. Returns "requeued",
+        "failed", or None when the claim no longer holds."""
+        with self.journal.locked():
+            if not self.owns(trial, attempt):  # owns() refreshes the state
+                return None
+            t = self.state.trials[trial]
+            if t.lost + 1 > retries:
+                reason = f"timeout: {why}" + (f" ({t.lost + 1} times, retry limit {retries})" if retries else "")
+                ev: dict[str, Any] = {
+                    "ev": "result",
+                    "trial": trial,
+                    "attempt": attempt,
+                    "status": "failed",
+                    "best": None,
+                    "best_epoch": None,
+                    "epochs_done": t.epochs_done,
+                    "reason": reason,
+                    "worker": t.worker,
+                    "device": t.device,
+                }
+                action = "failed"
+            else:
+                ev = {"ev": "release", "trial": trial, "attempt": attempt, "reason": f"timeout: {why}", "lost": True}
+                action = "requeued"
+            self.journal.append_locked([ev])
+        return action
+
     def trial_files_ready(self, t: TrialRecord) -> None:
         """Create the trial's folder and params.json (rewritten if missing: the journal has them)."""
         d = self.layout.trial_dir(t.trial)
@@ -318,14 +348,9 @@ class Store:
         path = self.layout.metrics_file(trial)
         data = (json.dumps(line, default=_json_default) + "\n").encode()
         try:
-            with open(path, "ab+") as f:
-                if f.tell() > 0:
-                    f.seek(-1, os.SEEK_END)
-                    if f.read(1) != b"\n":
-                        data = b"\n" + data  # a worker killed mid-line left it torn: keep ours apart
-                f.write(data)
+            append_whole(path, data)
         except OSError as e:
-            raise StoreError(f"cannot write {path}: {e.strerror}") from None
+            raise store_write_error(path, e) from None
 
     def metrics(self, trial: str) -> list[dict[str, Any]]:
         """One line per epoch (the latest attempt wins), sorted by epoch."""

@@ -16,6 +16,7 @@ Environment (on top of the worker's, so CUDA_VISIBLE_DEVICES passes through)
     HPSEARCH_TRIAL_ID, HPSEARCH_TRIAL_DIR (keep your own files here), HPSEARCH_METRICS_FILE,
     HPSEARCH_CHECKPOINT_DIR, HPSEARCH_RESUME_FROM (only when resuming), HPSEARCH_PARAMS (JSON),
     HPSEARCH_EPOCHS, HPSEARCH_START_EPOCH, HPSEARCH_SEED, HPSEARCH_METRIC, HPSEARCH_DEVICE.
+    OMP_NUM_THREADS, MKL_NUM_THREADS and the like are the worker's --threads unless set (worker.py).
     The program runs in the sweep file's folder; all paths given to it are absolute.
 Metrics
     After each epoch the program appends one JSON object and a newline to HPSEARCH_METRICS_FILE,
@@ -39,7 +40,8 @@ Exit and stop
     log (stdout and stderr go to trials/<trial>/worker.log) as the reason. When the trial must
     stop (it diverged, the sweep is stopping, the worker got SIGTERM) the program's process
     group gets SIGTERM, then SIGKILL after `grace` seconds (trainable setting, default 10).
-    If the worker dies, the kernel kills the program (Linux).
+    If the worker dies, the kernel kills the program (Linux). With the sweep's `epoch_timeout`, a
+    program that reports no epoch for that long is killed the same way and the trial timed out.
 """
 
 from __future__ import annotations
@@ -272,6 +274,11 @@ def _follow(proc: subprocess.Popen[bytes], tail: _Tail, trial: Any, source_dir: 
             report_line(trial, obj, n, source_dir)
         if code is not None:
             return
+        timeout = getattr(trial, "epoch_timeout", None)
+        if timeout and time.monotonic() - trial.last_progress > timeout:
+            terminate(proc, grace)  # hung (a deadlocked loader, a stuck collective): it will not stop by itself
+            trial.stop_reason = "timeout"
+            raise StopTrial(f"timeout: no epoch within epoch_timeout {timeout:g} s")
         if time.monotonic() >= next_stop_check:
             next_stop_check = time.monotonic() + STOP_CHECK_S
             master_stop = trial.store.refresh().stop
@@ -314,6 +321,12 @@ def report_line(trial: Any, obj: Any, n: int, source_dir: str) -> None:
         if k in obj:
             obj[f"program_{k}"] = obj.pop(k)
     metrics = {k: v for k, v in obj.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if trial.metric not in metrics:  # said here in the program's terms: it has no report() to call
+        got = trial.metric in obj and f" (it is {json.dumps(obj[trial.metric])[:40]}, not a number)" or ""
+        raise ProgramFailed(
+            f"metrics line {n}: no number {trial.metric!r} (the sweep's metric){got}; keys: "
+            f'{", ".join(sorted(obj)) or "none"} (write e.g. {{"epoch": {epoch}, "{trial.metric}": 0.5}})'
+        )
     extras = {k: v for k, v in obj.items() if k not in metrics}
     try:
         trial.report(epoch, checkpoint=path, extras=extras or None, **metrics)
@@ -385,5 +398,6 @@ def log_tail(path: Path, lines: int = 5, width: int = 200) -> str:
             raw = f.read().decode(errors="replace")
     except OSError:
         return "(no log)"
-    kept = [ln.strip()[:width] for ln in raw.splitlines() if ln.strip()][-lines:]
+    # our own "hpsearch: attempt N: argv" lines say nothing of the failure (and differ per trial)
+    kept = [ln.strip()[:width] for ln in raw.splitlines() if ln.strip() and not ln.startswith("hpsearch: ")][-lines:]
     return " | ".join(kept) if kept else "(empty log)"

@@ -84,6 +84,8 @@ class Trial:
         self.best: float | None = None
         self.best_epoch: int | None = None
         self.stop_reason: str | None = None
+        self.last_progress = time.monotonic()  # when the trial started or last reported (epoch_timeout)
+        self.epoch_timeout: float | None = None  # seconds an epoch may take (the sweep's; None: no limit)
         self._first_loss: float | None = None
         self._resume()
 
@@ -121,6 +123,7 @@ class Trial:
         Raises:
             StopTrial: the trial diverged, the sweep is stopping, or the claim was lost.
         """
+        self.last_progress = time.monotonic()
         if not isinstance(epoch, int) or epoch < 1:
             raise ValueError(f"report(epoch=...) needs a positive integer epoch, got {epoch!r}")
         if self.metric not in metrics:

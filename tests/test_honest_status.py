@@ -1,0 +1,169 @@
+"""Status tells the truth, through the real CLI: a killed worker is not shown alive once its trial
+was requeued, a finished or stopped sweep has no ETA, a worker started by hand says what it does,
+`--dry-run` prints the plan and writes nothing, `master stop` on a finished sweep says so, and a
+command program's math libraries get the worker's thread count."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+from helpers import (
+    HPSEARCH,
+    alive,
+    count_events,
+    events,
+    kill_pids,
+    noop_sweep,
+    run_cli,
+    spawn,
+    tree_hash,
+    wait_for,
+    worker_pids,
+    write,
+    write_sweep,
+)
+
+from hpsearch.store.sweepdir import Store
+
+
+def test_a_killed_worker_is_not_shown_alive_and_a_finished_sweep_has_no_eta(tmp_path: Path) -> None:
+    sweep = write_sweep(tmp_path, noop_sweep(trials=[10], epochs=3, sleep=0.3, workers=2))
+    root = tmp_path / "d"
+    m = spawn("master", "start", str(sweep), "--dir", str(root), log=tmp_path / "m.log")
+    try:
+
+        def training() -> tuple[str, dict] | None:
+            for p in (root / "workers").glob("*.json"):
+                with contextlib.suppress(OSError, ValueError):
+                    hb = json.loads(p.read_text())
+                    if hb.get("trial"):
+                        return p.stem, hb
+            return None
+
+        victim, hb = wait_for(training, 90, "a worker's heartbeat naming its trial", proc=m)
+        os.kill(hb["pid"], signal.SIGKILL)
+        wait_for(lambda: not alive(hb["pid"]), 10, "the worker to die")
+        # at once, before any requeue: its process is gone on this host, so it is not alive
+        status = run_cli("master", "status", str(root), check=True).stdout
+        line = next(ln for ln in status.splitlines() if ln.strip().startswith(f"{victim}:"))
+        assert "gone" in line and "alive" not in line, line
+        wait_for(
+            lambda: any(e.get("ev") == "release" and e.get("lost") for e in events(root)), 60, "the requeue", proc=m
+        )
+        status = run_cli("master", "status", str(root), check=True).stdout
+        line = next(ln for ln in status.splitlines() if ln.strip().startswith(f"{victim}:"))
+        assert "gone" in line and "training" not in line, line  # its old trial belongs to someone else now
+        assert m.wait(timeout=180) == 0
+        status = run_cli("master", "status", str(root), check=True).stdout
+        assert ": finished" in status.splitlines()[0]
+        assert "left in stage" not in status  # no ETA once finished
+        assert "master: none alive; the last one" in status and ") exited at " in status
+        assert "resume with" not in status  # nothing to resume
+        # stop on a finished sweep: says so, writes nothing
+        before = (root / "journal.jsonl").read_bytes()
+        r = run_cli("master", "stop", str(root), check=True)
+        assert "the sweep is already finished; nothing to stop" in r.stdout
+        assert (root / "journal.jsonl").read_bytes() == before
+    finally:
+        kill_pids([m.pid, *worker_pids(root)])
+
+
+def test_a_worker_started_by_hand_says_what_it_does(tmp_path: Path) -> None:
+    sweep = write_sweep(tmp_path, noop_sweep(trials=[3], epochs=2, workers=1))
+    root = tmp_path / "d"
+    m = spawn("master", "start", str(sweep), "--dir", str(root), "--no-workers", log=tmp_path / "m.log")
+    try:
+        wait_for(lambda: count_events(root, "stage") >= 1, 60, "stage 1", proc=m)
+        r = run_cli("worker", "--dir", str(root), "--id", "mine", timeout=120)
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.splitlines()
+        assert lines[0].startswith(f"hpsearch worker mine: joined sweep faults in {root} at stage 1 of 1 (3 trial(s)")
+        for t in ("s1-t0000", "s1-t0001", "s1-t0002"):
+            assert any(
+                ln.startswith(f"hpsearch worker mine: claimed {t} (stage 1, attempt 1, 2 epoch(s))") for ln in lines
+            )
+            assert any(ln.startswith(f"hpsearch worker mine: {t}: finished, best val_acc ") for ln in lines)
+        assert lines[-1] == "hpsearch worker mine: leaving: the sweep is done (3 trial(s) recorded here)"
+        assert m.wait(timeout=60) == 0
+    finally:
+        kill_pids([m.pid, *worker_pids(root)])
+
+
+def test_a_worker_on_a_stopped_sweep_says_why_it_leaves(tmp_path: Path) -> None:
+    sweep = write_sweep(tmp_path, noop_sweep(trials=[3], epochs=2, workers=1))
+    root = tmp_path / "d"
+    m = spawn("master", "start", str(sweep), "--dir", str(root), "--no-workers", log=tmp_path / "m.log")
+    try:
+        wait_for(lambda: count_events(root, "stage") >= 1, 60, "stage 1", proc=m)
+        r = run_cli("master", "stop", str(root), check=True)
+        assert "Stop requested" in r.stdout
+        assert m.wait(timeout=60) == 0
+        r = run_cli("master", "stop", str(root), check=True)
+        assert "no master is running" in r.stdout
+        r = run_cli("worker", "--dir", str(root), "--id", "late", timeout=120)
+        assert r.returncode == 0
+        assert r.stdout.splitlines()[-1].startswith("hpsearch worker late: leaving: the sweep was stopped")
+    finally:
+        kill_pids([m.pid, *worker_pids(root)])
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path) -> None:
+    text = noop_sweep(trials=[8, 4], epochs=[2, 5], workers=3)
+    text = text.replace("  - {trials: 4, epochs: 5}", "  - {trials: 4, epochs: 5, promote: 2, top: 3}")
+    sweep = write_sweep(tmp_path, text)
+    root = tmp_path / "d"
+    before = tree_hash(tmp_path)
+    r = run_cli("master", "start", str(sweep), "--dir", str(root), "--dry-run", check=True)
+    out = r.stdout
+    assert "nothing is written" in out
+    assert "Stage 1 ranges:" in out and "metric_value" in out
+    assert "stage 1: 8 trial(s) x 2 epoch(s): 16 epoch(s) to train" in out
+    # 4 new trials x 5 epochs, and 2 promoted going on from epoch 2 (3 more each)
+    assert "stage 2: 6 trial(s) x 5 epoch(s) (2 promoted from stage 1, each going on from epoch 2)" in out
+    assert ": 26 epoch(s) to train" in out and "Total: at most 42 epoch(s) of training" in out
+    assert "Workers: 3 local worker process(es)" in out
+    assert tree_hash(tmp_path) == before and not root.exists()
+    # the same checks as a real start: a bad file is one line, exit 2, nothing written
+    bad = write_sweep(tmp_path, text.replace("workers: 3", "workers: 0"), name="bad.yaml")
+    before = tree_hash(tmp_path)
+    r = run_cli("master", "start", str(bad), "--dir", str(root), "--dry-run")
+    assert r.returncode == 2 and r.stderr.startswith("hpsearch: error: ") and "workers" in r.stderr
+    assert tree_hash(tmp_path) == before
+
+
+THREADS_PROGRAM = """
+import json, os
+keys = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+for epoch in range(1, int(os.environ["HPSEARCH_EPOCHS"]) + 1):
+    with open(os.environ["HPSEARCH_METRICS_FILE"], "a") as f:
+        f.write(json.dumps({"epoch": epoch, "val_acc": 0.5, "env": [os.environ.get(k) for k in keys]}) + "\\n")
+"""
+
+
+def test_a_command_program_gets_the_workers_thread_count_unless_the_user_set_one(tmp_path: Path) -> None:
+    write(tmp_path / "train.py", THREADS_PROGRAM)
+    sweep = write_sweep(
+        tmp_path,
+        "name: threads\nmetric: {name: val_acc, goal: maximize}\ntrainable: {command: [python3, train.py]}\n"
+        "parameters:\n  lr: {distribution: uniform, min: 0.1, max: 0.9}\nstages:\n  - {trials: 2, epochs: 1}\n"
+        "workers: 2\nlauncher: {type: local, threads: 3}\nheartbeat: 0.2\nstale_after: 3\n",
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    for env, want in ((clean, ["3", "3", "3"]), ({**clean, "OMP_NUM_THREADS": "7"}, ["7", "3", "3"])):
+        root = tmp_path / f"d{want[0]}"
+        r = subprocess.run(
+            [*HPSEARCH, "master", "start", str(sweep), "--dir", str(root)],
+            env=env,  # exactly this environment: the thread variables are absent unless given
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert r.returncode == 0, r.stderr
+        st = Store(root).refresh()
+        for t in st.trials.values():
+            assert Store(root).metrics(t.trial)[0]["env"] == want
