@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from hpsearch.gcpause import bulk
+from hpsearch.report import rungs
 from hpsearch.report.diagnostics import findings_text
 from hpsearch.report.frames import add_checkpoints, open_sweep, runs_frame, stage_files
 from hpsearch.report.repeats import config_columns, configs_frame, has_repeats
@@ -140,10 +141,12 @@ def to_json(
     name: str,
     diagnostics: list[dict[str, str]] | None = None,
     configs: pd.DataFrame | None = None,
+    early_stopping: list[dict[str, Any]] | None = None,
 ) -> str:
     """Schema 1 (stable, see README "Reports and plots"): {schema, sweep, metric: {name, goal},
     runs: [row...], stages: [stage-k.json...], diagnostics: [{scope, kind, message, advice}...]},
-    and `configs: [row...]` (one per configuration) when trials repeat configurations."""
+    and `configs: [row...]` (one per configuration) when trials repeat configurations, and
+    `early_stopping: [report.rungs.summary row...]` when a stage stops trials early."""
     runs = json.loads(df.to_json(orient="records", double_precision=15))
     for r in runs:
         r["params"] = {k[2:]: r.pop(k) for k in list(r) if k.startswith("p.")}
@@ -158,6 +161,8 @@ def to_json(
     }
     if configs is not None:
         doc["configs"] = json.loads(configs.to_json(orient="records", double_precision=15))
+    if early_stopping:
+        doc["early_stopping"] = early_stopping
     return json.dumps(doc, indent=1)
 
 
@@ -190,7 +195,8 @@ def render(
     findings = data.findings() if data is not None else findings_for(store, sweep, ranked, stages)
     if fmt == "json":
         configs = configs_frame(store.state, sweep.metric, stage) if has_repeats(store.state) else None
-        return to_json(df, stages, sweep.metric, sweep.name, [f.to_dict() for f in findings], configs)
+        stopping = rungs.summary(store.state, sweep, stage)
+        return to_json(df, stages, sweep.metric, sweep.name, [f.to_dict() for f in findings], configs, stopping)
     if df.empty:
         return text_table(df, ranking_columns(df, sweep.metric.name)) + f"\n\nnote: {empty_note}"
     counts = df["status"].value_counts().to_dict()
@@ -210,6 +216,9 @@ def render(
     hist = history_text(stages)
     if hist:
         parts.append(hist)
+    stopping = rungs.text(rungs.summary(store.state, sweep, stage), sweep.metric.name)
+    if stopping:
+        parts.append(stopping)
     parts.append(findings_text(findings))
     if store.state.bad_lines:
         parts.append(f"note: {store.state.bad_lines} torn or unreadable journal line(s) were skipped")

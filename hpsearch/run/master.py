@@ -286,9 +286,12 @@ class Master:
             else []
         )
         doc = read_json(self.store.layout.stage_file(k)) or {"stage": k, "ranges": st.stages[k]["space"]}
+        from hpsearch.report import rungs
+
         doc.update(
             status="done",
             counts=counts_of(st, k),
+            early_stopping=(rungs.summary(st, self.sweep, k) or [None])[0],
             ranking=[
                 {
                     "config": r.config,
@@ -298,13 +301,14 @@ class Master:
                     "std": r.std,
                     "count": r.count,
                     "best_epoch": r.best_epoch,
+                    "pruned": r.pruned,
                 }
                 for r in ranked[:50]
             ],
             not_ranked=[
                 {"trial": r.trial, "status": r.status, "reason": st.trials[r.trial].reason}
                 for r in runs
-                if r.status != "finished"
+                if r.status not in stages.RANKED_STATUSES
             ],
             border_flags=[
                 {
@@ -369,6 +373,11 @@ def stage_text(store: Store, sweep: Sweep, k: int, flags: list[stages.BorderFlag
     head = f"Stage {k} done: " + ", ".join(f"{v} {s}" for s, v in sorted(counts.items()))
     lines = [head, text_table(df, ranking_columns(df, sweep.metric.name)) if len(df) else "(no runs)"]
     lines += [f"Border: {f.message}" for f in flags] or ["Border: no best value lies on the border of its range"]
+    from hpsearch.report import rungs
+
+    stopping = rungs.text(rungs.summary(store.state, sweep, k), sweep.metric.name)
+    if stopping:
+        lines.append(stopping)
     return "\n".join(lines)
 
 

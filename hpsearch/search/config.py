@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hpsearch.errors import ConfigError
+from hpsearch.search import earlystop as es
 from hpsearch.search import space as sp
 from hpsearch.search.builtins import BUILTINS, OPTIMIZERS, builtin_defaults
 from hpsearch.search.launcher_options import check_options
@@ -43,9 +44,11 @@ TOP_KEYS = {
     "keep_top",
     "max_failures",
     "lock",
+    "early_stop",
+    "early_terminate",  # W&B's key, honoured: asha on W&B's hyperband bands (search/earlystop.py)
 }
-WANDB_UNUSED = {"method", "program", "command", "early_terminate", "project", "entity", "run_cap"}
-STAGE_KEYS = {"trials", "epochs", "top", "promote", "repeats", "name"}
+WANDB_UNUSED = {"method", "program", "command", "project", "entity", "run_cap"}
+STAGE_KEYS = {"trials", "epochs", "top", "promote", "repeats", "name", "early_stop"}
 METRIC_KEYS = {"name", "goal", "target"}
 SLURM_KEYS = {
     "type",
@@ -79,6 +82,7 @@ class Stage:
     top: int | None = None  # how many of the PREVIOUS stage's best configurations set this stage's ranges
     promote: float = 0  # K (int) or a fraction of the previous stage's runs
     repeats: int = 1  # seeds per configuration; ranking uses the mean
+    early_stop: es.EarlyStop | None = None  # this stage's own rule; None: the sweep's
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,12 @@ class Sweep:
     description: str = ""
     source_dir: str = "."
     warnings: tuple[str, ...] = ()
+    early_stop: es.EarlyStop = es.NONE  # `early_stop:` or W&B's `early_terminate:`; a stage may override it
+
+    def early_stop_for(self, k: int) -> es.EarlyStop:
+        """The early-stopping rule of stage k (1-based): the stage's own, else the sweep's."""
+        own = self.stages[k - 1].early_stop if 1 <= k <= len(self.stages) else None
+        return own if own is not None else self.early_stop
 
     @property
     def trainable_kind(self) -> str:
@@ -165,6 +175,7 @@ def parse(
     trainable = _trainable(raw.get("trainable"), source_dir, problems, path_exists)
     space = parse_parameters(raw.get("parameters", {}), problems, warnings)
     stages = _stages(raw.get("stages"), problems)
+    early_stop = _early_stop(raw, problems)
     workers = _int(raw, "workers", 1, problems, minimum=1)
     launcher = _launcher(raw.get("launcher", {"type": "local"}), problems)
     border = _float(raw, "border", 0.1, problems, 0.0, 0.5)
@@ -214,7 +225,22 @@ def parse(
         description=str(raw.get("description", "")),
         source_dir=source_dir,
         warnings=tuple(warnings),
+        early_stop=early_stop,
     )
+
+
+def _early_stop(raw: dict[str, Any], problems: list[str]) -> es.EarlyStop:
+    """The sweep-wide rule: `early_stop:` (ours) or `early_terminate:` (W&B's), not both."""
+    if "early_stop" in raw and "early_terminate" in raw:
+        problems.append(
+            "early_stop and early_terminate: give one (early_terminate is W&B's form of early_stop: {type: asha})"
+        )
+        return es.NONE
+    if "early_terminate" in raw:
+        return es.wandb_rule(raw["early_terminate"], problems)
+    if "early_stop" in raw:
+        return es.parse(raw["early_stop"], "early_stop", problems)
+    return es.NONE
 
 
 def _int(raw: dict, key: str, default: int, problems: list[str], minimum: int) -> int:
@@ -372,9 +398,12 @@ def _stages(stages: Any, problems: list[str]) -> list[Stage]:
         repeats = s.get("repeats", 1)
         if not is_int(repeats) or repeats < 1:
             problems.append(f"{where}.repeats: must be an integer >= 1, got {repeats!r}")
+        stop_rule = es.parse(s["early_stop"], f"{where}.early_stop", problems) if "early_stop" in s else None
         if len(problems) == n:
             if trials == 0 and not promote:
                 problems.append(f"{where}: has zero trials (set trials: N, or promote: K)")
             else:
-                out.append(Stage(trials=trials, epochs=epochs, top=top, promote=promote, repeats=repeats))
+                out.append(
+                    Stage(trials=trials, epochs=epochs, top=top, promote=promote, repeats=repeats, early_stop=stop_rule)
+                )
     return out

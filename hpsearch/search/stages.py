@@ -23,7 +23,7 @@ class Run(NamedTuple):
     trial: str
     config: str  # trials that are repeats of one configuration share this
     params: dict[str, Any]
-    status: str  # planned | running | finished | diverged | failed
+    status: str  # planned | running | finished | pruned | diverged | failed
     best: float | None = None
     best_epoch: int | None = None
     seed: int = 0
@@ -45,6 +45,7 @@ class Ranked(NamedTuple):
     std: float
     count: int  # type: ignore[assignment]  # the field shadows tuple.count; named for the report column
     best_epoch: int | None
+    pruned: bool = False  # a repeat was stopped early: ranks after every configuration that finished
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,10 @@ class BorderFlag:
 
 
 USABLE = "finished"
+# Runs that rank: finished ones, then pruned ones (stopped early by the stage's rule, ranked by the
+# best value they reached, after every finished configuration: a run that reached fewer epochs is
+# not compared with full runs on equal terms, so it steers the next ranges only where too few finished)
+RANKED_STATUSES = frozenset({USABLE, "pruned"})
 # How far a flagged side moves past its old edge, as a fraction of the range's width (in its own
 # scale). A best value on the border says the optimum may lie well outside: 0.1 moved a 2-decade
 # lr range by 0.2 decades a stage, too little to reach it at equal budget (bench quality, out of range).
@@ -84,16 +89,20 @@ EXTEND = 0.5
 
 @bulk
 def rank(runs: list[Run], metric: Metric) -> list[Ranked]:
-    """Rank configurations by the mean of their best metric; failed and diverged runs never rank."""
+    """Rank configurations by the mean of their best metric; failed and diverged runs never rank.
+
+    Configurations with a pruned run (early stopping) rank after all the others, by their mean too."""
     groups: dict[str, list[Run]] = {}
     for r in runs:
-        if r.status == USABLE and r.best is not None and math.isfinite(r.best):
+        if r.status in RANKED_STATUSES and r.best is not None and math.isfinite(r.best):
             groups.setdefault(r.config, []).append(r)
     ranked = []
     for config, rs in groups.items():
         if len(rs) == 1:  # the common case, kept cheap: numpy's mean and std cost ~40 us per call
             r = rs[0]
-            ranked.append(Ranked(config, (r.trial,), r.params, float(r.best), 0.0, 1, r.best_epoch))  # type: ignore[arg-type]
+            ranked.append(
+                Ranked(config, (r.trial,), r.params, float(r.best), 0.0, 1, r.best_epoch, r.status != USABLE)  # type: ignore[arg-type]
+            )
             continue
         vals = np.array([r.best for r in rs], dtype=float)
         best_run = rs[int(vals.argmax() if metric.goal == "maximize" else vals.argmin())]  # the first best, as max()
@@ -106,10 +115,11 @@ def rank(runs: list[Run], metric: Metric) -> list[Ranked]:
                 float(vals.std()),
                 len(rs),
                 best_run.best_epoch,
+                any(r.status != USABLE for r in rs),
             )
         )
     sign = -1.0 if metric.goal == "maximize" else 1.0
-    ranked.sort(key=lambda r: (sign * r.mean, r.config))
+    ranked.sort(key=lambda r: (r.pruned, sign * r.mean, r.config))
     return ranked
 
 
