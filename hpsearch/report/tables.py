@@ -216,9 +216,9 @@ def render(
     hist = history_text(stages)
     if hist:
         parts.append(hist)
-    stopping = rungs.text(rungs.summary(store.state, sweep, stage), sweep.metric.name)
-    if stopping:
-        parts.append(stopping)
+    stopping_text = rungs.text(rungs.summary(store.state, sweep, stage), sweep.metric.name)
+    if stopping_text:
+        parts.append(stopping_text)
     parts.append(findings_text(findings))
     if store.state.bad_lines:
         parts.append(f"note: {store.state.bad_lines} torn or unreadable journal line(s) were skipped")

@@ -291,7 +291,7 @@ class Master:
         doc.update(
             status="done",
             counts=counts_of(st, k),
-            early_stopping=(rungs.summary(st, self.sweep, k) or [None])[0],
+            early_stopping=next(iter(rungs.summary(st, self.sweep, k)), None),
             ranking=[
                 {
                     "config": r.config,
