@@ -176,6 +176,13 @@ def parse(
     space = parse_parameters(raw.get("parameters", {}), problems, warnings)
     stages = _stages(raw.get("stages"), problems)
     early_stop = _early_stop(raw, problems)
+    for i, st in enumerate(stages, 1):
+        rule = st.early_stop if st.early_stop is not None else early_stop
+        if rule.active and not rule.rungs(st.epochs):
+            warnings.append(
+                f"stages[{i}]: {rule.source} {rule.describe()} has no rung below the stage's {st.epochs} epoch(s): "
+                "no trial of it stops early"
+            )
     workers = _int(raw, "workers", 1, problems, minimum=1)
     launcher = _launcher(raw.get("launcher", {"type": "local"}), problems)
     border = _float(raw, "border", 0.1, problems, 0.0, 0.5)
