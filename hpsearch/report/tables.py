@@ -134,6 +134,16 @@ def history_text(stages: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def enqueued_text(stages: list[dict[str, Any]]) -> str:
+    """The configurations run from `enqueue:` (stage files' `enqueued`), with values outside their range."""
+    lines = []
+    for s in stages:
+        for e in s.get("enqueued") or ():
+            why = "; ".join(e.get("outside") or ()) or "inside the ranges"
+            lines.append(f"  stage {s['stage']}: {e['trial']} ({why})")
+    return "Enqueued configurations:\n" + "\n".join(lines) if lines else ""
+
+
 def to_json(
     df: pd.DataFrame,
     stages: list[dict[str, Any]],
@@ -216,6 +226,9 @@ def render(
     hist = history_text(stages)
     if hist:
         parts.append(hist)
+    enq = enqueued_text(stages)
+    if enq:
+        parts.append(enq)
     stopping_text = rungs.text(rungs.summary(store.state, sweep, stage), sweep.metric.name)
     if stopping_text:
         parts.append(stopping_text)

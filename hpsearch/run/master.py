@@ -185,6 +185,14 @@ class Master:
             else None,
             "promoted": [t["parent"] for t in plan.trials if t.get("parent")],
         }
+        if any(t.get("enqueued") for t in plan.trials):
+            from hpsearch.search import enqueue as eq
+
+            doc["enqueued"] = [
+                {"trial": t["trial"], "params": t["params"], "outside": eq.outside(plan.space, t["params"])}
+                for t in plan.trials
+                if t.get("enqueued")
+            ]
         atomic_write_json(self.store.layout.stage_file(k), doc)
         self.store.journal.append([{"ev": "stage", "stage": k, "space": doc["ranges"], "trials": plan.trials}])
         if k > 1 and prev_space is not None:

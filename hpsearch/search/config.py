@@ -18,6 +18,7 @@ from typing import Any
 
 from hpsearch.errors import ConfigError
 from hpsearch.search import earlystop as es
+from hpsearch.search import enqueue as eq
 from hpsearch.search import space as sp
 from hpsearch.search.builtins import BUILTINS, OPTIMIZERS, builtin_defaults
 from hpsearch.search.launcher_options import check_options
@@ -45,7 +46,8 @@ TOP_KEYS = {
     "max_failures",
     "lock",
     "early_stop",
-    "early_terminate",  # W&B's key, honoured: asha on W&B's hyperband bands (search/earlystop.py)
+    "early_terminate",
+    "enqueue",  # W&B's key, honoured: asha on W&B's hyperband bands (search/earlystop.py)
 }
 WANDB_UNUSED = {"method", "program", "command", "project", "entity", "run_cap"}
 STAGE_KEYS = {"trials", "epochs", "top", "promote", "repeats", "name", "early_stop"}
@@ -109,6 +111,7 @@ class Sweep:
     source_dir: str = "."
     warnings: tuple[str, ...] = ()
     early_stop: es.EarlyStop = es.NONE  # `early_stop:` or W&B's `early_terminate:`; a stage may override it
+    enqueue: tuple[dict[str, Any], ...] = ()  # known configurations, run first in stage 1 (search/enqueue.py)
 
     def early_stop_for(self, k: int) -> es.EarlyStop:
         """The early-stopping rule of stage k (1-based): the stage's own, else the sweep's."""
@@ -176,6 +179,7 @@ def parse(
     space = parse_parameters(raw.get("parameters", {}), problems, warnings)
     stages = _stages(raw.get("stages"), problems)
     early_stop = _early_stop(raw, problems)
+    enqueue = eq.parse(raw.get("enqueue"), space, stages[0].trials if stages else None, problems, warnings)
     for i, st in enumerate(stages, 1):
         rule = st.early_stop if st.early_stop is not None else early_stop
         if rule.active and not rule.rungs(st.epochs):
@@ -233,6 +237,7 @@ def parse(
         source_dir=source_dir,
         warnings=tuple(warnings),
         early_stop=early_stop,
+        enqueue=enqueue,
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from hpsearch.gcpause import bulk
+from hpsearch.search import enqueue as eq
 from hpsearch.search import space as sp
 from hpsearch.search.config import Metric, Stage, Sweep
 
@@ -73,6 +74,9 @@ class BorderFlag:
             if self.extends
             else "the range cannot move past its hard bound or on_border: keep"
         )
+        if not 0 <= self.position <= 1:  # an enqueued value outside the range
+            side = "above" if self.side == "high" else "below"
+            return f"best {self.param} {show(self.value)} lies {side} {rng} ({scale} scale): {then}"
         return f"best {self.param} {show(self.value)} lies in the {where} {pct:.0f}% of {rng} on {scale} scale: {then}"
 
 
@@ -250,11 +254,16 @@ def plan_stage(
                     repeats=len(parent.trials),
                 )
             )
-    for i, (params, seed) in enumerate(sp.sample_stage(space, sweep.seed, k, stage.trials)):
+    draws = sp.sample_stage(space, sweep.seed, k, stage.trials)
+    # stage 1 runs the enqueued configurations first, on the first draws (the seeds' stream is kept)
+    known = eq.apply(draws, sweep.enqueue if k == 1 else ())
+    for i, (params, seed, enqueued) in enumerate(known):
         for r in range(stage.repeats):
             trials.append(
                 dict(params=params, seed=(seed + 1_000_003 * r) % (2**31 - 1), group=i, repeat=r, repeats=stage.repeats)
             )
+            if enqueued:
+                trials[-1]["enqueued"] = True
     return StagePlan(k, space, _name_trials(k, trials, stage.epochs), flags, ranked)
 
 
@@ -285,4 +294,6 @@ def _name_trials(k: int, trials: list[dict[str, Any]], epochs: int) -> list[dict
                 "parent": t.get("parent"),
             }
         )
+        if t.get("enqueued"):
+            out[-1]["enqueued"] = True  # from `enqueue:` (the stage event and stage file say so)
     return out
