@@ -85,7 +85,9 @@ def _check(dim: sp.Dim, value: Any, where: str, problems: list[str]) -> str | No
             problems.append(f"{where}: must be > 0 (the range is on a log scale), got {value!r}")
             return None
         if dim.bounds is not None and not dim.bounds[0] <= value <= dim.bounds[1]:
-            problems.append(f"{where}: {value!r} lies outside the parameter's hard bounds {list(dim.bounds)}")
+            problems.append(
+                f"{where}: {value!r} lies outside the parameter's hard bounds [{sp.fmt(dim.bounds[0])}, {sp.fmt(dim.bounds[1])}]"
+            )
             return None
         if not dim.low <= value <= dim.high:
             return f"{where}: {sp.fmt(value)} lies outside the range {dim.describe()}; it runs as given"
