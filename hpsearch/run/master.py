@@ -286,12 +286,8 @@ class Master:
         runs = runs_of(st, k)
         ranked = stages.rank(runs, self.sweep.metric)
         space = sp.space_from_dict(st.stages[k]["space"])
-        flags = (
-            stages.border_flags(
-                space, ranked[0].params, self.sweep.border, self.sweep.on_border, final=k == len(self.sweep.stages)
-            )
-            if ranked
-            else []
+        flags = stages.all_border_flags(
+            space, ranked, self.sweep.border, self.sweep.on_border, final=k == len(self.sweep.stages)
         )
         doc = read_json(self.store.layout.stage_file(k)) or {"stage": k, "ranges": st.stages[k]["space"]}
         from hpsearch.report import rungs

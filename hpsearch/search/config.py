@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from hpsearch.errors import ConfigError
+from hpsearch.search import conditional as cond
 from hpsearch.search import earlystop as es
 from hpsearch.search import enqueue as eq
 from hpsearch.search import space as sp
 from hpsearch.search.builtins import BUILTINS, OPTIMIZERS, builtin_defaults
 from hpsearch.search.launcher_options import check_options
-from hpsearch.search.paramspec import is_int, is_num, parse_parameters, yaml_number
+from hpsearch.search.paramspec import is_int, is_num, yaml_number
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 TOP_KEYS = {
@@ -176,7 +177,7 @@ def parse(
     metric = _metric(raw.get("metric", {}), problems)
     seed = _int(raw, "seed", 0, problems, minimum=0)
     trainable = _trainable(raw.get("trainable"), source_dir, problems, path_exists)
-    space = parse_parameters(raw.get("parameters", {}), problems, warnings)
+    space = cond.parse_space(raw.get("parameters", {}), problems, warnings)  # plain and conditional
     stages = _stages(raw.get("stages"), problems)
     early_stop = _early_stop(raw, problems)
     enqueue = eq.parse(raw.get("enqueue"), space, stages[0].trials if stages else None, problems, warnings)
@@ -344,7 +345,7 @@ def _check_builtin_settings(t: dict[str, Any], space: sp.Space, problems: list[s
     for k in t:
         if k != "builtin" and k not in defaults:
             problems.append(f"trainable.{k}: not a setting of the {t['builtin']} built-in (valid: {valid})")
-    for k in space if t["builtin"] == "classifier" else ():  # noop takes any parameter
+    for k in cond.public_names(space) if t["builtin"] == "classifier" else ():  # noop takes any parameter
         if k not in defaults:
             problems.append(f"parameters.{k}: not a setting of the {t['builtin']} built-in (valid: {valid})")
     ds = t.get("dataset", defaults.get("dataset"))

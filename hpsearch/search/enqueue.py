@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from hpsearch.search import conditional as cond
 from hpsearch.search import space as sp
 from hpsearch.search.paramspec import is_int, is_num
 
@@ -43,11 +44,10 @@ def parse(
         if not flat:
             problems.append(f"{where}: is empty; give at least one parameter's value")
         for name, value in flat.items():
-            if name not in space:
-                valid = ", ".join(sorted(space)) or "none"
-                problems.append(f"{where}.{name}: not a parameter of this sweep (parameters: {valid})")
+            key = _key(space, name, flat, f"{where}.{name}", problems)
+            if key is None:
                 continue
-            note = _check(space[name], value, f"{where}.{name}", problems)
+            note = _check(space[key], value, f"{where}.{name}", problems)
             if note:
                 warnings.append(note)
         out.append(flat)
@@ -57,6 +57,27 @@ def parse(
             "enqueued configurations count in stage 1's trials"
         )
     return tuple(out) if len(problems) == n else ()
+
+
+def _key(space: sp.Space, name: str, entry: dict[str, Any], where: str, problems: list[str]) -> str | None:
+    """The space's key for a parameter an entry gives: a conditional one needs its parents in the
+    entry (which branch it belongs to), and must exist there."""
+    keys = [k for k in space if cond.public(k) == name]
+    if not keys:
+        valid = ", ".join(sorted(cond.public_names(space))) or "none"
+        problems.append(f"{where}: not a parameter of this sweep (parameters: {valid})")
+        return None
+    if not cond.is_conditional(keys[0]):
+        return keys[0]
+    parents = sorted({p for k in keys for p, _ in cond.conditions(k)} - set(entry))
+    if parents:
+        problems.append(f"{where}: exists only under a condition on {', '.join(parents)}: give that value too")
+        return None
+    key = cond.keys_for(space, name, entry)
+    if key is None:
+        when = "; ".join(cond.branch_of(k) for k in keys)
+        problems.append(f"{where}: does not exist for this entry's values (only when {when})")
+    return key
 
 
 def _flatten(entry: dict[str, Any], space: sp.Space, prefix: str = "") -> dict[str, Any]:
@@ -85,9 +106,8 @@ def _check(dim: sp.Dim, value: Any, where: str, problems: list[str]) -> str | No
             problems.append(f"{where}: must be > 0 (the range is on a log scale), got {value!r}")
             return None
         if dim.bounds is not None and not dim.bounds[0] <= value <= dim.bounds[1]:
-            problems.append(
-                f"{where}: {value!r} lies outside the parameter's hard bounds [{sp.fmt(dim.bounds[0])}, {sp.fmt(dim.bounds[1])}]"
-            )
+            lo, hi = (sp.fmt(b) for b in dim.bounds)
+            problems.append(f"{where}: {value!r} lies outside the parameter's hard bounds [{lo}, {hi}]")
             return None
         if not dim.low <= value <= dim.high:
             return f"{where}: {sp.fmt(value)} lies outside the range {dim.describe()}; it runs as given"
@@ -106,7 +126,8 @@ def outside(space: sp.Space, params: dict[str, Any]) -> list[str]:
     """The enqueued values of `params` that lie outside `space` (the notes of `_check`), one line each."""
     notes = []
     for name, value in params.items():
-        dim = space.get(name)
+        key = cond.keys_for(space, name, params)
+        dim = space.get(key) if key is not None else None
         if dim is not None:
             note = _check(dim, value, name, [])
             if note:
@@ -115,13 +136,18 @@ def outside(space: sp.Space, params: dict[str, Any]) -> list[str]:
 
 
 def apply(
-    draws: list[tuple[dict[str, Any], int]], entries: tuple[dict[str, Any], ...]
+    space: sp.Space, draws: list[tuple[dict[str, Any], int]], entries: tuple[dict[str, Any], ...]
 ) -> list[tuple[dict[str, Any], int, bool]]:
-    """Stage 1's draws with the first len(entries) overridden by the entries: (params, seed, enqueued)."""
+    """A stage's draws (over every key of the space) -> (params, seed, enqueued): each resolved to
+    the configuration's parameters (conditional ones only where they hold), the first len(entries)
+    with the entries' values (their choices first, so a branch an entry picks is the one sampled)."""
     out = []
-    for i, (params, seed) in enumerate(draws):
+    for i, (draw, seed) in enumerate(draws):
         if i < len(entries):
-            out.append(({**params, **entries[i]}, seed, True))
+            entry = entries[i]
+            plain = {k: v for k, v in entry.items() if k in space}  # plain keys: choices decide branches
+            params = {**cond.resolve(space, {**draw, **plain}), **entry}
+            out.append((params, seed, True))
         else:
-            out.append((params, seed, False))
+            out.append((cond.resolve(space, draw), seed, False))
     return out

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from hpsearch.gcpause import bulk
+from hpsearch.search import conditional as cond
 from hpsearch.search import enqueue as eq
 from hpsearch.search import space as sp
 from hpsearch.search.config import Metric, Stage, Sweep
@@ -143,6 +144,32 @@ def border_flags(
     return flags
 
 
+def all_border_flags(
+    space: sp.Space, ranked: list[Ranked], fraction: float, on_border: str = "extend", final: bool = False
+) -> list[BorderFlag]:
+    """border_flags of the best configuration, and per branch: a conditional parameter
+    (`lr[optimizer=adam]`) is judged by the best configuration of its own branch."""
+    if not ranked:
+        return []
+    flags = border_flags(space, ranked[0].params, fraction, on_border, final)
+    for key, dim in space.items():
+        if cond.is_conditional(key):
+            best = next((r for r in ranked if cond.active(key, r.params)), None)
+            if best is not None:
+                flags += border_flags({key: dim}, {key: best.params[cond.public(key)]}, fraction, on_border, final)
+    return flags
+
+
+def branch_top_values(key: str, ranked: list[Ranked], top: list[Ranked], stage: Stage) -> list[Any]:
+    """The values of one parameter among the top configurations that steer its next range: the
+    stage's top for a plain parameter; for a conditional one, the top of its own branch's runs
+    (as many as `top` would take of them)."""
+    if not cond.is_conditional(key):
+        return [r.params[key] for r in top]
+    branch = [r for r in ranked if cond.active(key, r.params)]
+    return [r.params[cond.public(key)] for r in branch[: top_count(stage, len(branch))]] if branch else []
+
+
 def _can_extend(dim: sp.Numeric, side: str, on_border: str) -> bool:
     if on_border == "keep" or dim.on_border == "keep":  # the sweep's setting, or the parameter's own
         return False
@@ -230,12 +257,12 @@ def plan_stage(
         ranked = rank(prev_runs, sweep.metric) if ranked is None else ranked
         if ranked:
             n = top_count(stage, len(ranked))
-            flags = border_flags(prev_space, ranked[0].params, sweep.border, sweep.on_border)
+            flags = all_border_flags(prev_space, ranked, sweep.border, sweep.on_border)
             top = ranked[:n]
             space = {}
             for name, dim in prev_space.items():
                 own = [f for f in flags if f.param == name]
-                space[name] = narrow(dim, [r.params[name] for r in top], own, sweep.margin)
+                space[name] = narrow(dim, branch_top_values(name, ranked, top, stage), own, sweep.margin)
         else:
             space = dict(prev_space)  # nothing finished: keep the ranges
     ranked = ranked or []
@@ -256,7 +283,7 @@ def plan_stage(
             )
     draws = sp.sample_stage(space, sweep.seed, k, stage.trials)
     # stage 1 runs the enqueued configurations first, on the first draws (the seeds' stream is kept)
-    known = eq.apply(draws, sweep.enqueue if k == 1 else ())
+    known = eq.apply(space, draws, sweep.enqueue if k == 1 else ())
     for i, (params, seed, enqueued) in enumerate(known):
         for r in range(stage.repeats):
             trials.append(
