@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from hpsearch.gcpause import bulk
-from hpsearch.report import rungs
+from hpsearch.report import branches, rungs
 from hpsearch.report.diagnostics import findings_text
 from hpsearch.report.frames import add_checkpoints, open_sweep, runs_frame, stage_files
 from hpsearch.report.repeats import config_columns, configs_frame, has_repeats
@@ -152,11 +152,13 @@ def to_json(
     diagnostics: list[dict[str, str]] | None = None,
     configs: pd.DataFrame | None = None,
     early_stopping: list[dict[str, Any]] | None = None,
+    branch_rows: list[dict[str, Any]] | None = None,
 ) -> str:
     """Schema 1 (stable, see README "Reports and plots"): {schema, sweep, metric: {name, goal},
     runs: [row...], stages: [stage-k.json...], diagnostics: [{scope, kind, message, advice}...]},
     and `configs: [row...]` (one per configuration) when trials repeat configurations, and
-    `early_stopping: [report.rungs.summary row...]` when a stage stops trials early."""
+    `early_stopping: [report.rungs.summary row...]` when a stage stops trials early, and
+    `branches: [report.branches.summary row...]` when parameters are conditional."""
     runs = json.loads(df.to_json(orient="records", double_precision=15))
     for r in runs:
         r["params"] = {k[2:]: r.pop(k) for k in list(r) if k.startswith("p.")}
@@ -173,6 +175,8 @@ def to_json(
         doc["configs"] = json.loads(configs.to_json(orient="records", double_precision=15))
     if early_stopping:
         doc["early_stopping"] = early_stopping
+    if branch_rows:
+        doc["branches"] = branch_rows
     return json.dumps(doc, indent=1)
 
 
@@ -206,7 +210,10 @@ def render(
     if fmt == "json":
         configs = configs_frame(store.state, sweep.metric, stage) if has_repeats(store.state) else None
         stopping = rungs.summary(store.state, sweep, stage)
-        return to_json(df, stages, sweep.metric, sweep.name, [f.to_dict() for f in findings], configs, stopping)
+        per_branch = branches.summary(ranked, stages, sweep.metric.name, sweep.metric.goal == "maximize")
+        return to_json(
+            df, stages, sweep.metric, sweep.name, [f.to_dict() for f in findings], configs, stopping, per_branch
+        )
     if df.empty:
         return text_table(df, ranking_columns(df, sweep.metric.name)) + f"\n\nnote: {empty_note}"
     counts = df["status"].value_counts().to_dict()
@@ -226,6 +233,11 @@ def render(
     hist = history_text(stages)
     if hist:
         parts.append(hist)
+    per_branch_text = branches.text(
+        branches.summary(ranked, stages, sweep.metric.name, sweep.metric.goal == "maximize"), sweep.metric.name
+    )
+    if per_branch_text:
+        parts.append(per_branch_text)
     enq = enqueued_text(stages)
     if enq:
         parts.append(enq)
