@@ -65,14 +65,13 @@ def resolve(space: sp.Space, draw: dict[str, Any]) -> dict[str, Any]:
         return draw
     out = {k: v for k, v in draw.items() if not is_conditional(k)}
     pending = [k for k in space if is_conditional(k) and k in draw]
-    changed = True
-    while changed:  # a fixed point: a branch inside a branch waits for its parent's key
-        changed = False
-        for k in list(pending):
-            if active(k, out):
-                out[public(k)] = draw[k]
-                pending.remove(k)
-                changed = True
+    while True:  # a fixed point: a branch inside a branch waits for its parent's key
+        ready = [k for k in pending if active(k, out)]
+        if not ready:
+            break
+        for k in ready:
+            out[public(k)] = draw[k]
+        pending = [k for k in pending if k not in ready]
     # back in the space's order, so a trial's params read as the sweep file declares them
     order: dict[str, int] = {}
     for k in space:
