@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpsearch.errors import HpsearchError
+from hpsearch.errors import ConfigError, HpsearchError
 from hpsearch.report.picture import latest_lines, running_trials
 from hpsearch.run.launchers import Launcher, LaunchSpec, gpu_count
 from hpsearch.run.progress import Progress
@@ -41,6 +41,11 @@ class StartOptions:
 
 def runs_of(state: SweepState, k: int) -> list[stages.Run]:
     return stages.runs_from(state.stage_trials(k))
+
+
+def history_of(state: SweepState, k: int) -> list[stages.Run]:
+    """The runs of every stage before k, in trial order (what a `sampler: tpe` stage is told)."""
+    return stages.runs_from([t for j in sorted(state.stages) if j < k for t in state.stage_trials(j)])
 
 
 def counts_of(state: SweepState, k: int) -> dict[str, int]:
@@ -169,7 +174,9 @@ class Master:
         plan = (
             self._next_plan
             if self._next_plan is not None and self._next_plan.stage == k
-            else stages.plan_stage(self.sweep, k, prev_space, runs_of(st, k - 1) if k > 1 else [])
+            else stages.plan_stage(
+                self.sweep, k, prev_space, runs_of(st, k - 1) if k > 1 else [], history=history_of(st, k)
+            )
         )
         doc = {
             "stage": k,
@@ -329,7 +336,7 @@ class Master:
         if k < len(self.sweep.stages):
             # the next ranges are a pure function of this stage's runs: compute them for the record
             # (kept for plan(k + 1): the same pure function of the same runs, computed once)
-            self._next_plan = stages.plan_stage(self.sweep, k + 1, space, runs, ranked)
+            self._next_plan = stages.plan_stage(self.sweep, k + 1, space, runs, ranked, history_of(st, k + 1))
             doc["next_ranges"] = sp.space_to_dict(self._next_plan.space)
         atomic_write_json(self.store.layout.stage_file(k), doc)
         self.store.journal.append([{"ev": "stage_done", "stage": k}])
@@ -387,6 +394,11 @@ def stage_text(store: Store, sweep: Sweep, k: int, flags: list[stages.BorderFlag
 
 def check_trainable(sweep: Sweep) -> None:
     """Fail at the door (exit 2) when the trainable cannot be found, before any worker starts."""
+    if any(s.sampler == "tpe" for s in sweep.stages):
+        from hpsearch.search import tpe
+
+        if not tpe.available():
+            raise ConfigError([f"sampler: tpe needs Optuna, which is not installed: {tpe.INSTALL}"])
     kind = sweep.trainable_kind
     if kind == "python":
         from hpsearch.trainables.python import load

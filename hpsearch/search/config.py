@@ -51,7 +51,8 @@ TOP_KEYS = {
     "enqueue",  # W&B's key, honoured: asha on W&B's hyperband bands (search/earlystop.py)
 }
 WANDB_UNUSED = {"method", "program", "command", "project", "entity", "run_cap"}
-STAGE_KEYS = {"trials", "epochs", "top", "promote", "repeats", "name", "early_stop"}
+STAGE_KEYS = {"trials", "epochs", "top", "promote", "repeats", "name", "early_stop", "sampler"}
+SAMPLERS = ("random", "tpe")
 METRIC_KEYS = {"name", "goal", "target"}
 SLURM_KEYS = {
     "type",
@@ -86,6 +87,7 @@ class Stage:
     promote: float = 0  # K (int) or a fraction of the previous stage's runs
     repeats: int = 1  # seeds per configuration; ranking uses the mean
     early_stop: es.EarlyStop | None = None  # this stage's own rule; None: the sweep's
+    sampler: str = "random"  # random | tpe (Optuna's TPE, told the sweep's earlier trials: search/tpe.py)
 
 
 @dataclass(frozen=True)
@@ -412,11 +414,22 @@ def _stages(stages: Any, problems: list[str]) -> list[Stage]:
         if not is_int(repeats) or repeats < 1:
             problems.append(f"{where}.repeats: must be an integer >= 1, got {repeats!r}")
         stop_rule = es.parse(s["early_stop"], f"{where}.early_stop", problems) if "early_stop" in s else None
+        sampler = s.get("sampler", "random")
+        if sampler not in SAMPLERS:
+            problems.append(f"{where}.sampler: must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
         if len(problems) == n:
             if trials == 0 and not promote:
                 problems.append(f"{where}: has zero trials (set trials: N, or promote: K)")
             else:
                 out.append(
-                    Stage(trials=trials, epochs=epochs, top=top, promote=promote, repeats=repeats, early_stop=stop_rule)
+                    Stage(
+                        trials=trials,
+                        epochs=epochs,
+                        top=top,
+                        promote=promote,
+                        repeats=repeats,
+                        early_stop=stop_rule,
+                        sampler=sampler,
+                    )
                 )
     return out

@@ -247,10 +247,16 @@ class StagePlan:
 
 
 def plan_stage(
-    sweep: Sweep, k: int, prev_space: sp.Space | None, prev_runs: list[Run], ranked: list[Ranked] | None = None
+    sweep: Sweep,
+    k: int,
+    prev_space: sp.Space | None,
+    prev_runs: list[Run],
+    ranked: list[Ranked] | None = None,
+    history: list[Run] | None = None,
 ) -> StagePlan:
     """Plan stage k (1-based): its ranges and trials, from the sweep and the previous stage's runs
-    (`ranked`: their ranking, when the caller has it already)."""
+    (`ranked`: their ranking, when the caller has it already; `history`: the runs of every earlier
+    stage, which a `sampler: tpe` stage is told)."""
     stage = sweep.stages[k - 1]
     space, flags = dict(sweep.space), []
     if k > 1 and prev_space is not None:
@@ -282,6 +288,11 @@ def plan_stage(
                 )
             )
     draws = sp.sample_stage(space, sweep.seed, k, stage.trials)
+    if stage.sampler == "tpe" and stage.trials:
+        from hpsearch.search import tpe  # imports Optuna: only for a stage that asks for it
+
+        told = [(r.params, r.best) for r in history or [] if r.status in RANKED_STATUSES and r.best is not None]
+        draws = tpe.suggest(space, draws, told, sweep.metric.goal == "maximize", sweep.seed, k)
     # stage 1 runs the enqueued configurations first, on the first draws (the seeds' stream is kept)
     known = eq.apply(space, draws, sweep.enqueue if k == 1 else ())
     for i, (params, seed, enqueued) in enumerate(known):
