@@ -122,7 +122,7 @@ def test_median_rule_and_a_stage_that_turns_it_off(tmp_path: Path) -> None:
         **NOOP,
         "early_stop": {"type": "median", "min_trials": 2},
         "stages": [{"trials": 10, "epochs": 3}, {"trials": 4, "epochs": 3, "early_stop": "none"}],
-        "workers": 2,
+        "workers": 1,  # a fixed arrival order: which trials the median rule stops is then fixed too
     }
     d, p = start(tmp_path, doc)
     state = check_journal(d)
@@ -177,10 +177,18 @@ def test_a_command_program_gets_sigterm_when_pruned(tmp_path: Path) -> None:
 
         signal.signal(signal.SIGTERM, on_term)
         x = float(sys.argv[1])
+        recorded = os.path.join(os.environ["HPSEARCH_TRIAL_DIR"], "metrics.jsonl")
         for epoch in range(1, int(os.environ["HPSEARCH_EPOCHS"]) + 1):
             with open(os.environ["HPSEARCH_METRICS_FILE"], "a") as f:
                 f.write(json.dumps({"epoch": epoch, "val_acc": x * (1 - 0.5 ** epoch)}) + "\\n")
-            time.sleep(1.0)  # the next epoch: a pruned program is signalled meanwhile
+            # wait until the worker has recorded the epoch (a busy machine may take a while), then
+            # give a pruned program's SIGTERM time to arrive before the next epoch
+            for _ in range(1200):
+                if os.path.exists(recorded) and f'"epoch": {epoch},' in open(recorded).read():
+                    break
+                time.sleep(0.05)
+            if epoch == 1:  # the rung of this sweep (asha, eta 3, 3 epochs)
+                time.sleep(3.0)
         """,
     )
     doc = {
