@@ -30,7 +30,9 @@ def summary(state: SweepState, sweep: Any, stage: int | None = None) -> list[dic
         if not es.active:
             continue
         trials = state.stage_trials(k)
-        epochs = sweep.stages[k - 1].epochs
+        if not trials:
+            continue
+        epochs = trials[0].epochs  # as planned (the journal's, also if the sweep file changed since)
         maximize = sweep.metric.goal == "maximize"
         per_rung = []
         for e in es.rungs(epochs):
