@@ -285,3 +285,6 @@ def test_conditional_sweep_through_the_cli(tmp_path: Path) -> None:
     j = json.loads(run_cli("report", str(d), "--format", "json", check=True).stdout)
     assert {b["value"] for b in j["branches"]} == {"adam", "sgd", "nesterov"}
     assert sum(b["runs"] for b in j["branches"] if b["parent"] == "optimizer") == 24
+    run_cli("report", str(d), "--plots", str(tmp_path / "plots"), check=True)
+    names = {p.name for p in (tmp_path / "plots").iterdir()}
+    assert {"metric_vs_lr__optimizer_adam.png", "metric_vs_momentum__optimizer_sgd_or_nesterov.png"} <= names

@@ -103,6 +103,9 @@ def test_asha_prunes_through_the_cli_and_report_shows_the_rungs(tmp_path: Path) 
     assert [r["status"] for r in j["runs"]] == ["finished"] * len(finished) + ["pruned"] * len(pruned)
     values = [r["value"] for r in j["runs"] if r["status"] == "pruned"]
     assert values == sorted(values, reverse=True)  # pruned runs rank among themselves by what they reached
+    html = tmp_path / "report.html"
+    run_cli("report", str(d), "--html", str(html), check=True)
+    assert "<table id='early-stopping'>" in html.read_text() and f"{len(pruned)} pruned" in html.read_text()
 
 
 def test_wandb_early_terminate_runs_the_same_sweep_as_its_early_stop_form(tmp_path: Path) -> None:
