@@ -50,6 +50,7 @@ def conditions(key: str) -> list[tuple[str, tuple[str, ...]]]:
 
 
 def is_conditional(key: str) -> bool:
+    """Whether a key of the space carries a condition (`lr[optimizer=adam]`)."""
     return "[" in key
 
 

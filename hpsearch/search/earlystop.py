@@ -60,6 +60,7 @@ class EarlyStop:
 
     @property
     def active(self) -> bool:
+        """Whether the rule may stop a trial (any rule but `none`)."""
         return self.rule != "none"
 
     def rungs(self, epochs: int) -> tuple[int, ...]:
@@ -84,6 +85,7 @@ class EarlyStop:
             k += 1
 
     def describe(self) -> str:
+        """One line for the report, e.g. "asha (eta 3, min_epochs 1)"."""
         if self.rule == "asha":
             how = f"rungs {list(self.bands)}" if self.bands is not None else f"min_epochs {self.min_epochs}"
             return f"asha (eta {self.eta:g}, {how})"
@@ -92,6 +94,7 @@ class EarlyStop:
         return "none"
 
     def to_dict(self) -> dict[str, Any]:
+        """The rule as JSON data (the stage file's and the JSON report's `early_stopping.rule`)."""
         return {
             "type": self.rule,
             "min_epochs": self.min_epochs,
