@@ -78,7 +78,15 @@ def test_wandb_file_runs_with_trainable_and_stages_added_and_warns_on_unused_key
     assert s.space["layers"].integer
     assert s.space["wd"].log and s.space["noise"].kind == "normal"
     assert "arch.width" in s.space
-    assert {w.split("'")[1] for w in s.warnings} == {"program", "method", "project", "entity", "early_terminate"}
+    assert {w.split("'")[1] for w in s.warnings if w.startswith("W&B key")} == {
+        "program",
+        "method",
+        "project",
+        "entity",
+    }
+    assert any("no rung below the stage's 1 epoch" in w for w in s.warnings)  # min_iter 3 > the stage's epochs
+    # early_terminate is honoured, not warned about: W&B's hyperband bands from min_iter 3, eta 3
+    assert s.early_stop.rule == "asha" and s.early_stop_for(1).rungs(30) == (3, 9, 27)
 
 
 def test_yaml_style_exponent_strings_are_numbers():

@@ -18,14 +18,16 @@ from hpsearch.search.config import Metric
 from hpsearch.store.fold import SweepState
 from hpsearch.store.sweepdir import Store, format_checkpoint, read_json
 
-STATUS_ORDER = {"finished": 0, "running": 1, "planned": 2, "diverged": 3, "failed": 4}
+# pruned runs (stopped early by the stage's rule) rank after finished ones, by what they reached
+STATUS_ORDER = {"finished": 0, "pruned": 1, "running": 2, "planned": 3, "diverged": 4, "failed": 5}
 
 
 @bulk
 def runs_frame(state: SweepState, metric: Metric, stage: int | None = None, checkpoints: bool = True) -> pd.DataFrame:
-    """One row per trial (of `stage`, or all), ranked: finished by best metric, then running,
-    planned, diverged, failed; ties by trial id. `checkpoints=False` leaves out the checkpoint names
-    (add them to the rows you show with `add_checkpoints`: 100,000 names cost a tenth of a second)."""
+    """One row per trial (of `stage`, or all), ranked: finished by best metric, then pruned (by the
+    best they reached), running, planned, diverged, failed; ties by trial id. `checkpoints=False`
+    leaves out the checkpoint names (add them to the rows you show with `add_checkpoints`: 100,000
+    names cost a tenth of a second)."""
     trials = [t for t in state.trials.values() if stage is None or t.stage == stage]
     if not trials:
         return pd.DataFrame(columns=["rank", "stage", "trial", "status", metric.name])

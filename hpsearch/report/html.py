@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from hpsearch.errors import HpsearchError
+from hpsearch.report import rungs
 from hpsearch.report.diagnostics import CHECKS, Finding
 from hpsearch.report.picture import headline
 from hpsearch.report.plots import all_plots, png_bytes
@@ -120,6 +121,34 @@ def findings_list(findings: list[Finding]) -> str:
     return f"<ul id='diagnostics' class='findings'>{items}</ul>"
 
 
+def early_stopping_section(data: SweepData) -> str:
+    """Each stage's early-stopping rule, rungs and epochs saved ("" when no stage stops early)."""
+    rows = rungs.summary(data.store.state, data.sweep)
+    if not rows:
+        return ""
+    body = []
+    for s in rows:
+        for r in s["per_rung"]:
+            best = "-" if r["best"] is None else f"{r['best']:.4f}"
+            med = "-" if r["median"] is None else f"{r['median']:.4f}"
+            body.append(
+                f"<tr><td>{s['stage']}</td><td>{_e(s['describe'])}</td><td>{r['epoch']}</td><td>{r['reached']}</td>"
+                f"<td>{r['continued']}</td><td>{r['stopped']}</td><td>{best}</td><td>{med}</td></tr>"
+            )
+    saved = "; ".join(
+        f"stage {s['stage']}: {s['pruned']} pruned, {s['epochs_saved']} of {s['epochs_planned']} epochs saved"
+        for s in rows
+    )
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in ("stage", "rule", "rung epoch", "reached", "continued", "stopped", f"best {data.metric}", "median")
+    )
+    return (
+        f"<h2>Early stopping</h2><p>{_e(saved)}</p>"
+        f"<table id='early-stopping'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    )
+
+
 def render_html(data: SweepData) -> str:
     pic = picture_of(data.store, data.sweep)
     plots = all_plots(data) if not data.runs.empty else []
@@ -150,6 +179,7 @@ Directory <code>{_e(data.root)}</code>, report written {_e(time.strftime("%Y-%m-
 <div class="plots">{"".join(figs) or "<p>No finished run to plot yet.</p>"}</div>
 <h2>Ranges per stage</h2>
 {ranges_table(data)}
+{early_stopping_section(data)}
 </body></html>
 """
 

@@ -208,9 +208,10 @@ def headline(p: Picture) -> str:
     label = f"{p.best_scope} best" if p.best_scope else "best"
     best = f"{label} {p.metric} {fmt(round(p.best, 4)) if p.best is not None else '-'}"
     eta_s = f", ~{duration(p.eta)} left in stage" if p.eta is not None else ""
+    pruned = f", {c['pruned']} pruned" if c.get("pruned") else ""  # only where a stage stops trials early
     return (
         f"{where}: {p.done}/{p.total} done ({c.get('running', 0)} running, {c.get('planned', 0)} queued, "
-        f"{c.get('failed', 0)} failed, {c.get('diverged', 0)} diverged), {best}{eta_s}"
+        f"{c.get('failed', 0)} failed, {c.get('diverged', 0)} diverged{pruned}), {best}{eta_s}"
     )
 
 

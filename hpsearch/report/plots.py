@@ -15,6 +15,7 @@ import pandas as pd
 
 from hpsearch.errors import HpsearchError
 from hpsearch.report.sweepdata import SweepData
+from hpsearch.search import conditional as cond
 from hpsearch.search import space as sp
 
 Plot = tuple[str, str, Any]  # (file stem, title, matplotlib Figure)
@@ -64,6 +65,22 @@ def _searched(data: SweepData) -> tuple[list[str], list[str]]:
     return num, cat
 
 
+def _in_branch(df: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The rows where parameter `name` exists: all, or for a conditional key (`lr[optimizer=adam]`)
+    those whose parents hold the branch's values."""
+    for parent, vals in cond.conditions(name):
+        col = f"p.{parent}"
+        if df.empty or col not in df:
+            return df.iloc[0:0]
+        df = df[[v is not None and v == v and cond.text(v) in vals for v in df[col]]]
+    return df
+
+
+def _stem(name: str) -> str:
+    """A file-name-safe form of a parameter key: lr[optimizer=sgd|nesterov] -> lr__optimizer_sgd_or_nesterov."""
+    return name.replace("[", "__").replace("]", "").replace("=", "_").replace("|", "_or_")
+
+
 def _is_log(dim: sp.Dim) -> bool:
     return bool(getattr(dim, "log", False))
 
@@ -79,8 +96,8 @@ def metric_vs_param(data: SweepData, name: str) -> Plot:
     """Metric against one numeric parameter: stages coloured, ranges as bands, best and borders marked."""
     fig = _figure()
     ax = fig.add_subplot()
-    col, m = f"p.{name}", data.metric
-    fin = _finished(data)
+    col, m = f"p.{cond.public(name)}", data.metric
+    fin = _in_branch(_finished(data), name)
     dims = _dims(data, name)
     for k, dim in dims:
         if isinstance(dim, sp.Numeric):
@@ -96,6 +113,7 @@ def metric_vs_param(data: SweepData, name: str) -> Plot:
             edgecolors="none",
         )
     bad = data.runs[data.runs["status"].isin(["diverged", "failed"])] if not data.runs.empty else data.runs
+    bad = _in_branch(bad, name)
     if len(bad) and col in bad:
         # no metric to plot: a rug at the bottom shows where they were
         ax.scatter(
@@ -144,15 +162,15 @@ def metric_vs_param(data: SweepData, name: str) -> Plot:
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="best")
-    return (f"metric_vs_{name}", f"{m} vs {name}", fig)
+    return (f"metric_vs_{_stem(name)}", f"{m} vs {name}", fig)
 
 
 def metric_by_value(data: SweepData, name: str) -> Plot:
     """Metric for each value of a categorical parameter (a strip of points and its median)."""
     fig = _figure(6.5, 3.8)
     ax = fig.add_subplot()
-    fin = _finished(data)
-    col, m = f"p.{name}", data.metric
+    fin = _in_branch(_finished(data), name)
+    col, m = f"p.{cond.public(name)}", data.metric
     values = sorted({str(v) for v in fin[col]}, key=_natural) if len(fin) else []
     for i, v in enumerate(values):
         grp = fin[fin[col].astype(str) == v]
@@ -171,7 +189,7 @@ def metric_by_value(data: SweepData, name: str) -> Plot:
     ax.set_ylabel(m)
     ax.set_title(f"{m} by {name}")
     ax.grid(alpha=0.3, axis="y")
-    return (f"metric_by_{name}", f"{m} by {name}", fig)
+    return (f"metric_by_{_stem(name)}", f"{m} by {name}", fig)
 
 
 def _natural(v: str) -> tuple[int, float, str]:
@@ -290,7 +308,8 @@ def ranges_per_stage(data: SweepData, names: list[str]) -> Plot:
             if isinstance(dim, sp.Numeric):
                 ax.plot([dim.low, dim.high], [k, k], color=_color(k), lw=7, solid_capstyle="butt")
         for s in data.stages:
-            best = (s.get("ranking") or [{}])[0].get("params", {}).get(name)
+            top = (s.get("ranking") or [{}])[0].get("params", {})
+            best = top.get(cond.public(name)) if cond.active(name, top) else None
             if isinstance(best, (int, float)):
                 ax.plot([best], [s["stage"]], "o", color="black", ms=5)
         if dims and _is_log(dims[0][1]):

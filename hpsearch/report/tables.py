@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from hpsearch.gcpause import bulk
+from hpsearch.report import branches, rungs
 from hpsearch.report.diagnostics import findings_text
 from hpsearch.report.frames import add_checkpoints, open_sweep, runs_frame, stage_files
 from hpsearch.report.repeats import config_columns, configs_frame, has_repeats
@@ -137,6 +138,16 @@ def history_text(stages: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def enqueued_text(stages: list[dict[str, Any]]) -> str:
+    """The configurations run from `enqueue:` (stage files' `enqueued`), with values outside their range."""
+    lines = []
+    for s in stages:
+        for e in s.get("enqueued") or ():
+            why = "; ".join(e.get("outside") or ()) or "inside the ranges"
+            lines.append(f"  stage {s['stage']}: {e['trial']} ({why})")
+    return "Enqueued configurations:\n" + "\n".join(lines) if lines else ""
+
+
 def to_json(
     df: pd.DataFrame,
     stages: list[dict[str, Any]],
@@ -144,10 +155,14 @@ def to_json(
     name: str,
     diagnostics: list[dict[str, str]] | None = None,
     configs: pd.DataFrame | None = None,
+    early_stopping: list[dict[str, Any]] | None = None,
+    branch_rows: list[dict[str, Any]] | None = None,
 ) -> str:
     """Schema 1 (stable, see README "Reports and plots"): {schema, sweep, metric: {name, goal},
     runs: [row...], stages: [stage-k.json...], diagnostics: [{scope, kind, message, advice}...]},
-    and `configs: [row...]` (one per configuration) when trials repeat configurations."""
+    and `configs: [row...]` (one per configuration) when trials repeat configurations, and
+    `early_stopping: [report.rungs.summary row...]` when a stage stops trials early, and
+    `branches: [report.branches.summary row...]` when parameters are conditional."""
     runs = json.loads(df.to_json(orient="records", double_precision=15))
     for r in runs:
         r["params"] = {k[2:]: r.pop(k) for k in list(r) if k.startswith("p.")}
@@ -162,6 +177,10 @@ def to_json(
     }
     if configs is not None:
         doc["configs"] = json.loads(configs.to_json(orient="records", double_precision=15))
+    if early_stopping:
+        doc["early_stopping"] = early_stopping
+    if branch_rows:
+        doc["branches"] = branch_rows
     return json.dumps(doc, indent=1)
 
 
@@ -194,7 +213,11 @@ def render(
     findings = data.findings() if data is not None else findings_for(store, sweep, ranked, stages)
     if fmt == "json":
         configs = configs_frame(store.state, sweep.metric, stage) if has_repeats(store.state) else None
-        return to_json(df, stages, sweep.metric, sweep.name, [f.to_dict() for f in findings], configs)
+        stopping = rungs.summary(store.state, sweep, stage)
+        per_branch = branches.summary(ranked, stages, sweep.metric.name, sweep.metric.goal == "maximize")
+        return to_json(
+            df, stages, sweep.metric, sweep.name, [f.to_dict() for f in findings], configs, stopping, per_branch
+        )
     if df.empty:
         return text_table(df, ranking_columns(df, sweep.metric.name)) + f"\n\nnote: {empty_note}"
     counts = df["status"].value_counts().to_dict()
@@ -214,6 +237,17 @@ def render(
     hist = history_text(stages)
     if hist:
         parts.append(hist)
+    per_branch_text = branches.text(
+        branches.summary(ranked, stages, sweep.metric.name, sweep.metric.goal == "maximize"), sweep.metric.name
+    )
+    if per_branch_text:
+        parts.append(per_branch_text)
+    enq = enqueued_text(stages)
+    if enq:
+        parts.append(enq)
+    stopping_text = rungs.text(rungs.summary(store.state, sweep, stage), sweep.metric.name)
+    if stopping_text:
+        parts.append(stopping_text)
     parts.append(findings_text(findings))
     if store.state.bad_lines:
         parts.append(f"note: {store.state.bad_lines} torn or unreadable journal line(s) were skipped")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpsearch.errors import HpsearchError, StoreError
+from hpsearch.errors import ConfigError, HpsearchError, StoreError
 from hpsearch.report.failures import failure_text, no_usable_run, same_error_early
 from hpsearch.report.picture import latest_lines, running_trials
 from hpsearch.run.launchers import Launcher, LaunchSpec, gpu_count
@@ -58,6 +58,11 @@ class StartOptions:
 
 def runs_of(state: SweepState, k: int) -> list[stages.Run]:
     return stages.runs_from(state.stage_trials(k))
+
+
+def history_of(state: SweepState, k: int) -> list[stages.Run]:
+    """The runs of every stage before k, in trial order (what a `sampler: tpe` stage is told)."""
+    return stages.runs_from([t for j in sorted(state.stages) if j < k for t in state.stage_trials(j)])
 
 
 def counts_of(state: SweepState, k: int) -> dict[str, int]:
@@ -351,7 +356,9 @@ class Master:
         plan = (
             self._next_plan
             if self._next_plan is not None and self._next_plan.stage == k
-            else stages.plan_stage(self.sweep, k, prev_space, runs_of(st, k - 1) if k > 1 else [])
+            else stages.plan_stage(
+                self.sweep, k, prev_space, runs_of(st, k - 1) if k > 1 else [], history=history_of(st, k)
+            )
         )
         doc = {
             "stage": k,
@@ -367,6 +374,14 @@ class Master:
             else None,
             "promoted": [t["parent"] for t in plan.trials if t.get("parent")],
         }
+        if any(t.get("enqueued") for t in plan.trials):
+            from hpsearch.search import enqueue as eq
+
+            doc["enqueued"] = [
+                {"trial": t["trial"], "params": t["params"], "outside": eq.outside(plan.space, t["params"])}
+                for t in plan.trials
+                if t.get("enqueued")
+            ]
         atomic_write_json(self.store.layout.stage_file(k), doc)
         self.store.journal.append([{"ev": "stage", "stage": k, "space": doc["ranges"], "trials": plan.trials}])
         if k > 1 and prev_space is not None:
@@ -477,17 +492,16 @@ class Master:
         runs = runs_of(st, k)
         ranked = stages.rank(runs, self.sweep.metric)
         space = sp.space_from_dict(st.stages[k]["space"])
-        flags = (
-            stages.border_flags(
-                space, ranked[0].params, self.sweep.border, self.sweep.on_border, final=k == len(self.sweep.stages)
-            )
-            if ranked
-            else []
+        flags = stages.all_border_flags(
+            space, ranked, self.sweep.border, self.sweep.on_border, final=k == len(self.sweep.stages)
         )
         doc = read_json(self.store.layout.stage_file(k)) or {"stage": k, "ranges": st.stages[k]["space"]}
+        from hpsearch.report import rungs
+
         doc.update(
             status="done",
             counts=counts_of(st, k),
+            early_stopping=next(iter(rungs.summary(st, self.sweep, k)), None),
             ranking=[
                 {
                     "config": r.config,
@@ -497,13 +511,14 @@ class Master:
                     "std": r.std,
                     "count": r.count,
                     "best_epoch": r.best_epoch,
+                    "pruned": r.pruned,
                 }
                 for r in ranked[:50]
             ],
             not_ranked=[
                 {"trial": r.trial, "status": r.status, "reason": st.trials[r.trial].reason}
                 for r in runs
-                if r.status != "finished"
+                if r.status not in stages.RANKED_STATUSES
             ],
             border_flags=[
                 {
@@ -520,7 +535,7 @@ class Master:
         if k < len(self.sweep.stages):
             # the next ranges are a pure function of this stage's runs: compute them for the record
             # (kept for plan(k + 1): the same pure function of the same runs, computed once)
-            self._next_plan = stages.plan_stage(self.sweep, k + 1, space, runs, ranked)
+            self._next_plan = stages.plan_stage(self.sweep, k + 1, space, runs, ranked, history_of(st, k + 1))
             doc["next_ranges"] = sp.space_to_dict(self._next_plan.space)
         atomic_write_json(self.store.layout.stage_file(k), doc)
         self.store.journal.append([{"ev": "stage_done", "stage": k}])
@@ -568,11 +583,21 @@ def stage_text(store: Store, sweep: Sweep, k: int, flags: list[stages.BorderFlag
     head = f"Stage {k} done: " + ", ".join(f"{v} {s}" for s, v in sorted(counts.items()))
     lines = [head, text_table(df, ranking_columns(df, sweep.metric.name)) if len(df) else "(no runs)"]
     lines += [f"Border: {f.message}" for f in flags] or ["Border: no best value lies on the border of its range"]
+    from hpsearch.report import rungs
+
+    stopping = rungs.text(rungs.summary(store.state, sweep, k), sweep.metric.name)
+    if stopping:
+        lines.append(stopping)
     return "\n".join(lines)
 
 
 def check_trainable(sweep: Sweep) -> None:
     """Fail at the door (exit 2) when the trainable cannot be found, before any worker starts."""
+    if any(s.sampler == "tpe" for s in sweep.stages):
+        from hpsearch.search import tpe
+
+        if not tpe.available():
+            raise ConfigError([f"sampler: tpe needs Optuna, which is not installed: {tpe.INSTALL}"])
     kind = sweep.trainable_kind
     if kind == "python":
         from hpsearch.trainables.python import load

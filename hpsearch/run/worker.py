@@ -264,6 +264,7 @@ class Worker:
             stop_event=self.stop,
             status=self.status,
             source_dir=self.sweep.source_dir,
+            early_stop=self.sweep.early_stop_for(rec.stage),
         )
         trial.epoch_timeout = self.sweep.epoch_timeout
         return trial
@@ -305,6 +306,11 @@ class Worker:
             return
         if t.stop_reason == "timeout":
             self._time_out(t)
+            return
+        if t.stop_reason == "pruned":  # the stage's early-stopping rule: its epochs and checkpoints stay
+            self.store.finish(t.id, t.attempt, "pruned", t.best, t.best_epoch, epochs_done, t.prune_reason)
+            self.failures_in_a_row = 0
+            self.done += 1
             return
         if t.stop_reason == "stopped" or (t.stop_reason is None and self.stop.is_set() and epochs_done < t.epochs):
             self.store.release(t.id, t.attempt, "stopped by signal or master stop", epochs_done=epochs_done)

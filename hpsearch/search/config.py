@@ -17,10 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from hpsearch.errors import ConfigError
+from hpsearch.search import conditional as cond
+from hpsearch.search import earlystop as es
+from hpsearch.search import enqueue as eq
 from hpsearch.search import space as sp
 from hpsearch.search.builtins import BUILTINS, OPTIMIZERS, builtin_defaults
 from hpsearch.search.launcher_options import check_options
-from hpsearch.search.paramspec import is_int, is_num, parse_parameters, yaml_number
+from hpsearch.search.paramspec import is_int, is_num, yaml_number
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 TOP_KEYS = {
@@ -44,9 +47,13 @@ TOP_KEYS = {
     "max_failures",
     "lock",
     "epoch_timeout",
+    "early_stop",
+    "early_terminate",
+    "enqueue",  # W&B's key, honoured: asha on W&B's hyperband bands (search/earlystop.py)
 }
-WANDB_UNUSED = {"method", "program", "command", "early_terminate", "project", "entity", "run_cap"}
-STAGE_KEYS = {"trials", "epochs", "top", "promote", "repeats", "name"}
+WANDB_UNUSED = {"method", "program", "command", "project", "entity", "run_cap"}
+STAGE_KEYS = {"trials", "epochs", "top", "promote", "repeats", "name", "early_stop", "sampler"}
+SAMPLERS = ("random", "tpe")
 METRIC_KEYS = {"name", "goal", "target"}
 SLURM_KEYS = {
     "type",
@@ -80,6 +87,8 @@ class Stage:
     top: int | None = None  # how many of the PREVIOUS stage's best configurations set this stage's ranges
     promote: float = 0  # K (int) or a fraction of the previous stage's runs
     repeats: int = 1  # seeds per configuration; ranking uses the mean
+    early_stop: es.EarlyStop | None = None  # this stage's own rule; None: the sweep's
+    sampler: str = "random"  # random | tpe (Optuna's TPE, told the sweep's earlier trials: search/tpe.py)
 
 
 @dataclass(frozen=True)
@@ -106,6 +115,13 @@ class Sweep:
     description: str = ""
     source_dir: str = "."
     warnings: tuple[str, ...] = ()
+    early_stop: es.EarlyStop = es.NONE  # `early_stop:` or W&B's `early_terminate:`; a stage may override it
+    enqueue: tuple[dict[str, Any], ...] = ()  # known configurations, run first in stage 1 (search/enqueue.py)
+
+    def early_stop_for(self, k: int) -> es.EarlyStop:
+        """The early-stopping rule of stage k (1-based): the stage's own, else the sweep's."""
+        own = self.stages[k - 1].early_stop if 1 <= k <= len(self.stages) else None
+        return own if own is not None else self.early_stop
 
     @property
     def trainable_kind(self) -> str:
@@ -165,8 +181,17 @@ def parse(
     metric = _metric(raw.get("metric", {}), problems)
     seed = _int(raw, "seed", 0, problems, minimum=0)
     trainable = _trainable(raw.get("trainable"), source_dir, problems, path_exists)
-    space = parse_parameters(raw.get("parameters", {}), problems, warnings)
+    space = cond.parse_space(raw.get("parameters", {}), problems, warnings)  # plain and conditional
     stages = _stages(raw.get("stages"), problems)
+    early_stop = _early_stop(raw, problems)
+    enqueue = eq.parse(raw.get("enqueue"), space, stages[0].trials if stages else None, problems, warnings)
+    for i, st in enumerate(stages, 1):
+        rule = st.early_stop if st.early_stop is not None else early_stop
+        if rule.active and not rule.rungs(st.epochs):
+            warnings.append(
+                f"stages[{i}]: {rule.source} {rule.describe()} has no rung below the stage's {st.epochs} epoch(s): "
+                "no trial of it stops early"
+            )
     workers = _int(raw, "workers", 1, problems, minimum=1)
     launcher = _launcher(raw.get("launcher", {"type": "local"}), problems)
     border = _float(raw, "border", 0.1, problems, 0.0, 0.5)
@@ -226,7 +251,23 @@ def parse(
         description=str(raw.get("description", "")),
         source_dir=source_dir,
         warnings=tuple(warnings),
+        early_stop=early_stop,
+        enqueue=enqueue,
     )
+
+
+def _early_stop(raw: dict[str, Any], problems: list[str]) -> es.EarlyStop:
+    """The sweep-wide rule: `early_stop:` (ours) or `early_terminate:` (W&B's), not both."""
+    if "early_stop" in raw and "early_terminate" in raw:
+        problems.append(
+            "early_stop and early_terminate: give one (early_terminate is W&B's form of early_stop: {type: asha})"
+        )
+        return es.NONE
+    if "early_terminate" in raw:
+        return es.wandb_rule(raw["early_terminate"], problems)
+    if "early_stop" in raw:
+        return es.parse(raw["early_stop"], "early_stop", problems)
+    return es.NONE
 
 
 def _int(raw: dict, key: str, default: int, problems: list[str], minimum: int) -> int:
@@ -318,7 +359,7 @@ def _check_builtin_settings(t: dict[str, Any], space: sp.Space, problems: list[s
     for k in t:
         if k != "builtin" and k not in defaults:
             problems.append(f"trainable.{k}: not a setting of the {t['builtin']} built-in (valid: {valid})")
-    for k in space if t["builtin"] == "classifier" else ():  # noop takes any parameter
+    for k in cond.public_names(space) if t["builtin"] == "classifier" else ():  # noop takes any parameter
         if k not in defaults:
             problems.append(f"parameters.{k}: not a setting of the {t['builtin']} built-in (valid: {valid})")
     ds = t.get("dataset", defaults.get("dataset"))
@@ -384,9 +425,23 @@ def _stages(stages: Any, problems: list[str]) -> list[Stage]:
         repeats = s.get("repeats", 1)
         if not is_int(repeats) or repeats < 1:
             problems.append(f"{where}.repeats: must be an integer >= 1, got {repeats!r}")
+        stop_rule = es.parse(s["early_stop"], f"{where}.early_stop", problems) if "early_stop" in s else None
+        sampler = s.get("sampler", "random")
+        if sampler not in SAMPLERS:
+            problems.append(f"{where}.sampler: must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
         if len(problems) == n:
             if trials == 0 and not promote:
                 problems.append(f"{where}: has zero trials (set trials: N, or promote: K)")
             else:
-                out.append(Stage(trials=trials, epochs=epochs, top=top, promote=promote, repeats=repeats))
+                out.append(
+                    Stage(
+                        trials=trials,
+                        epochs=epochs,
+                        top=top,
+                        promote=promote,
+                        repeats=repeats,
+                        early_stop=stop_rule,
+                        sampler=sampler,
+                    )
+                )
     return out

@@ -13,6 +13,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from hpsearch.gcpause import bulk
+from hpsearch.search import conditional as cond
+from hpsearch.search import enqueue as eq
 from hpsearch.search import space as sp
 from hpsearch.search.config import Metric, Stage, Sweep
 
@@ -23,7 +25,7 @@ class Run(NamedTuple):
     trial: str
     config: str  # trials that are repeats of one configuration share this
     params: dict[str, Any]
-    status: str  # planned | running | finished | diverged | failed
+    status: str  # planned | running | finished | pruned | diverged | failed
     best: float | None = None
     best_epoch: int | None = None
     seed: int = 0
@@ -45,6 +47,7 @@ class Ranked(NamedTuple):
     std: float
     count: int  # type: ignore[assignment]  # the field shadows tuple.count; named for the report column
     best_epoch: int | None
+    pruned: bool = False  # a repeat was stopped early: ranks after every configuration that finished
 
 
 @dataclass(frozen=True)
@@ -72,10 +75,17 @@ class BorderFlag:
             if self.extends
             else "the range cannot move past its hard bound or on_border: keep"
         )
+        if not 0 <= self.position <= 1:  # an enqueued value outside the range
+            side = "above" if self.side == "high" else "below"
+            return f"best {self.param} {show(self.value)} lies {side} {rng} ({scale} scale): {then}"
         return f"best {self.param} {show(self.value)} lies in the {where} {pct:.0f}% of {rng} on {scale} scale: {then}"
 
 
 USABLE = "finished"
+# Runs that rank: finished ones, then pruned ones (stopped early by the stage's rule, ranked by the
+# best value they reached, after every finished configuration: a run that reached fewer epochs is
+# not compared with full runs on equal terms, so it steers the next ranges only where too few finished)
+RANKED_STATUSES = frozenset({USABLE, "pruned"})
 # How far a flagged side moves past its old edge, as a fraction of the range's width (in its own
 # scale). A best value on the border says the optimum may lie well outside: 0.1 moved a 2-decade
 # lr range by 0.2 decades a stage, too little to reach it at equal budget (bench quality, out of range).
@@ -84,16 +94,20 @@ EXTEND = 0.5
 
 @bulk
 def rank(runs: list[Run], metric: Metric) -> list[Ranked]:
-    """Rank configurations by the mean of their best metric; failed and diverged runs never rank."""
+    """Rank configurations by the mean of their best metric; failed and diverged runs never rank.
+
+    Configurations with a pruned run (early stopping) rank after all the others, by their mean too."""
     groups: dict[str, list[Run]] = {}
     for r in runs:
-        if r.status == USABLE and r.best is not None and math.isfinite(r.best):
+        if r.status in RANKED_STATUSES and r.best is not None and math.isfinite(r.best):
             groups.setdefault(r.config, []).append(r)
     ranked = []
     for config, rs in groups.items():
         if len(rs) == 1:  # the common case, kept cheap: numpy's mean and std cost ~40 us per call
             r = rs[0]
-            ranked.append(Ranked(config, (r.trial,), r.params, float(r.best), 0.0, 1, r.best_epoch))  # type: ignore[arg-type]
+            ranked.append(
+                Ranked(config, (r.trial,), r.params, float(r.best), 0.0, 1, r.best_epoch, r.status != USABLE)  # type: ignore[arg-type]
+            )
             continue
         vals = np.array([r.best for r in rs], dtype=float)
         best_run = rs[int(vals.argmax() if metric.goal == "maximize" else vals.argmin())]  # the first best, as max()
@@ -106,10 +120,11 @@ def rank(runs: list[Run], metric: Metric) -> list[Ranked]:
                 float(vals.std()),
                 len(rs),
                 best_run.best_epoch,
+                any(r.status != USABLE for r in rs),
             )
         )
     sign = -1.0 if metric.goal == "maximize" else 1.0
-    ranked.sort(key=lambda r: (sign * r.mean, r.config))
+    ranked.sort(key=lambda r: (r.pruned, sign * r.mean, r.config))
     return ranked
 
 
@@ -127,6 +142,32 @@ def border_flags(
             continue
         flags.append(BorderFlag(name, side, best[name], pos, dim, _can_extend(dim, side, on_border), final))
     return flags
+
+
+def all_border_flags(
+    space: sp.Space, ranked: list[Ranked], fraction: float, on_border: str = "extend", final: bool = False
+) -> list[BorderFlag]:
+    """border_flags of the best configuration, and per branch: a conditional parameter
+    (`lr[optimizer=adam]`) is judged by the best configuration of its own branch."""
+    if not ranked:
+        return []
+    flags = border_flags(space, ranked[0].params, fraction, on_border, final)
+    for key, dim in space.items():
+        if cond.is_conditional(key):
+            best = next((r for r in ranked if cond.active(key, r.params)), None)
+            if best is not None:
+                flags += border_flags({key: dim}, {key: best.params[cond.public(key)]}, fraction, on_border, final)
+    return flags
+
+
+def branch_top_values(key: str, ranked: list[Ranked], top: list[Ranked], stage: Stage) -> list[Any]:
+    """The values of one parameter among the top configurations that steer its next range: the
+    stage's top for a plain parameter; for a conditional one, the top of its own branch's runs
+    (as many as `top` would take of them)."""
+    if not cond.is_conditional(key):
+        return [r.params[key] for r in top]
+    branch = [r for r in ranked if cond.active(key, r.params)]
+    return [r.params[cond.public(key)] for r in branch[: top_count(stage, len(branch))]] if branch else []
 
 
 def _can_extend(dim: sp.Numeric, side: str, on_border: str) -> bool:
@@ -206,22 +247,28 @@ class StagePlan:
 
 
 def plan_stage(
-    sweep: Sweep, k: int, prev_space: sp.Space | None, prev_runs: list[Run], ranked: list[Ranked] | None = None
+    sweep: Sweep,
+    k: int,
+    prev_space: sp.Space | None,
+    prev_runs: list[Run],
+    ranked: list[Ranked] | None = None,
+    history: list[Run] | None = None,
 ) -> StagePlan:
     """Plan stage k (1-based): its ranges and trials, from the sweep and the previous stage's runs
-    (`ranked`: their ranking, when the caller has it already)."""
+    (`ranked`: their ranking, when the caller has it already; `history`: the runs of every earlier
+    stage, which a `sampler: tpe` stage is told)."""
     stage = sweep.stages[k - 1]
     space, flags = dict(sweep.space), []
     if k > 1 and prev_space is not None:
         ranked = rank(prev_runs, sweep.metric) if ranked is None else ranked
         if ranked:
             n = top_count(stage, len(ranked))
-            flags = border_flags(prev_space, ranked[0].params, sweep.border, sweep.on_border)
+            flags = all_border_flags(prev_space, ranked, sweep.border, sweep.on_border)
             top = ranked[:n]
             space = {}
             for name, dim in prev_space.items():
                 own = [f for f in flags if f.param == name]
-                space[name] = narrow(dim, [r.params[name] for r in top], own, sweep.margin)
+                space[name] = narrow(dim, branch_top_values(name, ranked, top, stage), own, sweep.margin)
         else:
             space = dict(prev_space)  # nothing finished: keep the ranges
     ranked = ranked or []
@@ -240,11 +287,21 @@ def plan_stage(
                     repeats=len(parent.trials),
                 )
             )
-    for i, (params, seed) in enumerate(sp.sample_stage(space, sweep.seed, k, stage.trials)):
+    draws = sp.sample_stage(space, sweep.seed, k, stage.trials)
+    if stage.sampler == "tpe" and stage.trials:
+        from hpsearch.search import tpe  # imports Optuna: only for a stage that asks for it
+
+        told = [(r.params, r.best) for r in history or [] if r.status in RANKED_STATUSES and r.best is not None]
+        draws = tpe.suggest(space, draws, told, sweep.metric.goal == "maximize", sweep.seed, k)
+    # stage 1 runs the enqueued configurations first, on the first draws (the seeds' stream is kept)
+    known = eq.apply(space, draws, sweep.enqueue if k == 1 else ())
+    for i, (params, seed, enqueued) in enumerate(known):
         for r in range(stage.repeats):
             trials.append(
                 dict(params=params, seed=(seed + 1_000_003 * r) % (2**31 - 1), group=i, repeat=r, repeats=stage.repeats)
             )
+            if enqueued:
+                trials[-1]["enqueued"] = True
     return StagePlan(k, space, _name_trials(k, trials, stage.epochs), flags, ranked)
 
 
@@ -275,4 +332,6 @@ def _name_trials(k: int, trials: list[dict[str, Any]], epochs: int) -> list[dict
                 "parent": t.get("parent"),
             }
         )
+        if t.get("enqueued"):
+            out[-1]["enqueued"] = True  # from `enqueue:` (the stage event and stage file say so)
     return out

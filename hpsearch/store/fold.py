@@ -20,6 +20,7 @@ class State(str, enum.Enum):
     FINISHED = "finished"
     DIVERGED = "diverged"
     FAILED = "failed"
+    PRUNED = "pruned"  # stopped early by the stage's early-stopping rule; keeps its epochs and checkpoints
 
     @property
     def is_finished(self) -> bool:
@@ -27,7 +28,7 @@ class State(str, enum.Enum):
 
 
 STATES = {s.value: s for s in State}  # State(value) is slow in a hot loop
-FINISHED = frozenset({State.FINISHED, State.DIVERGED, State.FAILED})
+FINISHED = frozenset({State.FINISHED, State.DIVERGED, State.FAILED, State.PRUNED})
 
 
 @dataclass(slots=True)  # slots: 100,000 records fold noticeably faster and smaller
@@ -48,6 +49,16 @@ class TrialRecord:
     epochs_done: int = 0
     reason: str | None = None
     device: str | None = None  # as the claiming worker named it (cpu, cuda:0 (GPU 1))
+    # early stopping: [epoch, value, stop] per rung reached, in order (None until the first rung;
+    # a list, not a dict, so the snapshot's JSON keeps the epochs as numbers)
+    rungs: list[list[Any]] | None = None
+
+    def rung(self, epoch: int) -> list[Any] | None:
+        """This trial's [epoch, value, stop] at a rung epoch, if it recorded one."""
+        for r in self.rungs or ():
+            if r[0] == epoch:
+                return r
+        return None
 
 
 @dataclass
@@ -84,6 +95,15 @@ class SweepState:
                 t.epochs_done, t.reason = ev.get("epochs_done", t.epochs_done), ev.get("reason")
                 self.queue.pop(t.trial, None)
                 self.requeued.pop(t.trial, None)
+        elif kind == "rung":
+            # the first decision at a rung stands: a later attempt re-reporting the epoch reuses it
+            if (
+                t is not None
+                and t.state is State.RUNNING
+                and ev["attempt"] == t.attempt
+                and t.rung(ev["epoch"]) is None
+            ):
+                t.rungs = [*(t.rungs or ()), [ev["epoch"], ev.get("value"), bool(ev["stop"])]]
         elif kind == "created":
             self.fingerprint = ev.get("fingerprint", self.fingerprint)  # --force re-stamps it
         elif kind == "stage" and ev["stage"] not in self.stages:
@@ -114,6 +134,16 @@ class SweepState:
         # no copy of the queue (O(trials) per claim): callers stop iterating before they append
         yield from self.requeued
         yield from self.queue
+
+    def rung_values(self, k: int, epoch: int, exclude: str = "") -> list[float]:
+        """The values recorded at rung `epoch` by stage k's trials (`exclude` left out), None ones dropped."""
+        out = []
+        for t in self.stage_trials(k):
+            if t.rungs and t.trial != exclude:
+                r = t.rung(epoch)
+                if r is not None and r[1] is not None:
+                    out.append(r[1])
+        return out
 
     def stage_trials(self, k: int) -> list[TrialRecord]:
         return [self.trials[tid] for tid in self.stages.get(k, {}).get("trials", [])]

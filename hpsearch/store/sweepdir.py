@@ -15,7 +15,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -249,6 +249,41 @@ class Store:
             )
         return True
 
+    def rung(
+        self, trial: str, attempt: int, epoch: int, value: float | None, decide: Callable[[list[float]], Any]
+    ) -> Any | None:
+        """Record a trial's value at a rung and decide, under the lock, whether it stops there.
+
+        `decide(others)` gets the values the stage's other trials recorded at this rung before now
+        (the journal's order) and returns an object with a bool `stop` (search.earlystop.Decision).
+        The `rung` event carries the value and the decision, so a decision is a pure function of
+        the events before it. Returns the Decision; a trial that already has a decision at this
+        epoch (taken by an earlier attempt: it stands) gets that one back, with only its `stop`;
+        None when the claim is lost.
+        """
+        with self.journal.locked():
+            if not self.owns(trial, attempt):  # owns() refreshes the state
+                return None
+            st = self.state
+            t = st.trials[trial]
+            old = t.rung(epoch)
+            if old is not None:
+                return _Previous(bool(old[2]))
+            d = decide(st.rung_values(t.stage, epoch, exclude=trial))
+            self.journal.append_locked(
+                [
+                    {
+                        "ev": "rung",
+                        "trial": trial,
+                        "attempt": attempt,
+                        "epoch": epoch,
+                        "value": _finite(value),
+                        "stop": d.stop,
+                    }
+                ]
+            )
+        return d
+
     def release(
         self, trial: str, attempt: int, reason: str, lost: bool = False, epochs_done: int | None = None
     ) -> bool:
@@ -429,6 +464,13 @@ class Store:
                 if isinstance(hb, dict) and "worker" in hb:
                     out[hb["worker"]] = hb
         return out
+
+
+@dataclass(frozen=True)
+class _Previous:
+    """A rung decision taken by an earlier attempt of the trial (it stands)."""
+
+    stop: bool
 
 
 def _finite(x: float | None) -> float | None:

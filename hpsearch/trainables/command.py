@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from hpsearch.errors import ConfigError, StopTrial
+from hpsearch.search.conditional import is_conditional, public, public_names
 
 RUNNER_KEYS = ("command", "grace")  # trainable settings of the runner, not parameters
 RESERVED = ("attempt", "time", "adopted", "state", "extras")
@@ -147,12 +148,19 @@ def check(sweep: Any) -> None:
     """At the door: every placeholder is known, the program exists, `grace` is a number."""
     argv: list[str] = sweep.trainable["command"]
     problems = []
-    known = set(SPECIAL) | set(sweep.space) | set(sweep.fixed_settings()) | {"$interpreter"}
+    names = public_names(sweep.space)  # a conditional parameter's plain name (lr, not lr[optimizer=adam])
+    known = set(SPECIAL) | set(names) | set(sweep.fixed_settings()) | {"$interpreter"}
+    optional = {public(k) for k in sweep.space if is_conditional(k)} - set(sweep.fixed_settings())
+    for name in sorted(placeholders(argv) & optional):
+        problems.append(
+            f"trainable.command: {{{name}}} names a conditional parameter, absent from trials where its "
+            "condition does not hold; pass it with ${args} (or ${args_json}), which list only a trial's parameters"
+        )
     for name in sorted(placeholders(argv) - known):
         what = f"${{{name[1:]}}}" if name.startswith("$") else f"{{{name}}}"
         problems.append(
             f"trainable.command: unknown placeholder {what} (parameters: "
-            f"{', '.join(sorted(sweep.space)) or 'none'}; also {', '.join(SPECIAL)}, "
+            f"{', '.join(sorted(names)) or 'none'}; also {', '.join(SPECIAL)}, "
             "${args}, ${args_no_hyphens}, ${args_json}, ${interpreter}; {{ and }} for braces)"
         )
     grace = sweep.trainable.get("grace", DEFAULT_GRACE_S)

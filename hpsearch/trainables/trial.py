@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hpsearch.errors import StopTrial
+from hpsearch.search.earlystop import Decision, EarlyStop, decide
 from hpsearch.store.fold import TrialRecord
 from hpsearch.store.sweepdir import Store, format_checkpoint
 
@@ -58,6 +59,7 @@ class Trial:
         stop_event: threading.Event | None = None,
         status: dict[str, Any] | None = None,
         source_dir: str = ".",
+        early_stop: EarlyStop | None = None,
     ) -> None:
         self.store = store
         self.record = record
@@ -87,6 +89,9 @@ class Trial:
         self.last_progress = time.monotonic()  # when the trial started or last reported (epoch_timeout)
         self.epoch_timeout: float | None = None  # seconds an epoch may take (the sweep's; None: no limit)
         self._first_loss: float | None = None
+        self._early_stop = early_stop if early_stop is not None and early_stop.active else None
+        self._rungs = frozenset(self._early_stop.rungs(self.epochs)) if self._early_stop is not None else frozenset()
+        self.prune_reason: str | None = None  # set when the early-stopping rule stopped the trial
         self._resume()
 
     # -- what the trainable reads ----------------------------------------------------------
@@ -121,7 +126,8 @@ class Trial:
             extras: JSON data stored with the epoch's metrics (e.g. a loss history); not ranked.
             **metrics: numbers; must include the sweep's metric (e.g. val_acc).
         Raises:
-            StopTrial: the trial diverged, the sweep is stopping, or the claim was lost.
+            StopTrial: the trial diverged, the sweep is stopping, the claim was lost, or the stage's
+                early-stopping rule stopped it at this epoch (a rung: `stop_reason` "pruned").
         """
         self.last_progress = time.monotonic()
         if not isinstance(epoch, int) or epoch < 1:
@@ -166,6 +172,28 @@ class Trial:
         if self._stop_event.is_set() or self.store.state.stop:
             self.stop_reason = "stopped"
             raise StopTrial("stopped: the sweep is stopping")
+        if epoch in self._rungs:
+            self._judge(epoch)
+
+    def _judge(self, epoch: int) -> None:
+        """At a rung: record the best value so far in the journal and stop if the rule says so."""
+        es = self._early_stop
+        assert es is not None
+        value, maximize = self.best, self._maximize
+        d = self.store.rung(
+            self.id, self.attempt, epoch, value, lambda others: decide(es, epoch, value, others, maximize)
+        )
+        if d is None:
+            self.stop_reason = "lost"
+            raise StopTrial("lost: another worker owns this trial now")
+        if d.stop:
+            self.stop_reason = "pruned"
+            self.prune_reason = (
+                d.reason(es)
+                if isinstance(d, Decision)
+                else f"pruned at epoch {epoch} by {es.rule} (an earlier attempt)"
+            )
+            raise StopTrial(self.prune_reason)
 
     def _track(self, line: dict[str, Any]) -> None:
         """Add an epoch to the history: best so far (NaN never counts) and checkpoint files on disk."""
