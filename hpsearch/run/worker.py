@@ -311,6 +311,7 @@ class Worker:
             self.store.finish(t.id, t.attempt, "pruned", t.best, t.best_epoch, epochs_done, t.prune_reason)
             self.failures_in_a_row = 0
             self.done += 1
+            self.say(f"{t.id}: pruned after {epochs_done} of {t.epochs} epoch(s) ({t.prune_reason})")
             return
         if t.stop_reason == "stopped" or (t.stop_reason is None and self.stop.is_set() and epochs_done < t.epochs):
             self.store.release(t.id, t.attempt, "stopped by signal or master stop", epochs_done=epochs_done)
