@@ -14,9 +14,9 @@ import pandas as pd
 
 from hpsearch.gcpause import bulk
 from hpsearch.report.diagnostics import findings_text
-from hpsearch.report.frames import add_checkpoints, open_sweep, runs_frame, stage_files
+from hpsearch.report.frames import add_checkpoints
 from hpsearch.report.repeats import config_columns, configs_frame, has_repeats
-from hpsearch.report.sweepdata import SweepData, findings_for
+from hpsearch.report.sweepdata import TOP_CURVES, SweepData, load
 from hpsearch.search import space as sp
 from hpsearch.search.config import Metric
 
@@ -112,9 +112,13 @@ def _csv_quote(s: str) -> str:
     return '"' + s.replace('"', '""') + '"' if _CSV_SPECIAL.search(s) else s
 
 
-def ranking_columns(df: pd.DataFrame, metric: str) -> list[str]:
-    params = [c for c in df.columns if c.startswith("p.") and df[c].nunique(dropna=True) > 1]
-    return ["rank", "stage", "trial", *params, metric, "best_epoch", "status", "device", "checkpoint"]
+def ranking_columns(df: pd.DataFrame, metric: str, ranked: pd.DataFrame | None = None) -> list[str]:
+    """The columns a ranking shows: the parameters that vary among all the `ranked` runs (default
+    `df`; so `--top 1` still shows the searched ones), and `parent` when a shown run was promoted."""
+    ranked = df if ranked is None else ranked
+    params = [c for c in df.columns if c.startswith("p.") and c in ranked and ranked[c].nunique(dropna=True) > 1]
+    parent = ["parent"] if "parent" in df and df["parent"].notna().any() else []
+    return ["rank", "stage", "trial", *parent, *params, metric, "best_epoch", "status", "device", "checkpoint"]
 
 
 def history_text(stages: list[dict[str, Any]]) -> str:
@@ -140,10 +144,12 @@ def to_json(
     name: str,
     diagnostics: list[dict[str, str]] | None = None,
     configs: pd.DataFrame | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> str:
     """Schema 1 (stable, see README "Reports and plots"): {schema, sweep, metric: {name, goal},
     runs: [row...], stages: [stage-k.json...], diagnostics: [{scope, kind, message, advice}...]},
-    and `configs: [row...]` (one per configuration) when trials repeat configurations."""
+    and `configs: [row...]` (one per configuration) when trials repeat configurations; `extra`
+    adds keys (`checks`, `importance`)."""
     runs = json.loads(df.to_json(orient="records", double_precision=15))
     for r in runs:
         r["params"] = {k[2:]: r.pop(k) for k in list(r) if k.startswith("p.")}
@@ -156,6 +162,7 @@ def to_json(
         "stages": stages,
         "diagnostics": diagnostics or [],
     }
+    doc.update(extra or {})
     if configs is not None:
         doc["configs"] = json.loads(configs.to_json(orient="records", double_precision=15))
     return json.dumps(doc, indent=1)
@@ -171,12 +178,9 @@ def render(
 ) -> str:
     """The report as text; on an empty sweep a note goes to `notes` (csv/json stay parseable).
     `data`: the sweep already read for plots or a watch round (`sweepdata.of_store`, same `stage`)."""
-    if data is not None:
-        store, sweep, df, stages = data.store, data.sweep, data.runs, data.stages
-    else:
-        store, sweep = open_sweep(root)
-        df = runs_frame(store.state, sweep.metric, stage=stage, checkpoints=fmt != "table")
-        stages = [s for s in stage_files(store) if stage is None or s["stage"] == stage]
+    if data is None:
+        data = load(root, stage, n_curves=0 if fmt == "csv" else TOP_CURVES, checkpoints=fmt != "table")
+    store, sweep, df, stages = data.store, data.sweep, data.runs, data.stages
     ranked = df
     if top is not None:
         df = df.head(top)
@@ -187,10 +191,16 @@ def render(
         notes.append(empty_note)
     if fmt == "csv":
         return csv_text(df)
-    findings = data.findings() if data is not None else findings_for(store, sweep, ranked, stages)
+    findings = data.findings()
     if fmt == "json":
         configs = configs_frame(store.state, sweep.metric, stage) if has_repeats(store.state) else None
-        return to_json(df, stages, sweep.metric, sweep.name, [f.to_dict() for f in findings], configs)
+        extra: dict[str, Any] = {
+            "checks": [{"check": c, "checked": why is None, "why_not": why} for c, why in data.checks()]
+        }
+        from hpsearch.report.importance import importance  # imports optuna: only where shown
+
+        extra["importance"] = importance(data)
+        return to_json(df, stages, sweep.metric, sweep.name, [f.to_dict() for f in findings], configs, extra)
     if df.empty:
         return text_table(df, ranking_columns(df, sweep.metric.name)) + f"\n\nnote: {empty_note}"
     counts = df["status"].value_counts().to_dict()
@@ -199,7 +209,7 @@ def render(
         + ", ".join(f"{v} {k}" for k, v in counts.items())
         + f"; ranked by {sweep.metric.name} ({sweep.metric.goal})"
     )
-    parts = [head, text_table(df, ranking_columns(df, sweep.metric.name))]
+    parts = [head, text_table(df, ranking_columns(df, sweep.metric.name, ranked))]
     if has_repeats(store.state):
         cf = configs_frame(store.state, sweep.metric, stage)
         if len(cf):
@@ -210,7 +220,7 @@ def render(
     hist = history_text(stages)
     if hist:
         parts.append(hist)
-    parts.append(findings_text(findings))
+    parts.append(findings_text(findings, data.checks()))
     if store.state.bad_lines:
         parts.append(f"note: {store.state.bad_lines} torn or unreadable journal line(s) were skipped")
     return "\n\n".join(parts)

@@ -66,6 +66,8 @@ class Master:
         self.launcher: Launcher | None = None
         self.interrupts = 0
         self._next_plan: stages.StagePlan | None = None  # computed when the previous stage finished
+        self._tensorboard: Any = None  # report.tensorboard.LiveTensorBoard when the sweep sets `tensorboard:`
+        self._tb_next = 0.0
 
     # -- directory -------------------------------------------------------------------------
     def open_directory(self) -> None:
@@ -138,6 +140,12 @@ class Master:
             self.out.say(f"warning: {w}")
         self._signals()
         st = self.store.refresh()
+        if self.sweep.tensorboard is not None:
+            from hpsearch.report.tensorboard import LiveTensorBoard
+
+            out = self.sweep.tensorboard or os.path.join(self.root, "tensorboard")
+            self._tensorboard = LiveTensorBoard(self.store, self.sweep, out)
+            self.out.say(f"TensorBoard: writing live to {out} (tensorboard --logdir {out})")
         if not self.opts.no_workers:
             self.launcher = self.make_launcher()
             self.out.say(
@@ -160,6 +168,7 @@ class Master:
         finally:
             if self.launcher is not None:
                 self.launcher.stop(grace=30.0)
+            self._sync_tensorboard(final=True)
         self.summary()
         return 0
 
@@ -234,7 +243,17 @@ class Master:
                 self.out.say(f"{tid}: {lost[tid]}; {action}")
             if self.launcher is not None:
                 self._check_workers(k)
+            self._sync_tensorboard()
             time.sleep(self.opts.poll)
+
+    def _sync_tensorboard(self, final: bool = False) -> None:
+        """Bring the live TensorBoard folder up to date, every heartbeat at most (and at the end)."""
+        if self._tensorboard is None or (not final and time.monotonic() < self._tb_next):
+            return
+        self._tb_next = time.monotonic() + max(1.0, self.sweep.heartbeat)
+        self._tensorboard.sync(self.store.refresh())
+        if final:
+            self._tensorboard.close()
 
     def _check_workers(self, k: int) -> None:
         assert self.launcher is not None
@@ -341,9 +360,11 @@ class Master:
             best = fin.iloc[0]
             st = self.store.state
             ckpt = best_checkpoint(st, st.trials[best["trial"]], self.sweep.metric.name)
+            searched = [n for n, d in self.sweep.space.items() if sp.is_searched(d)]
+            params = ", ".join(f"{n}={sp.fmt(best.get(f'p.{n}'))}" for n in searched if f"p.{n}" in best)
             self.out.say(
                 f"Done. Best {self.sweep.metric.name} {best[self.sweep.metric.name]:.4f} "
-                f"({best['trial']}, checkpoint {ckpt}). "
+                f"({best['trial']}{': ' + params if params else ''}; checkpoint {ckpt}). "
                 f"Full ranking: hpsearch report {self.root}"
             )
 
@@ -383,6 +404,10 @@ def check_trainable(sweep: Sweep) -> None:
         from hpsearch.trainables.command import check
 
         check(sweep)
+    if sweep.tensorboard is not None:
+        from hpsearch.report.tensorboard import require_tensorboard
+
+        require_tensorboard()
 
 
 def request_stop(root: str) -> None:

@@ -43,6 +43,7 @@ TOP_KEYS = {
     "keep_top",
     "max_failures",
     "lock",
+    "tensorboard",
 }
 WANDB_UNUSED = {"method", "program", "command", "early_terminate", "project", "entity", "run_cap"}
 STAGE_KEYS = {"trials", "epochs", "top", "promote", "repeats", "name"}
@@ -101,6 +102,7 @@ class Sweep:
     keep_top: int | None = None
     max_failures: int = 5
     lock: str = "auto"
+    tensorboard: str | None = None  # live TensorBoard folder: "" = <sweep dir>/tensorboard; else absolute
     description: str = ""
     source_dir: str = "."
     warnings: tuple[str, ...] = ()
@@ -189,6 +191,7 @@ def parse(
         problems.append(f"lock: must be auto, hard or soft, got {lock!r}")
     if trainable and trainable.get("builtin") in BUILTINS:
         _check_builtin_settings(trainable, space, problems)
+    tensorboard = _tensorboard(raw.get("tensorboard"), source_dir, problems)
 
     if problems:
         raise ConfigError(problems, source)
@@ -211,10 +214,24 @@ def parse(
         keep_top=keep_top,
         max_failures=max_failures,
         lock=lock,
+        tensorboard=tensorboard,
         description=str(raw.get("description", "")),
         source_dir=source_dir,
         warnings=tuple(warnings),
     )
+
+
+def _tensorboard(v: Any, source_dir: str, problems: list[str]) -> str | None:
+    """`tensorboard: true` (<sweep dir>/tensorboard, returned as "") or a folder (relative to the
+    sweep file's folder, returned absolute-ish: joined to source_dir); false/absent: None."""
+    if v is None or v is False:
+        return None
+    if v is True:
+        return ""
+    if not isinstance(v, str) or not v.strip():
+        problems.append(f"tensorboard: must be true or a folder for TensorBoard's event files, got {v!r}")
+        return None
+    return v if Path(v).is_absolute() else str(Path(source_dir) / v)
 
 
 def _int(raw: dict, key: str, default: int, problems: list[str], minimum: int) -> int:
