@@ -165,7 +165,7 @@ class _Exporter:
             if not new:
                 updated += changed
                 unchanged += not changed
-        self._parent_summary(parent.info.run_id)
+        self._parent_summary(parent)
         return ExportResult(self.uri, self.name, parent.info.run_id, created, updated, unchanged, epochs)
 
     # -- the sweep's run -----------------------------------------------------------------------
@@ -197,13 +197,21 @@ class _Exporter:
         self.client.log_batch(run.info.run_id, params=params)
         return run
 
-    def _parent_summary(self, run_id: str) -> None:
+    def _parent_summary(self, parent: Any) -> None:
+        """The sweep's best value and trial, and its status; only what changed since the last export."""
+        run_id, key = parent.info.run_id, f"best/{self.data.metric}"
         best = self.data.best
-        if best is not None:
-            self.client.log_metric(run_id, f"best/{self.data.metric}", best["value"], step=best["stage"])
+        if best is not None and (
+            parent.data.metrics.get(key) != best["value"] or parent.data.tags.get("best_trial") != best["trial"]
+        ):
+            self.client.log_metric(run_id, key, best["value"], step=best["stage"])
             self.client.set_tag(run_id, "best_trial", best["trial"])
-        st = self.data.store.state
-        self.client.set_terminated(run_id, "FINISHED" if st.done else "RUNNING")
+        status = "FINISHED" if self.data.store.state.done else "RUNNING"
+        if parent.info.status != status:
+            if status == "RUNNING":
+                self.client.update_run(run_id, status="RUNNING")
+            else:
+                self.client.set_terminated(run_id, status)
 
     def _trial_runs(self, parent_id: str) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -46,11 +46,12 @@ class SweepData:
             (str: the trial id without its repeat), `status` (str: finished, running, planned,
             diverged, failed), `<metric>` (float: the best value of the sweep's metric, NaN
             before a result), `best_epoch`, `epochs` (done), `of_epochs` (to reach), `attempts`
-            (Int64), `reason` (str or None: why a run failed, diverged or was stopped),
-            `parent` (str or None: the trial a promoted trial continues), `device` (str or
-            None), one `p.<name>` column per parameter (the sampled or fixed value, in the
-            parameter's own unit), and `checkpoint` (str or None: the best epoch's checkpoint
-            file name under `<root>/checkpoints/`). Failed and diverged runs rank last.
+            (Int64), `reason` (str: why a run failed, diverged or was stopped), `parent` (str:
+            the trial a promoted trial continues), `device` (str), one `p.<name>` column per
+            parameter (the sampled or fixed value, in the parameter's own unit), and `checkpoint`
+            (str: the best epoch's checkpoint file name under `<root>/checkpoints/`). A text
+            column is missing (`pd.isna`) where a run has no such value. Failed and diverged
+            runs rank last.
         stages: the stage files stages/stage-<k>.json as dicts, in stage order (`ranges`,
             `ranking`, `border_flags`, ...; see docs/ARCHITECTURE.md).
         curves: per-epoch metrics (metrics.jsonl lines as dicts) of the best few finished runs,
@@ -99,7 +100,13 @@ class SweepData:
         if trial not in self.store.state.trials:
             raise HpsearchError(f"{self.root}: no trial {trial!r} (trials look like s1-t0000)")
         lines = self.store.metrics(trial)
-        return pd.DataFrame(lines) if lines else pd.DataFrame(columns=["epoch", "attempt"])
+        if not lines:
+            return pd.DataFrame(columns=["epoch", "attempt"])
+        df = pd.DataFrame(lines)
+        # epoch, attempt, the metrics, then the bookkeeping and the extras (lines put extras first)
+        metrics = [c for c in df.columns if c not in BOOKKEEPING and df[c].map(_is_number).all()]
+        first = [c for c in ("epoch", "attempt") if c in df] + metrics
+        return df[first + [c for c in df.columns if c not in first]]
 
     def histories(self, trials: list[str] | None = None) -> pd.DataFrame:
         """Per-epoch records of many trials (default every trial with a result) in one long frame:
@@ -136,8 +143,9 @@ class SweepData:
         distribution of a sampled-only one such as normal), `low`, `high` (float, the range's
         ends in the parameter's unit; NaN for a categorical), `log` (bool: sampled on a log
         scale), `integer` (bool), `values` (list or None: a categorical's choices or a constant's
-        value), `range` (str, as `report` prints it), `flag` (str or None: "low" or "high" when
-        the stage's best value lay on that border of this range), `flag_message` (str or None).
+        value), `range` (str, as `report` prints it), `flag` (str: "low" or "high" when the
+        stage's best value lay on that border of this range; missing, `pd.isna`, otherwise),
+        `flag_message` (str, or missing).
         """
         rows = []
         for s in self.stages:
