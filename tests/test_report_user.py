@@ -8,6 +8,9 @@ import re
 import pytest
 from helpers import ROOT, run_cli, write_sweep
 
+import hpsearch
+from hpsearch.search.space import fmt
+
 SWEEP = """
 name: user-report
 metric: {name: val_acc, goal: maximize}
@@ -36,10 +39,15 @@ def done(tmp_path_factory):
 
 
 def test_done_line_gives_the_best_parameters(done):
-    _, out = done
-    m = re.search(r"Done\. Best val_acc (\S+) \((s\d-t\d{4}): lr=(\S+), width=(\d+), act=(\w+); checkpoint (\S+)\)", out)
+    root, out = done
+    line = r"Done\. Best val_acc (\S+) \((s\d-t\d{4}): lr=(\S+), width=(\d+), act=(\w+); checkpoint (\S+)\)"
+    m = re.search(line, out)
     assert m, out[-600:]
-    assert m.group(6).startswith(m.group(2) + "_ep") or m.group(6).split("_ep")[0]  # a real checkpoint name
+    sw = hpsearch.open(str(root))
+    best = sw.best
+    assert m.group(2) == best["trial"] and m.group(5) == best["params"]["act"]
+    assert int(m.group(4)) == best["params"]["width"] and m.group(3) == fmt(best["params"]["lr"])
+    assert (root / "checkpoints" / m.group(6)).is_file()
 
 
 def test_top_1_still_shows_the_parameters(done):

@@ -41,7 +41,8 @@ LOSS_FALL = 0.95
 DIVERGED_MOST = 0.5
 DIVERGED_MIN = 2
 LR_NAMES = ("lr", "learning_rate", "lr0")
-HELD_OUT = ("val", "valid", "eval", "test", "dev", "holdout")  # name parts of a held-out metric
+# name parts that make a metric held-out (or training)
+HELD_OUT = ("val", "valid", "validation", "eval", "evaluation", "test", "dev", "holdout")
 TRAIN = ("train", "training")
 
 

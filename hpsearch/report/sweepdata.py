@@ -211,8 +211,8 @@ def params_of(row: Any) -> dict[str, Any]:
     """{name: value} of a `runs` row's `p.<name>` columns (missing values left out)."""
     out = {}
     for k, v in row.items():
-        if str(k).startswith("p.") and not (v is None or (isinstance(v, float) and math.isnan(v))):
-            out[str(k)[2:]] = v
+        if str(k).startswith("p.") and not (v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))):
+            out[str(k)[2:]] = v.item() if hasattr(v, "item") else v  # numpy scalars as Python numbers
     return out
 
 
