@@ -432,8 +432,11 @@ def all_plots(data: SweepData, imp: dict[str, Any] | None = None) -> list[Plot]:
     is left out. `imp`: the importance already computed (`importance.importance`)."""
     require_matplotlib()
     num, cat = _searched(data)
-    plots = [metric_vs_param(data, n) for n in num] + [metric_by_value(data, n) for n in cat]
     fin = _finished(data)
+    bad = len(data.runs) > 0 and bool(data.runs["status"].isin(["diverged", "failed"]).any())
+    # a parameter plot needs a finished run (or a failed one, drawn as a cross along the bottom)
+    plots = [metric_vs_param(data, n) for n in num] if len(fin) or bad else []
+    plots += [metric_by_value(data, n) for n in cat] if len(fin) else []
     if len(fin) >= 2 and num + cat:
         plots.append(parallel_coordinates(data, num + cat))
     if imp is not None and (imp["sweep"] or any(s["importance"] for s in imp["stages"])):
