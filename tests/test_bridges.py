@@ -145,7 +145,11 @@ def hparams_of(logdir: Path) -> dict:
 
     ea = EventAccumulator(str(logdir), size_guidance={"tensors": 0})
     ea.Reload()
-    return {k: plugin_data_pb2.HParamsPluginData.FromString(v) for k, v in ea.PluginTagToContent("hparams").items()}
+    try:
+        content = ea.PluginTagToContent("hparams")
+    except KeyError:  # no HParams summary in this run
+        return {}
+    return {k: plugin_data_pb2.HParamsPluginData.FromString(v) for k, v in content.items()}
 
 
 def assert_tb_equals_metrics(root: str, tb: Path) -> None:
@@ -294,3 +298,58 @@ def test_export_bad_tracking_uri_is_one_line(sweep_dir, tmp_path):
     r = run_cli("export", sweep_dir, "--mlflow", "nosuchscheme://x", cwd=tmp_path, timeout=300)
     assert r.returncode == 2 and r.stderr.startswith("hpsearch: error: --mlflow nosuchscheme://x")
     assert r.stderr.strip().count("\n") == 0
+
+
+def test_live_tensorboard_appends_each_epoch_then_rewrites_the_ended_trial(tmp_path):
+    """LiveTensorBoard, driven the way the master drives it, on a real store and a trial reporting."""
+    from hpsearch.report.tensorboard import LiveTensorBoard
+    from hpsearch.search.config import parse
+
+    root = tmp_path / "live"
+    trial = claimed_trial(root, epochs=3, params={"lr": 0.1, "batch": 32})
+    sweep = parse(
+        {
+            "name": "live",
+            "trainable": {"builtin": "noop"},
+            "parameters": {
+                "lr": {"distribution": "log_uniform_values", "min": 1e-3, "max": 1},
+                "batch": {"values": [32, 64]},
+            },
+            "stages": [{"trials": 1, "epochs": 3}],
+        }
+    )
+    out = tmp_path / "tb"
+    live = LiveTensorBoard(trial.store, sweep, out)
+    live.sync(trial.store.refresh())
+    assert not (out / trial.id).exists()  # nothing reported yet: no run
+    trial.report(1, val_acc=0.3, train_loss=1.0)
+    live.sync(trial.store.refresh())
+    assert read_tb(out / trial.id) == {"val_acc": [(1, pytest.approx(0.3))], "train_loss": [(1, 1.0)]}
+    trial.report(2, val_acc=0.5, train_loss=0.7)
+    live.sync(trial.store.refresh())
+    live.sync(trial.store.refresh())  # nothing new: nothing written twice
+    assert read_tb(out / trial.id)["val_acc"] == [(1, pytest.approx(0.3)), (2, pytest.approx(0.5))]
+    assert "_hparams_/session_start_info" not in hparams_of(out / trial.id)  # not ended yet
+    trial.report(3, val_acc=0.4, train_loss=0.6)
+    assert trial.store.finish(trial.id, trial.attempt, "finished", 0.5, 2, 3)
+    live.sync(trial.store.refresh())
+    scalars = read_tb(out / trial.id)
+    assert [s for s, _ in scalars["val_acc"]] == [1, 2, 3] and scalars["best/val_acc"] == [(2, pytest.approx(0.5))]
+    session = hparams_of(out / trial.id)["_hparams_/session_start_info"].session_start_info.hparams
+    assert session["status"].string_value == "finished" and session["lr"].number_value == pytest.approx(0.1)
+    assert len(list((out / trial.id).glob("events.out.tfevents.*"))) == 1  # rewritten whole, one file
+    live.close()
+
+
+def test_tensorboard_sweep_key(tmp_path):
+    from hpsearch.search.config import parse
+
+    base = {
+        "trainable": {"builtin": "noop"},
+        "parameters": {"lr": {"min": 0.1, "max": 1.0}},
+        "stages": [{"trials": 1, "epochs": 1}],
+    }
+    assert parse(base).tensorboard is None
+    assert parse({**base, "tensorboard": True}, source_dir=str(tmp_path)).tensorboard == ""
+    assert parse({**base, "tensorboard": "tb"}, source_dir=str(tmp_path)).tensorboard == str(tmp_path / "tb")
+    assert parse({**base, "tensorboard": "/abs/tb"}, source_dir=str(tmp_path)).tensorboard == "/abs/tb"
