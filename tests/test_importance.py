@@ -125,3 +125,13 @@ def test_no_empty_plots_when_nothing_has_finished():
     data.runs["status"] = "running"
     data.runs["val_acc"] = float("nan")
     assert [stem for stem, _, _ in all_plots(data, importance(data))] == ["ranges"]
+
+
+def test_a_big_scope_is_sampled_the_same_way_every_time(monkeypatch):
+    import hpsearch.report.importance as imp_mod
+
+    monkeypatch.setattr(imp_mod, "MAX_RUNS", 30)
+    data = data_where_only_lr_matters(n1=200)
+    first, again = importance(data), importance(data)
+    assert first == again and list(first["sweep"])[0] == "lr"
+    assert first["stages"][0]["runs"] == 200  # the count is of all runs; the estimate of a sample
