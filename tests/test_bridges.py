@@ -203,6 +203,8 @@ def test_live_tensorboard_of_the_sweep_key_equals_metrics_jsonl(sweep_dir):
 
 
 def test_missing_tensorboard_is_one_line_and_exit_2(sweep_dir, tmp_path, monkeypatch):
+    for mod in [m for m in sys.modules if m.startswith(("tensorboard.", "torch.utils.tensorboard"))]:
+        monkeypatch.delitem(sys.modules, mod)
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # what an uninstalled package looks like
     r = CliRunner().invoke(main, ["report", sweep_dir, "--tensorboard", str(tmp_path / "tb")])
     assert r.exit_code == 2 and r.output.strip().count("\n") == 0
@@ -353,3 +355,15 @@ def test_tensorboard_sweep_key(tmp_path):
     assert parse({**base, "tensorboard": True}, source_dir=str(tmp_path)).tensorboard == ""
     assert parse({**base, "tensorboard": "tb"}, source_dir=str(tmp_path)).tensorboard == str(tmp_path / "tb")
     assert parse({**base, "tensorboard": "/abs/tb"}, source_dir=str(tmp_path)).tensorboard == "/abs/tb"
+
+
+def test_export_without_mlflow_or_on_no_sweep_is_one_line_and_exit_2(sweep_dir, tmp_path, monkeypatch):
+    r = CliRunner().invoke(main, ["export", str(tmp_path), "--mlflow", f"sqlite:///{tmp_path / 'm.db'}"])
+    assert r.exit_code == 2 and "is not a sweep directory" in r.output and r.output.count("\n") == 1
+    for mod in [m for m in sys.modules if m == "mlflow" or m.startswith("mlflow.")]:
+        monkeypatch.delitem(sys.modules, mod)
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # what an uninstalled package looks like
+    r = CliRunner().invoke(main, ["export", sweep_dir, "--mlflow", f"sqlite:///{tmp_path / 'm.db'}"])
+    assert r.exit_code == 2 and r.output.count("\n") == 1
+    assert "pip install 'hpsearch[mlflow]'" in r.output
+    assert not (tmp_path / "m.db").exists()

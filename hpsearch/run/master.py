@@ -383,12 +383,13 @@ def stage_text(store: Store, sweep: Sweep, k: int, flags: list[stages.BorderFlag
     from hpsearch.report.frames import add_checkpoints, runs_frame
     from hpsearch.report.tables import ranking_columns, text_table
 
-    df = runs_frame(store.state, sweep.metric, stage=k, checkpoints=False).head(top)
+    ranked = runs_frame(store.state, sweep.metric, stage=k, checkpoints=False)
+    df = ranked.head(top)
     df = add_checkpoints(df, store.state, sweep.metric.name) if len(df) else df
     df["rank"] = range(1, len(df) + 1)
     counts = counts_of(store.state, k)
     head = f"Stage {k} done: " + ", ".join(f"{v} {s}" for s, v in sorted(counts.items()))
-    lines = [head, text_table(df, ranking_columns(df, sweep.metric.name)) if len(df) else "(no runs)"]
+    lines = [head, text_table(df, ranking_columns(df, sweep.metric.name, ranked)) if len(df) else "(no runs)"]
     lines += [f"Border: {f.message}" for f in flags] or ["Border: no best value lies on the border of its range"]
     return "\n".join(lines)
 
