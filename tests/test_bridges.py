@@ -73,6 +73,7 @@ def test_open_returns_the_sweep_as_data(sweep_dir):
     assert runs["rank"].tolist() == list(range(1, 15))
     fin = runs[runs["status"] == "finished"]
     assert fin["val_acc"].tolist() == sorted(fin["val_acc"].tolist(), reverse=True)
+    assert sw.metric_names()[0] == "val_acc" and {"train_loss", "val_loss", "train_acc"} <= set(sw.metric_names())
     promoted = runs[runs["parent"].notna()]
     assert len(promoted) == 2 and set(promoted["parent"]) <= set(runs.loc[runs["stage"] == 1, "trial"])
     # the same rows report --format json gives (report reads through the same API)
@@ -260,9 +261,9 @@ def test_export_mlflow_twice_does_not_duplicate(sweep_dir, mlflow_db):
     c = client(mlflow_db)
     exp = c.get_experiment_by_name("bridges")
     before = c.search_runs([exp.experiment_id], max_results=1000)
-    r = run_cli("export", sweep_dir, "--mlflow", mlflow_db, "--checkpoints", timeout=300)
-    assert r.returncode == 0, r.stderr
-    assert "0 created, 0 updated" in r.stdout and "(0 epoch(s) logged)" in r.stdout
+    r = CliRunner().invoke(main, ["export", sweep_dir, "--mlflow", mlflow_db, "--checkpoints"])
+    assert r.exit_code == 0, r.output
+    assert "0 created, 0 updated" in r.output and "(0 epoch(s) logged)" in r.output
     after = c.search_runs([exp.experiment_id], max_results=1000)
     assert sorted(x.info.run_id for x in after) == sorted(x.info.run_id for x in before)
     for run in after:
@@ -297,9 +298,16 @@ def test_export_mlflow_of_a_running_trial_adds_only_new_epochs(tmp_path, mlflow_
 
 
 def test_export_bad_tracking_uri_is_one_line(sweep_dir, tmp_path):
-    r = run_cli("export", sweep_dir, "--mlflow", "nosuchscheme://x", cwd=tmp_path, timeout=300)
-    assert r.returncode == 2 and r.stderr.startswith("hpsearch: error: --mlflow nosuchscheme://x")
-    assert r.stderr.strip().count("\n") == 0
+    r = CliRunner().invoke(main, ["export", sweep_dir, "--mlflow", "nosuchscheme://x"])
+    assert r.exit_code == 2 and r.output.startswith("hpsearch: error: --mlflow nosuchscheme://x")
+    assert r.output.strip().count("\n") == 0
+
+
+def test_mlflow_keys():
+    from hpsearch.report.mlflowexport import mlflow_key
+
+    assert mlflow_key("eval/accuracy") == "eval/accuracy" and mlflow_key("val-acc.top 1:x") == "val-acc.top 1:x"
+    assert mlflow_key("acc@1") == "acc_1" and mlflow_key("loss(λ)") == "loss___"
 
 
 def test_live_tensorboard_appends_each_epoch_then_rewrites_the_ended_trial(tmp_path):

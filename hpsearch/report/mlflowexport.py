@@ -11,10 +11,11 @@ Per trial run (name = trial id, tag `mlflow.parentRunId` = the sweep's run):
 The parent run (name = sweep name) has the sweep's metric, goal, trainable and stage count as
 params, `best/<metric>` and the best trial as a tag.
 
-Running it again finds the runs by their tags (`hpsearch.sweep_id`: the sweep's fingerprint and
-absolute directory; `hpsearch.trial`) and adds only what is new: epochs reported since (tracked
-in the tag `hpsearch.epochs_logged`), status changes, the checkpoint if not yet logged. It never
-creates a second run for a sweep or a trial.
+Metric and parameter names keep their form where MLflow allows it (`eval/accuracy`); other
+characters become `_` (`mlflow_key`). Running it again finds the runs by their tags
+(`hpsearch.sweep_id`: the sweep's fingerprint and absolute directory; `hpsearch.trial`) and adds
+only what is new: epochs reported since (tracked in the tag `hpsearch.epochs_logged`), status
+changes, the checkpoint if not yet logged. It never creates a second run for a sweep or a trial.
 
 Uses `MlflowClient` (`pip install 'hpsearch[mlflow]'`: mlflow-skinny, SQLAlchemy and Alembic,
 enough for a local SQLite store); any tracking URI MLflow accepts works, `sqlite:///mlflow.db`
@@ -28,6 +29,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +87,14 @@ def _quiet() -> None:
     # creating a SQLite store logs every Alembic migration at INFO: not the user's business
     for name in ("mlflow", "alembic", "sqlalchemy"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+_KEY_OK = re.compile(r"[^A-Za-z0-9_\-. :/]")  # what MLflow allows in metric and param names
+
+
+def mlflow_key(name: str) -> str:
+    """A metric or parameter name as MLflow accepts it: other characters become `_` (`acc@1` -> `acc_1`)."""
+    return _KEY_OK.sub("_", name)[:250]
 
 
 def _text(v: Any) -> str:
@@ -199,7 +209,7 @@ class _Exporter:
 
     def _parent_summary(self, parent: Any) -> None:
         """The sweep's best value and trial, and its status; only what changed since the last export."""
-        run_id, key = parent.info.run_id, f"best/{self.data.metric}"
+        run_id, key = parent.info.run_id, mlflow_key(f"best/{self.data.metric}")
         best = self.data.best
         if best is not None and (
             parent.data.metrics.get(key) != best["value"] or parent.data.tags.get("best_trial") != best["trial"]
@@ -233,7 +243,7 @@ class _Exporter:
     def _params(self, run_id: str, t: TrialRecord) -> None:
         from mlflow.entities import Param
 
-        params = [Param(k, _text(v)[:6000]) for k, v in t.params.items()]
+        params = [Param(mlflow_key(k), _text(v)[:6000]) for k, v in t.params.items()]
         params += [Param("seed", str(t.seed)), Param("epochs", str(t.epochs))]
         for i in range(0, len(params), 100):  # MLflow takes at most 100 params a call
             self.client.log_batch(run_id, params=params[i : i + 100])
@@ -251,9 +261,9 @@ class _Exporter:
             ts = int(line["time"] * 1000) if isinstance(line.get("time"), (int, float)) else now
             for k, v in line.items():
                 if k not in BOOKKEEPING and isinstance(v, (int, float)) and not isinstance(v, bool):
-                    metrics.append(Metric(k, float(v), ts, int(line["epoch"])))
+                    metrics.append(Metric(mlflow_key(k), float(v), ts, int(line["epoch"])))
         if t.best is not None and math.isfinite(t.best) and (lines or tags.get("status") != t.state.value):
-            metrics.append(Metric(f"best/{self.data.metric}", float(t.best), now, int(t.best_epoch or 0)))
+            metrics.append(Metric(mlflow_key(f"best/{self.data.metric}"), float(t.best), now, int(t.best_epoch or 0)))
         want = {
             "stage": str(t.stage),
             "status": t.state.value,
