@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -135,3 +137,24 @@ def test_bad_metric_regex_through_the_cli_is_one_line_and_nothing_written(tmp_pa
     assert "trainable.metric_regex" in r.stderr and "not a valid regular expression" in r.stderr
     assert not root.exists()
     json.dumps(sweep)  # the sweep is plain data
+
+
+@pytest.mark.slow
+def test_the_printed_metrics_example_runs_as_shipped(tmp_path):
+    """examples/printed_metrics: a real PyTorch script, unmodified, tuned from what it prints."""
+    import yaml
+    from helpers import ROOT
+
+    folder = tmp_path / "ex"
+    shutil.copytree(ROOT / "examples" / "printed_metrics", folder)
+    sweep = yaml.safe_load((folder / "sweep.yaml").read_text())
+    sweep["stages"] = [{"trials": 3, "epochs": 2}]
+    write_sweep(folder, sweep)
+    r = run_cli("master", "start", "sweep.yaml", "--dir", "run", cwd=folder, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    sw = hpsearch.open(str(folder / "run"))
+    assert (sw.runs["status"] == "finished").all()
+    for trial in sw.runs["trial"]:
+        log = (folder / "run" / "trials" / trial / "worker.log").read_text()
+        printed = [float(x) for x in re.findall(r"Accuracy: \d+/\d+ \(([0-9.]+)%\)", log)]
+        assert sw.history(trial)["test_acc"].tolist() == printed  # what it printed, epoch by epoch
