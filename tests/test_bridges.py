@@ -347,8 +347,14 @@ def test_live_tensorboard_appends_each_epoch_then_rewrites_the_ended_trial(tmp_p
     assert [s for s, _ in scalars["val_acc"]] == [1, 2, 3] and scalars["best/val_acc"] == [(2, pytest.approx(0.5))]
     session = hparams_of(out / trial.id)["_hparams_/session_start_info"].session_start_info.hparams
     assert session["status"].string_value == "finished" and session["lr"].number_value == pytest.approx(0.1)
-    assert len(list((out / trial.id).glob("events.out.tfevents.*"))) == 1  # rewritten whole, one file
+    files = list((out / trial.id).glob("events.out.tfevents.*"))
+    assert len(files) == 1  # rewritten whole, one file
     live.close()
+    # a master started again on the sweep does not rewrite what already shows the trial's result
+    again = LiveTensorBoard(trial.store, sweep, out)
+    again.sync(trial.store.refresh())
+    assert list((out / trial.id).glob("events.out.tfevents.*")) == files and trial.id in again.done
+    again.close()
 
 
 def test_tensorboard_sweep_key(tmp_path):

@@ -31,6 +31,7 @@ from hpsearch.store.fold import SweepState, TrialRecord
 from hpsearch.store.sweepdir import Store
 
 STATUSES = ["finished", "running", "planned", "diverged", "failed"]
+MARKER = ".hpsearch.json"  # in a trial's run: the result it shows (TensorBoard ignores the file)
 INSTALL = "TensorBoard export needs the tensorboard package: pip install 'hpsearch[tensorboard]'"
 
 
@@ -60,6 +61,10 @@ def _hparam_value(v: Any) -> Any:
     if isinstance(v, (bool, int, float, str)):
         return v
     return json.dumps(v, default=str)
+
+
+def _result(t: TrialRecord) -> dict[str, Any]:
+    return {"status": t.state.value, "attempt": t.attempt, "epochs": t.epochs_done, "best": t.best}
 
 
 def _scalars(line: dict[str, Any]) -> list[tuple[str, float]]:
@@ -153,20 +158,31 @@ class TensorBoardExport:
                 w.add_scalar(tag, v, int(line["epoch"]), walltime=wall)
 
     def write_trial(self, t: TrialRecord, hparams: bool = True) -> int:
-        """Rewrite trial t's run from its metrics.jsonl; with `hparams`, its session and best.
-        Returns the number of epochs written (0: nothing to write, no run made)."""
+        """Rewrite trial t's run from its metrics.jsonl; with `hparams`, its session and best, and
+        the marker `.hpsearch.json` that says which result the run shows. Returns the number of
+        epochs written (0: nothing to write, no run made)."""
         lines = self.store.metrics(t.trial)
         logdir = self.out / t.trial
         if not lines:
             return 0
         logdir.mkdir(parents=True, exist_ok=True)
         _clear(logdir)
+        (logdir / MARKER).unlink(missing_ok=True)
         w = _writer(logdir)
         self.append(w, lines)
         if hparams:
             self.finish(w, t)
         w.close()
+        if hparams:
+            (logdir / MARKER).write_text(json.dumps(_result(t)))
         return len(lines)
+
+    def is_written(self, t: TrialRecord) -> bool:
+        """Whether t's run already shows its current result (an earlier master or export wrote it)."""
+        try:
+            return bool(json.loads((self.out / t.trial / MARKER).read_text()) == _result(t))
+        except (OSError, ValueError):
+            return False
 
     def finish(self, w: Any, t: TrialRecord) -> None:
         """The trial's best metric and its HParams session, written into its open writer."""
@@ -209,7 +225,9 @@ class LiveTensorBoard:
                 continue
             if t.state.is_finished:
                 self._close(tid)
-                if self.tb.write_trial(t):
+                if self.tb.is_written(t):
+                    self.done.add(tid)  # a master before this one wrote it: a resumed sweep is not rewritten
+                elif self.tb.write_trial(t):
                     self.done.add(tid)
                 elif t.epochs_done == 0:
                     self.done.add(tid)  # failed before its first epoch: no run to show
@@ -223,6 +241,7 @@ class LiveTensorBoard:
                     continue
                 (self.tb.out / tid).mkdir(parents=True, exist_ok=True)
                 _clear(self.tb.out / tid)  # what an earlier master wrote: rewritten from the file
+                (self.tb.out / tid / MARKER).unlink(missing_ok=True)
                 self.writers[tid], self.written[tid] = _writer(self.tb.out / tid), 0
             new = [x for x in lines if int(x["epoch"]) > self.written[tid]]
             if new:
