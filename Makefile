@@ -22,6 +22,7 @@ demo: install
 	rm -rf $(DEMO_DIR)
 	$(BIN)/hpsearch master start sweeps/demo.yaml --dir $(DEMO_DIR)
 	$(BIN)/hpsearch report $(DEMO_DIR) --top 10
+	@echo "hpsearch is installed in $(VENV): run 'source $(VENV)/bin/activate' to type hpsearch (or call $(BIN)/hpsearch)"
 
 test: install
 	$(BIN)/python -m pytest -q -x

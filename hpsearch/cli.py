@@ -225,7 +225,12 @@ def worker(
 
 @main.command()
 @click.argument("root", type=click.Path(file_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    help="Output format [default: table; none with --html/--plots/--tensorboard alone].",
+)
 @click.option("--stage", type=click.IntRange(min=1), help="Only this stage's runs.")
 @click.option("--top", type=click.IntRange(min=1), help="Only the N best runs.")
 @click.option(
@@ -236,6 +241,12 @@ def worker(
     "html_file",
     type=click.Path(dir_okay=False),
     help="Write one self-contained HTML report (plots embedded).",
+)
+@click.option(
+    "--tensorboard",
+    "tb_dir",
+    type=click.Path(file_okay=False),
+    help="Write TensorBoard event files (scalars and HParams) into this folder.",
 )
 @click.option("--watch", is_flag=True, help="Refresh the status and the ranking until the sweep ends.")
 @click.option(
@@ -248,11 +259,12 @@ def worker(
 @friendly
 def report(
     root: str,
-    fmt: str,
+    fmt: str | None,
     stage: int | None,
     top: int | None,
     plots_dir: str | None,
     html_file: str | None,
+    tb_dir: str | None,
     watch: bool,
     interval: float,
 ) -> None:
@@ -263,24 +275,34 @@ def report(
       hpsearch report runs/demo --top 10
       hpsearch report runs/demo --format csv > runs.csv
       hpsearch report runs/demo --html report.html --plots plots/
+      hpsearch report runs/demo --tensorboard tb/ && tensorboard --logdir tb/
       hpsearch report runs/demo --watch --interval 5
 
     --format json follows a stable schema (README, "Reports and plots"). --plots and
-    --html need matplotlib (pip install 'hpsearch[plots]').
+    --html need matplotlib (pip install 'hpsearch[plots]'), --tensorboard the tensorboard
+    package (pip install 'hpsearch[tensorboard]'); the importance they show needs Optuna
+    (pip install 'hpsearch[importance]'). With only --html, --plots or --tensorboard the
+    table is not printed: the files written are.
     """
-    if watch and fmt != "table":
+    if watch and fmt not in (None, "table"):
         raise click.BadParameter("--watch shows the table; use --format table", param_hint="--watch")
     if plots_dir or html_file:
         from hpsearch.report.plots import require_matplotlib
 
         require_matplotlib()
-    pictures = functools.partial(_write_pictures, plots_dir, html_file)
+    if tb_dir:
+        from hpsearch.report.tensorboard import require_tensorboard
+
+        require_tensorboard()
+    pictures = functools.partial(_write_pictures, plots_dir, html_file, tb_dir)
     if watch:
         from hpsearch.report.watch import watch_report
 
         sys.exit(watch_report(root, interval, stage=stage, top=top or 20, each=pictures))
     from hpsearch.gcpause import gc_paused
 
+    files_only = fmt is None and bool(plots_dir or html_file or tb_dir)
+    fmt = fmt or "table"
     notes: list[str] = []
     data = None
     # importing pandas, reading and tabulating build objects by the hundred thousand and leave no
@@ -288,29 +310,76 @@ def report(
     with gc_paused():
         from hpsearch.report.tables import render
 
-        if plots_dir or html_file:  # read once for the report and the pictures
+        if plots_dir or html_file or tb_dir:  # read once for the report and the pictures
             from hpsearch.report.sweepdata import load
 
             data = load(root, stage=stage)
-        text = render(root, fmt, stage=stage, top=top, notes=notes, data=data)
-    click.echo(text)
+        text = None if files_only else render(root, fmt, stage=stage, top=top, notes=notes, data=data)
+    if text is not None:
+        click.echo(text)
     for note in notes if fmt != "table" else []:
         click.echo(f"note: {note}", err=True)
     pictures(data)
 
 
-def _write_pictures(plots_dir: str | None, html_file: str | None, data: Any) -> None:
+def _write_pictures(plots_dir: str | None, html_file: str | None, tb_dir: str | None, data: Any) -> None:
     if data is None:
         return
     if plots_dir:
+        from hpsearch.report.importance import importance
         from hpsearch.report.plots import write_plots
 
-        paths = write_plots(data, plots_dir)
-        click.echo(f"wrote {len(paths)} plot(s) to {plots_dir}", err=True)
+        paths = write_plots(data, plots_dir, importance(data))
+        click.echo(f"wrote {len(paths)} plot(s) to {plots_dir}")
     if html_file:
         from hpsearch.report.html import write_html
 
-        click.echo(f"wrote {write_html(data, html_file)}", err=True)
+        click.echo(f"wrote {write_html(data, html_file)}")
+    if tb_dir:
+        from hpsearch.report.tensorboard import export
+
+        out, n = export(data, tb_dir)
+        click.echo(f"wrote TensorBoard runs of {n} trial(s) to {out}; view them with: tensorboard --logdir {out}")
+
+
+@main.command("export")
+@click.argument("root", type=click.Path(file_okay=False))
+@click.option(
+    "--mlflow",
+    "mlflow_uri",
+    default="sqlite:///mlflow.db",
+    show_default=True,
+    help="MLflow tracking URI (a SQLite file, a server's http:// address, ...).",
+)
+@click.option("--experiment", help="MLflow experiment name (default: the sweep's name; created if missing).")
+@click.option("--checkpoints", is_flag=True, help="Also log each trial's best checkpoint as an artifact.")
+@friendly
+def export_cmd(root: str, mlflow_uri: str, experiment: str | None, checkpoints: bool) -> None:
+    """Log the sweep in ROOT to MLflow: a parent run, one nested run per trial.
+
+    Each trial's run has its parameters, every per-epoch metric (step = epoch), the tags
+    stage, status and parent_trial, and with --checkpoints its best checkpoint. Running it
+    again adds only what is new (epochs, status); it never duplicates a run. Needs
+    pip install 'hpsearch[mlflow]'.
+
+    \b
+    Examples:
+      hpsearch export runs/demo --mlflow sqlite:///mlflow.db
+      hpsearch export runs/demo --mlflow http://localhost:5000 --experiment digits --checkpoints
+      mlflow ui --backend-store-uri sqlite:///mlflow.db
+    """
+    from hpsearch.report.mlflowexport import require_mlflow
+
+    require_mlflow()
+    from hpsearch.report.mlflowexport import export
+    from hpsearch.report.sweepdata import load
+
+    res = export(load(root), mlflow_uri, experiment, checkpoints)
+    click.echo(
+        f"MLflow {res.uri}, experiment {res.experiment!r}: sweep run {res.parent_run_id}; "
+        f"trial runs: {res.created} created, {res.updated} updated, {res.unchanged} unchanged "
+        f"({res.epochs_logged} epoch(s) logged)"
+    )
 
 
 if __name__ == "__main__":

@@ -77,6 +77,8 @@ def test_plots_are_written_as_pngs(sweep_dir, tmp_path):
             "accuracy_curves.png",
             "update_ratio.png",
             "ranges.png",
+            "parallel_coordinates.png",
+            "importance.png",
         ]
     )
     from matplotlib.image import imread
@@ -92,7 +94,9 @@ def test_html_is_one_self_contained_file(sweep_dir, tmp_path):
     assert r.exit_code == 0, r.output
     text = html.read_text()
     imgs = re.findall(r"<img alt='([^']*)' src='data:image/png;base64,([^']+)'>", text)
-    assert len(imgs) == 8
+    assert len(imgs) == 10
+    assert "id='plot-parallel_coordinates'" in text and "id='plot-importance'" in text
+    assert "<table id='importance'>" in text and "PED-ANOVA" in text
     assert all(base64.b64decode(b64).startswith(PNG) for _, b64 in imgs)
     # nothing fetched from anywhere: no external src/href, no scripts
     assert not re.search(r"(src|href)=['\"](?!data:)", text) and "<script" not in text
@@ -306,4 +310,5 @@ def test_html_renders_in_headless_chromium(sweep_dir, tmp_path):
     assert len({tuple(row) for row in (img[:800, :, :3].mean(axis=1) * 255).astype(int)}) > 50
     assert '<table id="ranking">' in dom.stdout
     assert len(re.findall(r'<tr class="(finished|diverged|failed)', dom.stdout)) == 13  # all within the first 20
-    assert len(re.findall(r'<img alt="[^"]+" src="data:image/png;base64,', dom.stdout)) == 8
+    assert len(re.findall(r'<img alt="[^"]+" src="data:image/png;base64,', dom.stdout)) == 10
+    assert 'id="plot-parallel_coordinates"' in dom.stdout and '<table id="importance">' in dom.stdout

@@ -10,6 +10,9 @@ the top runs; reads nothing. Thresholds (also in README, "Reports and plots"):
   with at least DIVERGED_MIN of them.
 - overfitting: train_acc - val_acc > OVERFIT_GAP (0.10) at the run's best epoch.
 - underfitting: |train_acc - val_acc| <= UNDERFIT_GAP (0.03) while train_acc < UNDERFIT_ACC (0.80).
+  `train_acc` and `val_acc` stand for whatever accuracy-like metrics the trials report
+  (`metric_roles`: `train/accuracy`, `eval/accuracy`, `test_acc` ...); without both, the check
+  is listed as not checked, never as passed.
 - update ratio: the median per-epoch update-to-weight ratio below RATIO_LOW (1e-4) or above
   RATIO_HIGH (1e-2), a factor 10 either side of the healthy ~1e-3.
 - first-epoch loss: the mean of the last quarter of epoch 1's batch losses is not below
@@ -21,6 +24,7 @@ the top runs; reads nothing. Thresholds (also in README, "Reports and plots"):
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -38,6 +42,44 @@ LOSS_FALL = 0.95
 DIVERGED_MOST = 0.5
 DIVERGED_MIN = 2
 LR_NAMES = ("lr", "learning_rate", "lr0")
+# name parts that make a metric held-out (or training)
+HELD_OUT = ("val", "valid", "validation", "eval", "evaluation", "test", "dev", "holdout")
+TRAIN = ("train", "training")
+
+
+def _parts(name: str) -> list[str]:
+    return [p for p in re.split(r"[^a-z0-9]+", re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()) if p]
+
+
+def metric_roles(names: list[str], metric: str | None = None) -> dict[str, str | None]:
+    """Which reported metric plays which part: {train_loss, val_loss, train_acc, val_acc} -> name or None.
+
+    A name is loss-like when a part of it (split at `_`, `/`, `.`, `-` and camelCase) is `loss`
+    (or `nll`, `mse`, `mae`, `rmse`, `error`, `ce`), accuracy-like when a part is `acc`,
+    `accuracy` or `top1`; held-out when a part is one of HELD_OUT (`val_loss`, `eval/accuracy`,
+    `test_loss`), training when a part is `train` or when it has no held-out part (`loss`,
+    `train/loss`). The built-in names win, then the sweep's own `metric`, then the first reported.
+    """
+    out: dict[str, str | None] = {"train_loss": None, "val_loss": None, "train_acc": None, "val_acc": None}
+    ordered = sorted(
+        dict.fromkeys(names), key=lambda n: (n not in out, n != metric)
+    )  # built-in names, then the sweep's metric, then the order reported
+    for n in ordered:
+        parts = _parts(n)
+        kind = (
+            "loss"
+            if {"loss", "nll", "mse", "mae", "rmse", "error", "ce"} & set(parts)
+            else "acc"
+            if {"acc", "accuracy", "top1"} & set(parts)
+            else None
+        )
+        if kind is None:
+            continue
+        held_out = bool(set(HELD_OUT) & set(parts)) and not set(TRAIN) & set(parts)
+        role = f"{'val' if held_out else 'train'}_{kind}"
+        if out[role] is None:
+            out[role] = n
+    return out
 
 
 @dataclass(frozen=True)
@@ -162,9 +204,13 @@ def _num(x: Any) -> float | None:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
 
 
-def fit_findings(trial: str, line: dict[str, Any]) -> list[Finding]:
-    """Overfitting / underfitting from train and val accuracy at one epoch."""
-    tr, va = _num(line.get("train_acc")), _num(line.get("val_acc"))
+def fit_findings(trial: str, line: dict[str, Any], roles: dict[str, str | None] | None = None) -> list[Finding]:
+    """Overfitting / underfitting from train and held-out accuracy at one epoch (`roles`: metric_roles)."""
+    roles = roles or {"train_acc": "train_acc", "val_acc": "val_acc"}
+    tn, vn = roles.get("train_acc"), roles.get("val_acc")
+    if tn is None or vn is None:
+        return []
+    tr, va = _num(line.get(tn)), _num(line.get(vn))
     if tr is None or va is None:
         return []
     ep = line.get("epoch")
@@ -173,7 +219,7 @@ def fit_findings(trial: str, line: dict[str, Any]) -> list[Finding]:
             Finding(
                 trial,
                 "overfitting",
-                f"train_acc {tr:.3f} vs val_acc {va:.3f} at epoch {ep}: a gap of {tr - va:.3f} (> {OVERFIT_GAP:g})",
+                f"{tn} {tr:.3f} vs {vn} {va:.3f} at epoch {ep}: a gap of {tr - va:.3f} (> {OVERFIT_GAP:g})",
                 "overfitting: more regularization (reg, dropout), more data or augmentation",
             )
         ]
@@ -182,8 +228,7 @@ def fit_findings(trial: str, line: dict[str, Any]) -> list[Finding]:
             Finding(
                 trial,
                 "underfitting",
-                f"val_acc {va:.3f} tracks train_acc {tr:.3f} closely at low accuracy "
-                f"(< {UNDERFIT_ACC:g}) at epoch {ep}",
+                f"{vn} {va:.3f} tracks {tn} {tr:.3f} closely at low accuracy (< {UNDERFIT_ACC:g}) at epoch {ep}",
                 "underfitting: a bigger model (more or wider layers), less regularization, or train longer",
             )
         ]
@@ -241,18 +286,36 @@ def first_epoch_findings(trial: str, curve: list[dict[str, Any]]) -> list[Findin
     ]
 
 
-def run_findings(trial: str, curve: list[dict[str, Any]], best_epoch: Any = None) -> list[Finding]:
+def run_findings(
+    trial: str, curve: list[dict[str, Any]], best_epoch: Any = None, roles: dict[str, str | None] | None = None
+) -> list[Finding]:
     lr = ratio_findings(trial, curve) + first_epoch_findings(trial, curve)
     line = _at_epoch(curve, best_epoch)
-    fit = fit_findings(trial, line) if line else []
+    fit = fit_findings(trial, line, roles) if line else []
     if lr and any(f.kind == "underfitting" for f in fit):
         # a run that barely learns because of its learning rate says nothing about model size
         fit = [f for f in fit if f.kind != "underfitting"]
     return fit + lr
 
 
+def reported(curves: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Names of the numeric metrics in the curves, in the order first reported."""
+    names: dict[str, None] = {}
+    for curve in curves.values():
+        for line in curve:
+            for k, v in line.items():
+                if k not in ("epoch", "attempt", "time") and _num(v) is not None:
+                    names.setdefault(k)
+    return list(names)
+
+
 def diagnose(
-    runs: pd.DataFrame, stages: list[dict[str, Any]], curves: dict[str, list[dict[str, Any]]], n_stages: int
+    runs: pd.DataFrame,
+    stages: list[dict[str, Any]],
+    curves: dict[str, list[dict[str, Any]]],
+    n_stages: int,
+    metric: str | None = None,
+    goal: str | None = None,
 ) -> list[Finding]:
     """Sweep-wide findings, then those of each run in `curves` (in ranking order)."""
     out = unusable_findings(runs) + border_findings(stages, n_stages) + diverged_findings(runs)
@@ -260,18 +323,44 @@ def diagnose(
     if curves and "best_epoch" in runs.columns:  # only the few runs drawn: a sweep may hold 100,000
         shown = runs[runs["trial"].isin(list(curves))]
         best_epoch = dict(zip(shown["trial"].tolist(), shown["best_epoch"].tolist()))
+    roles = metric_roles(reported(curves), metric)
     for trial, curve in curves.items():
-        out += run_findings(trial, curve, best_epoch.get(trial))
+        out += run_findings(trial, curve, best_epoch.get(trial), roles)
     return out
 
 
 CHECKS = "usable runs per stage, border, divergence, train/val gap, underfitting, update ratio, first-epoch loss"
 
 
-def findings_text(findings: list[Finding]) -> str:
+def checks(
+    runs: pd.DataFrame, stages: list[dict[str, Any]], curves: dict[str, list[dict[str, Any]]], metric: str | None = None
+) -> list[tuple[str, str | None]]:
+    """Each diagnostic with why it could not be checked (None: it was checked), in CHECKS' order."""
+    roles = metric_roles(reported(curves), metric)
+    no_runs = "no finished run yet" if not curves else None
+    acc = no_runs or (
+        None if roles["train_acc"] and roles["val_acc"] else "needs a training and a held-out accuracy metric"
+    )
+    has_ratio = any(_num(c.get("update_ratio")) is not None for v in curves.values() for c in v)
+    has_batches = any(len(c.get("losses") or []) >= 4 for v in curves.values() for c in v if c.get("epoch") == 1)
+    return [
+        ("border", None if stages else "no stage planned yet"),
+        ("divergence", None if len(runs) else "no runs yet"),
+        ("train/val gap", acc),
+        ("underfitting", acc),
+        ("update ratio", no_runs or (None if has_ratio else "no update_ratio metric reported")),
+        ("first-epoch loss", no_runs or (None if has_batches else "no per-batch losses reported in epoch 1")),
+    ]
+
+
+def findings_text(findings: list[Finding], checked: list[tuple[str, str | None]] | None = None) -> str:
+    """The diagnostics as text; `checked` (from `checks`) says which checks ran and why others could not."""
+    done = [c for c, why in checked or [] if why is None] if checked is not None else CHECKS.split(", ")
+    skipped = [f"{c} ({why})" for c, why in checked or [] if why is not None]
+    tail = f"\n  not checked: {'; '.join(skipped)}" if skipped else ""
     if not findings:
-        return f"Diagnostics: nothing stands out (checked: {CHECKS})"
+        return f"Diagnostics: nothing stands out (checked: {', '.join(done) or 'nothing'}){tail}"
     lines = ["Diagnostics:"]
     for f in findings:
         lines.append(f"  [{f.scope}] {f.message}\n      -> {f.advice}")
-    return "\n".join(lines)
+    return "\n".join(lines) + tail

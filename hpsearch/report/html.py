@@ -8,12 +8,14 @@ import html
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from hpsearch.errors import HpsearchError
 from hpsearch.report import rungs
 from hpsearch.report.diagnostics import CHECKS, Finding
+from hpsearch.report.importance import importance
 from hpsearch.report.picture import headline
 from hpsearch.report.plots import all_plots, png_bytes
 from hpsearch.report.status import picture_of
@@ -25,7 +27,7 @@ from hpsearch.store.atomic import atomic_write_bytes
 SHOWN = 20  # ranking rows shown open; the rest up to MAX_ROWS sit in a <details>
 MAX_ROWS = 500
 LEFT = ("trial", "status", "checkpoint")
-WIDE = ("loss_curves", "ranges")  # plots drawn across both columns
+WIDE = ("loss_curves", "ranges", "parallel_coordinates")  # plots drawn across both columns
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px auto;max-width:1180px;
@@ -64,7 +66,7 @@ def ranking_table(data: SweepData) -> str:
     df = data.runs.head(MAX_ROWS)
     if df.empty:
         return "<p id='ranking-empty'>No runs yet: the sweep has not planned any trial.</p>"
-    cols = ranking_columns(df, data.metric)
+    cols = ranking_columns(df, data.metric, data.runs)
     head = (
         "<thead><tr>" + "".join(f"<th class='{'l' if c in LEFT else ''}'>{_e(c)}</th>" for c in cols) + "</tr></thead>"
     )
@@ -110,15 +112,41 @@ def ranges_table(data: SweepData) -> str:
     )
 
 
-def findings_list(findings: list[Finding]) -> str:
+def findings_list(findings: list[Finding], checked: list[tuple[str, str | None]] | None = None) -> str:
+    done = [c for c, why in checked if why is None] if checked is not None else CHECKS.split(", ")
+    skipped = [f"{c} ({why})" for c, why in checked or [] if why is not None]
+    tail = f"<p id='not-checked' class='sub'>Not checked: {_e('; '.join(skipped))}.</p>" if skipped else ""
     if not findings:
-        return f"<p id='diagnostics'>Nothing stands out (checked: {_e(CHECKS)}).</p>"
+        return f"<p id='diagnostics'>Nothing stands out (checked: {_e(', '.join(done) or 'nothing')}).</p>{tail}"
     items = "".join(
         f"<li><span class='kind'>{_e(f.kind)}</span> <b>{_e(f.scope)}</b>: {_e(f.message)}"
         f"<br><span class='advice'>&rarr; {_e(f.advice)}</span></li>"
         for f in findings
     )
-    return f"<ul id='diagnostics' class='findings'>{items}</ul>"
+    return f"<ul id='diagnostics' class='findings'>{items}</ul>{tail}"
+
+
+def importance_table(imp: dict[str, Any]) -> str:
+    """Each parameter's importance, for the whole sweep and per stage (a note where none was computed)."""
+    scopes = [("whole sweep", imp["sweep"], imp["note"])] + [
+        (f"stage {s['stage']}", s["importance"], s["note"]) for s in imp["stages"]
+    ]
+    params = list(dict.fromkeys(k for _, v, _ in scopes for k in v))
+    if not imp["available"] or not params:
+        return f"<p id='importance'>{_e(imp['note'] or 'No importance computed.')}</p>"
+    head = "<th class='l'>parameter</th>" + "".join(f"<th>{_e(label)}</th>" for label, _, _ in scopes)
+    rows = "".join(
+        f"<tr><td class='l'>{_e(p)}</td>"
+        + "".join(f"<td>{v[p]:.3f}</td>" if p in v else "<td>-</td>" for _, v, _ in scopes)
+        + "</tr>"
+        for p in params
+    )
+    notes = "".join(f"<li>{_e(label)}: {_e(note)}</li>" for label, v, note in scopes if not v and note)
+    return (
+        f"<p class='sub'>{_e(imp['method'])}; each column sums to 1.</p>"
+        f"<table id='importance'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+        + (f"<ul class='sub'>{notes}</ul>" if notes else "")
+    )
 
 
 def early_stopping_section(data: SweepData) -> str:
@@ -151,7 +179,8 @@ def early_stopping_section(data: SweepData) -> str:
 
 def render_html(data: SweepData) -> str:
     pic = picture_of(data.store, data.sweep)
-    plots = all_plots(data) if not data.runs.empty else []
+    imp = importance(data)
+    plots = all_plots(data, imp) if not data.runs.empty else []
     figs = []
     for stem, title, fig in plots:
         b64 = base64.b64encode(png_bytes(fig)).decode()
@@ -172,11 +201,13 @@ def render_html(data: SweepData) -> str:
 <p>{_e(status)}; ranked by <b>{_e(data.metric)}</b> ({_e(data.sweep.metric.goal)}).
 Directory <code>{_e(data.root)}</code>, report written {_e(time.strftime("%Y-%m-%d %H:%M:%S"))}.</p>
 <h2>Diagnostics</h2>
-{findings_list(data.findings())}
+{findings_list(data.findings(), data.checks())}
 <h2>Ranking</h2>
 {ranking_table(data)}
 <h2>Plots</h2>
 <div class="plots">{"".join(figs) or "<p>No finished run to plot yet.</p>"}</div>
+<h2>Parameter importance</h2>
+{importance_table(imp)}
 <h2>Ranges per stage</h2>
 {ranges_table(data)}
 {early_stopping_section(data)}

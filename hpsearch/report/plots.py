@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from hpsearch.errors import HpsearchError
+from hpsearch.report.diagnostics import metric_roles, reported
 from hpsearch.report.sweepdata import SweepData
 from hpsearch.search import conditional as cond
 from hpsearch.search import space as sp
@@ -199,8 +200,8 @@ def _natural(v: str) -> tuple[int, float, str]:
         return (1, 0.0, v)
 
 
-def _batch_losses(curve: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
-    """Per-batch loss history over fractional epochs (the epoch's train_loss where none was kept)."""
+def _batch_losses(curve: list[dict[str, Any]], train_loss: str | None) -> tuple[list[float], list[float]]:
+    """Per-batch loss history over fractional epochs (the epoch's training loss where none was kept)."""
     xs, ys = [], []
     for line in curve:
         ep = int(line.get("epoch", 0))
@@ -208,10 +209,22 @@ def _batch_losses(curve: list[dict[str, Any]]) -> tuple[list[float], list[float]
         if hist:
             xs += [ep - 1 + (i + 0.5) / len(hist) for i in range(len(hist))]
             ys += hist
-        elif isinstance(line.get("train_loss"), (int, float)):
+        elif train_loss and _is_num(line.get(train_loss)):
             xs.append(ep)
-            ys.append(line["train_loss"])
+            ys.append(line[train_loss])
     return xs, ys
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _points(curve: list[dict[str, Any]], key: str | None) -> list[tuple[int, float]]:
+    return [(line["epoch"], line[key]) for line in curve if key and _is_num(line.get(key))] if key else []
+
+
+def _roles(data: SweepData) -> dict[str, str | None]:
+    return metric_roles(reported(data.curves), data.metric)
 
 
 def _label(data: SweepData, trial: str) -> str:
@@ -221,35 +234,71 @@ def _label(data: SweepData, trial: str) -> str:
 
 
 def loss_curves(data: SweepData) -> Plot:
-    """Training loss (per batch) and validation loss (per epoch) of the top runs, linear and log."""
+    """Training loss (per batch where kept, else per epoch) and held-out loss (per epoch) of the top
+    runs, linear and log; the loss metrics are whatever the trials report (metric_roles)."""
     from matplotlib import colormaps
 
+    roles = _roles(data)
+    tl, vl = roles["train_loss"], roles["val_loss"]
     fig = _figure(11, 4.2)
     axes = fig.subplots(1, 2)
     cmap = colormaps["viridis"]
     n = max(1, len(data.curves))
     for i, (trial, curve) in enumerate(data.curves.items()):
         c = cmap(i / n)
-        xs, ys = _batch_losses(curve)
-        vx = [line["epoch"] for line in curve if isinstance(line.get("val_loss"), (int, float))]
-        vy = [line["val_loss"] for line in curve if isinstance(line.get("val_loss"), (int, float))]
+        xs, ys = _batch_losses(curve, tl)
+        val = _points(curve, vl)
         for ax in axes:
-            ax.plot(xs, ys, color=c, lw=1.2, label=_label(data, trial))
-            if vx:
-                ax.plot(vx, vy, color=c, lw=1.2, ls="--", marker="o", ms=3)
+            if xs:
+                ax.plot(xs, ys, color=c, lw=1.2, label=_label(data, trial))
+            if val:
+                label = None if xs else _label(data, trial)
+                ax.plot(*zip(*val), color=c, lw=1.2, ls="--", marker="o", ms=3, label=label)
+    names = " and ".join(x for x in (tl, vl) if x) or "loss"
     for ax, scale in zip(axes, ("linear", "log")):
         ax.set_yscale(scale)
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss" + (" (log scale)" if scale == "log" else ""))
-        ax.set_title(f"loss, {scale} scale (solid: train per batch, dashed: val)")
+        ax.set_title(f"{names}, {scale} (solid: train{' per batch' if _has_batches(data) else ''}, dashed: held-out)")
         ax.grid(alpha=0.3, which="both")
     if data.curves:
         axes[0].legend(fontsize=7)
     return ("loss_curves", "Loss curves of the top runs", fig)
 
 
+def _has_batches(data: SweepData) -> bool:
+    return any(line.get("losses") for c in data.curves.values() for line in c)
+
+
 def accuracy_curves(data: SweepData) -> Plot:
-    """Train (solid) and validation (dashed) accuracy per epoch of the top runs: the gap is overfitting."""
+    """Train (solid) and held-out (dashed) accuracy per epoch of the top runs: the gap is overfitting."""
+    from matplotlib import colormaps
+
+    roles = _roles(data)
+    fig = _figure()
+    ax = fig.add_subplot()
+    cmap = colormaps["viridis"]
+    n = max(1, len(data.curves))
+    for i, (trial, curve) in enumerate(data.curves.items()):
+        c = cmap(i / n)
+        labelled = False
+        for key, ls in ((roles["train_acc"], "-"), (roles["val_acc"], "--")):
+            pts = _points(curve, key)
+            if pts:
+                ax.plot(*zip(*pts), color=c, ls=ls, marker="o", ms=3, label=None if labelled else _label(data, trial))
+                labelled = True
+    names = " vs ".join(x for x in (roles["train_acc"], roles["val_acc"]) if x)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{names} of the top runs (solid: train, dashed: held-out)")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    return ("accuracy_curves", "Train vs validation accuracy", fig)
+
+
+def metric_curves(data: SweepData) -> Plot:
+    """The sweep's own metric per epoch of the top runs (drawn when no loss or accuracy plot shows it)."""
     from matplotlib import colormaps
 
     fig = _figure()
@@ -257,18 +306,16 @@ def accuracy_curves(data: SweepData) -> Plot:
     cmap = colormaps["viridis"]
     n = max(1, len(data.curves))
     for i, (trial, curve) in enumerate(data.curves.items()):
-        c = cmap(i / n)
-        for key, ls, lab in (("train_acc", "-", _label(data, trial)), ("val_acc", "--", None)):
-            pts = [(line["epoch"], line[key]) for line in curve if isinstance(line.get(key), (int, float))]
-            if pts:
-                ax.plot(*zip(*pts), color=c, ls=ls, marker="o", ms=3, label=lab)
+        pts = _points(curve, data.metric)
+        if pts:
+            ax.plot(*zip(*pts), color=cmap(i / n), marker="o", ms=3, label=_label(data, trial))
     ax.set_xlabel("epoch")
-    ax.set_ylabel("accuracy")
-    ax.set_title("train (solid) vs validation (dashed) accuracy of the top runs")
+    ax.set_ylabel(data.metric)
+    ax.set_title(f"{data.metric} per epoch of the top runs ({data.goal})")
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
-    return ("accuracy_curves", "Train vs validation accuracy", fig)
+    return ("metric_curves", f"{data.metric} per epoch", fig)
 
 
 def update_ratio(data: SweepData) -> Plot:
@@ -322,16 +369,106 @@ def ranges_per_stage(data: SweepData, names: list[str]) -> Plot:
     return ("ranges", "Ranges per stage", fig)
 
 
-def all_plots(data: SweepData) -> list[Plot]:
-    """Every plot the data allows, in the order the HTML shows them."""
+def parallel_coordinates(data: SweepData, names: list[str]) -> Plot:
+    """Every finished run as a line through its parameter values and its metric, coloured by the
+    metric (the best drawn last, on top). Each axis spans the values seen, on the parameter's own
+    scale (log where its range is log); a categorical's values are spread evenly along its axis."""
+    from matplotlib import colormaps
+    from matplotlib.colors import Normalize
+
+    fin = _finished(data)
+    m = data.metric
+    dims = {n: _dims(data, n)[0][1] for n in names if _dims(data, n)}
+    axes_names = [n for n in names if f"p.{n}" in fin] + [m]
+    cols: list[list[float]] = []
+    ticks: list[tuple[list[float], list[str]]] = []
+    for name in axes_names:
+        if name == m:
+            vals = fin[m].astype(float).tolist()
+            log = False
+        else:
+            vals, log = fin[f"p.{name}"].tolist(), _is_log(dims[name]) if name in dims else False
+        if name != m and isinstance(dims.get(name), sp.Categorical):
+            cats = sorted({str(v) for v in vals}, key=_natural)
+            pos = {c: (i / (len(cats) - 1) if len(cats) > 1 else 0.5) for i, c in enumerate(cats)}
+            cols.append([pos[str(v)] for v in vals])
+            ticks.append((list(pos.values()), list(pos)))
+            continue
+        x = [math.log10(float(v)) if log else float(v) for v in vals]
+        lo, hi = min(x), max(x)
+        span = (hi - lo) or 1.0
+        cols.append([(v - lo) / span for v in x])
+        tv = [lo, (lo + hi) / 2, hi] if hi > lo else [lo]
+        ticks.append(([(t - lo) / span for t in tv], [sp.fmt(10**t if log else t) for t in tv]))
+    fig = _figure(max(6.5, 1.6 * len(axes_names)), 4.6)
+    ax = fig.add_subplot()
+    values = fin[m].astype(float).tolist()
+    norm = Normalize(min(values), max(values))
+    cmap = colormaps["viridis" if data.goal == "maximize" else "viridis_r"]
+    order = sorted(range(len(values)), key=lambda i: values[i] if data.goal == "maximize" else -values[i])
+    xs = list(range(len(axes_names)))
+    for i in order:  # worst first: the best lines end on top
+        ax.plot(xs, [c[i] for c in cols], color=cmap(norm(values[i])), lw=1.3, alpha=0.8)
+    for at, (where, labels) in zip(xs, ticks):
+        ax.axvline(at, color="0.3", lw=1)
+        for y, lab in zip(where, labels):
+            ax.annotate(lab, (at, y), xytext=(3, 0), textcoords="offset points", fontsize=7, va="center")
+    ax.set_xticks(xs, [f"{n}\n(log)" if n in dims and _is_log(dims[n]) else n for n in axes_names], fontsize=8)
+    ax.set_yticks([])
+    ax.set_xlim(-0.2, len(axes_names) - 0.6)
+    ax.set_ylim(-0.05, 1.05)
+    from matplotlib.cm import ScalarMappable
+
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=m)
+    ax.set_title(f"parallel coordinates: {len(values)} finished run(s), coloured by {m}")
+    return ("parallel_coordinates", "Parallel coordinates", fig)
+
+
+def importance_plot(imp: dict[str, Any]) -> Plot:
+    """Bars of each parameter's importance: the whole sweep, and each stage beside it."""
+    fig = _figure(7.5, 3.8)
+    ax = fig.add_subplot()
+    scopes = [("whole sweep", imp["sweep"])] + [(f"stage {s['stage']}", s["importance"]) for s in imp["stages"]]
+    scopes = [(label, v) for label, v in scopes if v]
+    params = list(imp["sweep"]) or list(dict.fromkeys(k for _, v in scopes for k in v))
+    width = 0.8 / max(1, len(scopes))
+    for j, (label, values) in enumerate(scopes):
+        ys = [i + j * width for i in range(len(params))]
+        color = "0.25" if label == "whole sweep" else _color(int(label.split()[-1]))
+        ax.barh(ys, [values.get(p, 0.0) for p in params], height=width, color=color, label=label)
+    ax.set_yticks([i + 0.4 - width / 2 for i in range(len(params))], params)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("importance (sums to 1 per scope)")
+    ax.set_title("parameter importance (PED-ANOVA)")
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=8, loc="lower right")
+    return ("importance", "Parameter importance", fig)
+
+
+def all_plots(data: SweepData, imp: dict[str, Any] | None = None) -> list[Plot]:
+    """Every plot the data allows, in the order the HTML shows them; a plot with nothing to draw
+    is left out. `imp`: the importance already computed (`importance.importance`)."""
     require_matplotlib()
     num, cat = _searched(data)
-    plots = [metric_vs_param(data, n) for n in num] + [metric_by_value(data, n) for n in cat]
+    fin = _finished(data)
+    bad = len(data.runs) > 0 and bool(data.runs["status"].isin(["diverged", "failed"]).any())
+    # a parameter plot needs a finished run (or a failed one, drawn as a cross along the bottom)
+    plots = [metric_vs_param(data, n) for n in num] if len(fin) or bad else []
+    plots += [metric_by_value(data, n) for n in cat] if len(fin) else []
+    if len(fin) >= 2 and num + cat:
+        plots.append(parallel_coordinates(data, num + cat))
+    if imp is not None and (imp["sweep"] or any(s["importance"] for s in imp["stages"])):
+        plots.append(importance_plot(imp))
     if data.curves:
-        plots.append(loss_curves(data))
-        if any("train_acc" in line or "val_acc" in line for c in data.curves.values() for line in c):
+        roles = _roles(data)
+        if roles["train_loss"] or roles["val_loss"] or _has_batches(data):
+            plots.append(loss_curves(data))
+        if roles["train_acc"] or roles["val_acc"]:
             plots.append(accuracy_curves(data))
-        if any("update_ratio" in line for c in data.curves.values() for line in c):
+        if data.metric not in roles.values():
+            plots.append(metric_curves(data))
+        if any(_is_num(line.get("update_ratio")) for c in data.curves.values() for line in c):
             plots.append(update_ratio(data))
     if num:
         plots.append(ranges_per_stage(data, num))
@@ -344,9 +481,9 @@ def png_bytes(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def write_plots(data: SweepData, outdir: str | Path) -> list[Path]:
+def write_plots(data: SweepData, outdir: str | Path, imp: dict[str, Any] | None = None) -> list[Path]:
     """Save every plot as OUTDIR/<name>.png; returns the paths."""
-    plots = all_plots(data)
+    plots = all_plots(data, imp)
     out = Path(outdir)
     try:
         out.mkdir(parents=True, exist_ok=True)

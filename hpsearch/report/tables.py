@@ -15,9 +15,9 @@ import pandas as pd
 from hpsearch.gcpause import bulk
 from hpsearch.report import branches, rungs
 from hpsearch.report.diagnostics import findings_text
-from hpsearch.report.frames import add_checkpoints, open_sweep, runs_frame, stage_files
+from hpsearch.report.frames import add_checkpoints
 from hpsearch.report.repeats import config_columns, configs_frame, has_repeats
-from hpsearch.report.sweepdata import SweepData, findings_for
+from hpsearch.report.sweepdata import TOP_CURVES, SweepData, load
 from hpsearch.search import space as sp
 from hpsearch.search.config import Metric
 
@@ -113,10 +113,14 @@ def _csv_quote(s: str) -> str:
     return '"' + s.replace('"', '""') + '"' if _CSV_SPECIAL.search(s) else s
 
 
-def ranking_columns(df: pd.DataFrame, metric: str) -> list[str]:
-    """The table's columns: varying parameters, the metric, and `reason` when a run failed or diverged."""
-    params = [c for c in df.columns if c.startswith("p.") and df[c].nunique(dropna=True) > 1]
-    cols = ["rank", "stage", "trial", *params, metric, "best_epoch", "status", "device", "checkpoint"]
+def ranking_columns(df: pd.DataFrame, metric: str, ranked: pd.DataFrame | None = None) -> list[str]:
+    """The columns a ranking shows: the parameters that vary among all the `ranked` runs (default
+    `df`; so `--top 1` still shows the searched ones), `parent` when a shown run was promoted, and
+    `reason` (last) when a shown run failed or diverged."""
+    ranked = df if ranked is None else ranked
+    params = [c for c in df.columns if c.startswith("p.") and c in ranked and ranked[c].nunique(dropna=True) > 1]
+    parent = ["parent"] if "parent" in df and df["parent"].notna().any() else []
+    cols = ["rank", "stage", "trial", *parent, *params, metric, "best_epoch", "status", "device", "checkpoint"]
     if "reason" in df.columns and "status" in df.columns and df["status"].isin(["failed", "diverged"]).any():
         cols.append("reason")  # last: a long reason is cut at the table's column width
     return cols
@@ -157,12 +161,14 @@ def to_json(
     configs: pd.DataFrame | None = None,
     early_stopping: list[dict[str, Any]] | None = None,
     branch_rows: list[dict[str, Any]] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> str:
     """Schema 1 (stable, see README "Reports and plots"): {schema, sweep, metric: {name, goal},
     runs: [row...], stages: [stage-k.json...], diagnostics: [{scope, kind, message, advice}...]},
-    and `configs: [row...]` (one per configuration) when trials repeat configurations, and
-    `early_stopping: [report.rungs.summary row...]` when a stage stops trials early, and
-    `branches: [report.branches.summary row...]` when parameters are conditional."""
+    and `configs: [row...]` (one per configuration) when trials repeat configurations,
+    `early_stopping: [report.rungs.summary row...]` when a stage stops trials early,
+    `branches: [report.branches.summary row...]` when parameters are conditional; `extra` adds
+    keys (`checks`, `importance`)."""
     runs = json.loads(df.to_json(orient="records", double_precision=15))
     for r in runs:
         r["params"] = {k[2:]: r.pop(k) for k in list(r) if k.startswith("p.")}
@@ -175,6 +181,7 @@ def to_json(
         "stages": stages,
         "diagnostics": diagnostics or [],
     }
+    doc.update(extra or {})
     if configs is not None:
         doc["configs"] = json.loads(configs.to_json(orient="records", double_precision=15))
     if early_stopping:
@@ -194,12 +201,9 @@ def render(
 ) -> str:
     """The report as text; on an empty sweep a note goes to `notes` (csv/json stay parseable).
     `data`: the sweep already read for plots or a watch round (`sweepdata.of_store`, same `stage`)."""
-    if data is not None:
-        store, sweep, df, stages = data.store, data.sweep, data.runs, data.stages
-    else:
-        store, sweep = open_sweep(root)
-        df = runs_frame(store.state, sweep.metric, stage=stage, checkpoints=fmt != "table")
-        stages = [s for s in stage_files(store) if stage is None or s["stage"] == stage]
+    if data is None:
+        data = load(root, stage, n_curves=0 if fmt == "csv" else TOP_CURVES, checkpoints=fmt != "table")
+    store, sweep, df, stages = data.store, data.sweep, data.runs, data.stages
     ranked = df
     if top is not None:
         df = df.head(top)
@@ -210,13 +214,19 @@ def render(
         notes.append(empty_note)
     if fmt == "csv":
         return csv_text(df)
-    findings = data.findings() if data is not None else findings_for(store, sweep, ranked, stages)
+    findings = data.findings()
     if fmt == "json":
         configs = configs_frame(store.state, sweep.metric, stage) if has_repeats(store.state) else None
         stopping = rungs.summary(store.state, sweep, stage)
         per_branch = branches.summary(ranked, stages, sweep.metric.name, sweep.metric.goal == "maximize")
+        extra: dict[str, Any] = {
+            "checks": [{"check": c, "checked": why is None, "why_not": why} for c, why in data.checks()]
+        }
+        from hpsearch.report.importance import importance  # imports optuna: only where shown
+
+        extra["importance"] = importance(data)
         return to_json(
-            df, stages, sweep.metric, sweep.name, [f.to_dict() for f in findings], configs, stopping, per_branch
+            df, stages, sweep.metric, sweep.name, [f.to_dict() for f in findings], configs, stopping, per_branch, extra
         )
     if df.empty:
         return text_table(df, ranking_columns(df, sweep.metric.name)) + f"\n\nnote: {empty_note}"
@@ -226,7 +236,7 @@ def render(
         + ", ".join(f"{v} {k}" for k, v in counts.items())
         + f"; ranked by {sweep.metric.name} ({sweep.metric.goal})"
     )
-    parts = [head, text_table(df, ranking_columns(df, sweep.metric.name))]
+    parts = [head, text_table(df, ranking_columns(df, sweep.metric.name, ranked))]
     if has_repeats(store.state):
         cf = configs_frame(store.state, sweep.metric, stage)
         if len(cf):
@@ -248,7 +258,7 @@ def render(
     stopping_text = rungs.text(rungs.summary(store.state, sweep, stage), sweep.metric.name)
     if stopping_text:
         parts.append(stopping_text)
-    parts.append(findings_text(findings))
+    parts.append(findings_text(findings, data.checks()))
     if store.state.bad_lines:
         parts.append(f"note: {store.state.bad_lines} torn or unreadable journal line(s) were skipped")
     return "\n\n".join(parts)

@@ -186,6 +186,8 @@ class Master:
         sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 (fd 1 itself, line by line)
         sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
         self.out.stream, self.out.tty = sys.stdout, False  # timestamped lines, no cursor moves
+        self._tensorboard: Any = None  # report.tensorboard.LiveTensorBoard when the sweep sets `tensorboard:`
+        self._tb_next = 0.0
 
     # -- directory -------------------------------------------------------------------------
     def open_directory(self, before_writes: Callable[[], None] | None = None) -> None:
@@ -280,6 +282,12 @@ class Master:
         beats = threading.Thread(target=self._beat_loop, daemon=True)
         beats.start()
         st = self.store.refresh()
+        if self.sweep.tensorboard is not None:
+            from hpsearch.report.tensorboard import LiveTensorBoard
+
+            out = self.sweep.tensorboard or os.path.join(self.root, "tensorboard")
+            self._tensorboard = LiveTensorBoard(self.store, self.sweep, out)
+            self.out.say(f"TensorBoard: writing live to {out} (tensorboard --logdir {out})")
         try:
             if not self.opts.no_workers:
                 self.launcher = self.make_launcher()
@@ -307,6 +315,7 @@ class Master:
         finally:
             if self.launcher is not None:
                 self.launcher.stop(grace=30.0)
+            self._sync_tensorboard(final=True)
             self._beats_end.set()
             beats.join(timeout=5)
             with contextlib.suppress(HpsearchError, OSError):
@@ -444,7 +453,17 @@ class Master:
                 verdict = self._check_workers(k)
                 if verdict:
                     return verdict
+            self._sync_tensorboard()
             time.sleep(self.opts.poll)
+
+    def _sync_tensorboard(self, final: bool = False) -> None:
+        """Bring the live TensorBoard folder up to date, every heartbeat at most (and at the end)."""
+        if self._tensorboard is None or (not final and time.monotonic() < self._tb_next):
+            return
+        self._tb_next = time.monotonic() + max(1.0, self.sweep.heartbeat)
+        self._tensorboard.sync(self.store.refresh())
+        if final:
+            self._tensorboard.close()
 
     def _check_workers(self, k: int) -> str | None:
         assert self.launcher is not None
@@ -555,9 +574,11 @@ class Master:
             best = fin.iloc[0]
             st = self.store.state
             ckpt = best_checkpoint(st, st.trials[best["trial"]], self.sweep.metric.name)
+            searched = [n for n, d in self.sweep.space.items() if sp.is_searched(d)]
+            params = ", ".join(f"{n}={sp.fmt(best.get(f'p.{n}'))}" for n in searched if f"p.{n}" in best)
             self.out.say(
                 f"Done. Best {self.sweep.metric.name} {best[self.sweep.metric.name]:.4f} "
-                f"({best['trial']}, checkpoint {ckpt}). "
+                f"({best['trial']}{': ' + params if params else ''}; checkpoint {ckpt}). "
                 f"Full ranking: hpsearch report {self.root}"
             )
 
@@ -576,12 +597,13 @@ def stage_text(store: Store, sweep: Sweep, k: int, flags: list[stages.BorderFlag
     from hpsearch.report.frames import add_checkpoints, runs_frame
     from hpsearch.report.tables import ranking_columns, text_table
 
-    df = runs_frame(store.state, sweep.metric, stage=k, checkpoints=False).head(top)
+    ranked = runs_frame(store.state, sweep.metric, stage=k, checkpoints=False)
+    df = ranked.head(top)
     df = add_checkpoints(df, store.state, sweep.metric.name) if len(df) else df
     df["rank"] = range(1, len(df) + 1)
     counts = counts_of(store.state, k)
     head = f"Stage {k} done: " + ", ".join(f"{v} {s}" for s, v in sorted(counts.items()))
-    lines = [head, text_table(df, ranking_columns(df, sweep.metric.name)) if len(df) else "(no runs)"]
+    lines = [head, text_table(df, ranking_columns(df, sweep.metric.name, ranked)) if len(df) else "(no runs)"]
     lines += [f"Border: {f.message}" for f in flags] or ["Border: no best value lies on the border of its range"]
     from hpsearch.report import rungs
 
@@ -607,6 +629,10 @@ def check_trainable(sweep: Sweep) -> None:
         from hpsearch.trainables.command import check
 
         check(sweep)
+    if sweep.tensorboard is not None:
+        from hpsearch.report.tensorboard import require_tensorboard
+
+        require_tensorboard()
 
 
 def request_stop(root: str) -> str:

@@ -50,6 +50,7 @@ TOP_KEYS = {
     "early_stop",
     "early_terminate",
     "enqueue",  # W&B's key, honoured: asha on W&B's hyperband bands (search/earlystop.py)
+    "tensorboard",
 }
 WANDB_UNUSED = {"method", "program", "command", "project", "entity", "run_cap"}
 STAGE_KEYS = {"trials", "epochs", "top", "promote", "repeats", "name", "early_stop", "sampler"}
@@ -112,6 +113,7 @@ class Sweep:
     max_failures: int = 5
     lock: str = "auto"
     epoch_timeout: float | None = None  # seconds an epoch may take before its trial is timed out
+    tensorboard: str | None = None  # live TensorBoard folder: "" = <sweep dir>/tensorboard; else absolute
     description: str = ""
     source_dir: str = "."
     warnings: tuple[str, ...] = ()
@@ -225,6 +227,7 @@ def parse(
         problems.append(f"lock: must be auto, hard or soft, got {lock!r}")
     if trainable and trainable.get("builtin") in BUILTINS:
         _check_builtin_settings(trainable, space, problems)
+    tensorboard = _tensorboard(raw.get("tensorboard"), source_dir, problems)
 
     if problems:
         raise ConfigError(problems, source)
@@ -248,6 +251,7 @@ def parse(
         max_failures=max_failures,
         lock=lock,
         epoch_timeout=float(epoch_timeout) if epoch_timeout is not None else None,
+        tensorboard=tensorboard,
         description=str(raw.get("description", "")),
         source_dir=source_dir,
         warnings=tuple(warnings),
@@ -268,6 +272,19 @@ def _early_stop(raw: dict[str, Any], problems: list[str]) -> es.EarlyStop:
     if "early_stop" in raw:
         return es.parse(raw["early_stop"], "early_stop", problems)
     return es.NONE
+
+
+def _tensorboard(v: Any, source_dir: str, problems: list[str]) -> str | None:
+    """`tensorboard: true` (<sweep dir>/tensorboard, returned as "") or a folder (relative to the
+    sweep file's folder, returned absolute-ish: joined to source_dir); false/absent: None."""
+    if v is None or v is False:
+        return None
+    if v is True:
+        return ""
+    if not isinstance(v, str) or not v.strip():
+        problems.append(f"tensorboard: must be true or a folder for TensorBoard's event files, got {v!r}")
+        return None
+    return v if Path(v).is_absolute() else str(Path(source_dir) / v)
 
 
 def _int(raw: dict, key: str, default: int, problems: list[str], minimum: int) -> int:

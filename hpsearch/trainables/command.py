@@ -24,6 +24,13 @@ Metrics
     numbers are metrics, anything else is kept as extra data; "epoch" defaults to the previous
     line's + 1. The keys attempt, time, adopted, state and extras are hpsearch's: a program's
     own values for them are kept as program_<key>.
+Metrics from the program's own output (`metric_regex`: a regular expression or a list of them)
+    For a program left as it is: every line it prints is matched against each expression; the
+    named groups of a match are metrics (`(?P<test_acc>[0-9.]+)` -> test_acc, read as a
+    number). A line whose match holds the sweep's metric ends an epoch: the epoch's metrics are
+    those matched since the previous epoch ended, and epochs are counted from 1 (from
+    START_EPOCH + 1 when resuming from a handed-over checkpoint). The metrics file still works
+    beside it. Without handed-over checkpoints a continued trial restarts from epoch 1.
 Checkpoints
     `"checkpoint": PATH` in a line hands over a file the program wrote completely (and closed)
     before appending the line, best under HPSEARCH_CHECKPOINT_DIR, under a new name each
@@ -62,7 +69,7 @@ from typing import Any
 from hpsearch.errors import ConfigError, StopTrial
 from hpsearch.search.conditional import is_conditional, public, public_names
 
-RUNNER_KEYS = ("command", "grace")  # trainable settings of the runner, not parameters
+RUNNER_KEYS = ("command", "grace", "metric_regex")  # trainable settings of the runner, not parameters
 RESERVED = ("attempt", "time", "adopted", "state", "extras")
 SPECIAL = (
     "trial",
@@ -166,6 +173,7 @@ def check(sweep: Any) -> None:
     grace = sweep.trainable.get("grace", DEFAULT_GRACE_S)
     if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not 0 <= grace <= 3600:
         problems.append(f"trainable.grace: seconds between SIGTERM and SIGKILL, a number in [0, 3600], got {grace!r}")
+    problems += regex_problems(sweep.trainable.get("metric_regex"), sweep.metric.name)
     exe = argv[0]
     if not placeholders([exe]) and exe not in ARG_LISTS:
         found = shutil.which(exe) or (Path(sweep.source_dir) / exe).is_file()
@@ -175,18 +183,100 @@ def check(sweep: Any) -> None:
         raise ConfigError(problems)
 
 
+def compile_regexes(spec: Any) -> list[re.Pattern[str]]:
+    """`metric_regex` (None, one expression, or a list) compiled; assumes `regex_problems` found none."""
+    if spec is None:
+        return []
+    return [re.compile(x) for x in ([spec] if isinstance(spec, str) else spec)]
+
+
+def regex_problems(spec: Any, metric: str) -> list[str]:
+    """What is wrong with a `metric_regex` setting: not text, not a valid expression, no named
+    group, or no expression naming the sweep's metric (then no epoch could ever end)."""
+    if spec is None:
+        return []
+    items = [spec] if isinstance(spec, str) else spec
+    example = rf"'Accuracy: (?P<{metric}>[0-9.]+)'"
+    if not isinstance(items, list) or not items or not all(isinstance(x, str) for x in items):
+        return [f"trainable.metric_regex: must be a regular expression or a list of them, e.g. {example}; got {spec!r}"]
+    problems, groups = [], set()
+    for x in items:
+        try:
+            names = set(re.compile(x).groupindex)
+        except re.error as e:
+            problems.append(f"trainable.metric_regex: {x!r} is not a valid regular expression ({e})")
+            continue
+        if not names:
+            problems.append(f"trainable.metric_regex: {x!r} has no named group; name each metric, e.g. {example}")
+        groups |= names
+    if not problems and metric not in groups:
+        problems.append(
+            f"trainable.metric_regex: no expression has a group named after the sweep's metric {metric!r} "
+            f"(groups: {', '.join(sorted(groups))}); e.g. {example}"
+        )
+    return problems
+
+
+class _Output:
+    """Epochs read from the program's printed lines (its log), matched against `metric_regex`."""
+
+    def __init__(self, log: Path, offset: int, regexes: list[re.Pattern[str]], metric: str, start_epoch: int) -> None:
+        self.f = open(log, "rb")  # noqa: SIM115 (tailed until close())
+        self.f.seek(offset)
+        self.regexes, self.metric, self.epoch = regexes, metric, start_epoch
+        self.partial = b""
+        self.pending: dict[str, float] = {}
+
+    def read(self) -> list[tuple[int, Any]]:
+        data = self.partial + self.f.read()
+        lines = data.split(b"\n")
+        self.partial = lines.pop()
+        out = []
+        for raw in lines:
+            line = raw.decode(errors="replace")
+            for rx in self.regexes:
+                m = rx.search(line)
+                if m is None:
+                    continue
+                for k, v in m.groupdict().items():
+                    if v is None:
+                        continue
+                    try:
+                        self.pending[k] = float(v.replace(",", ""))
+                    except ValueError:
+                        raise ProgramFailed(
+                            f"metric_regex: group {k!r} matched {v!r}, not a number, in the line {line.strip()[:120]!r}"
+                        ) from None
+                if self.metric in m.groupdict() and m.group(self.metric) is not None:
+                    self.epoch += 1
+                    out.append((self.epoch, {"epoch": self.epoch, **self.pending}))
+                    self.pending = {}
+        return out
+
+    def close(self) -> None:
+        self.f.close()
+
+
 # -- running ---------------------------------------------------------------------------------
 def make_runner(argv: list[str], source_dir: str, settings: dict[str, Any]) -> Callable[[dict[str, Any], Any], None]:
     """fit(params, trial) that runs the program once per trial attempt (see the module docstring)."""
     grace = float(settings.get("grace", DEFAULT_GRACE_S))
+    regexes = compile_regexes(settings.get("metric_regex"))
 
     def fit(params: dict[str, Any], trial: Any) -> None:
-        run_program(list(argv), source_dir, params, trial, grace)
+        run_program(list(argv), source_dir, params, trial, grace, regexes)
 
     return fit
 
 
-def run_program(argv: list[str], source_dir: str, params: dict[str, Any], trial: Any, grace: float) -> None:
+def run_program(
+    argv: list[str],
+    source_dir: str,
+    params: dict[str, Any],
+    trial: Any,
+    grace: float,
+    regexes: list[re.Pattern[str]] | None = None,
+) -> None:
     """Run one attempt; report each metrics line; raise ProgramFailed or StopTrial as the worker expects."""
     layout = trial.store.layout
     work = layout.program_dir(trial.id, trial.attempt)
@@ -246,6 +336,7 @@ def run_program(argv: list[str], source_dir: str, params: dict[str, Any], trial:
             f"{f' (resuming from epoch {start_epoch})' if start_epoch else ''}\n".encode()
         )
         log.flush()
+        output = _Output(log_path, log.tell(), regexes, trial.metric, start_epoch) if regexes else None
         try:
             proc = subprocess.Popen(
                 args,
@@ -258,12 +349,17 @@ def run_program(argv: list[str], source_dir: str, params: dict[str, Any], trial:
                 preexec_fn=_die_with_parent(os.getpid()) if _LIBC is not None else None,
             )
         except OSError as e:
+            if output is not None:
+                output.close()
             raise ProgramFailed(f"cannot start {args[0]!r} (in {source_dir}): {e.strerror}") from None
+        tails: list[Any] = [_Tail(metrics_file)] + ([output] if output is not None else [])
         try:
-            _follow(proc, _Tail(metrics_file), trial, source_dir, grace)
+            _follow(proc, tails, trial, source_dir, grace)
         finally:
             if proc.poll() is None:  # StopTrial, a broken line, Ctrl-C: never leave it running
                 terminate(proc, grace)
+            if output is not None:
+                output.close()
             shutil.rmtree(work, ignore_errors=True)
     if proc.returncode != 0:
         code = proc.returncode
@@ -271,14 +367,14 @@ def run_program(argv: list[str], source_dir: str, params: dict[str, Any], trial:
         raise ProgramFailed(f"{args[0]} {how}; last lines of its log: {log_tail(log_path)}")
 
 
-def _follow(proc: subprocess.Popen[bytes], tail: _Tail, trial: Any, source_dir: str, grace: float) -> None:
+def _follow(proc: subprocess.Popen[bytes], tails: list[Any], trial: Any, source_dir: str, grace: float) -> None:
     next_stop_check = time.monotonic() + STOP_CHECK_S
     while True:
         try:
             code: int | None = proc.wait(timeout=POLL_S)
         except subprocess.TimeoutExpired:
             code = None
-        for n, obj in tail.read():  # after the wait: lines written just before exit are seen
+        for n, obj in (x for tail in tails for x in tail.read()):  # after the wait: lines written just before exit
             report_line(trial, obj, n, source_dir)
         if code is not None:
             return
@@ -295,7 +391,7 @@ def _follow(proc: subprocess.Popen[bytes], tail: _Tail, trial: Any, source_dir: 
         if trial.should_stop or master_stop:
             terminate(proc, grace)
             try:  # the program may have finished an epoch on its way out: keep it
-                for n, obj in tail.read():
+                for n, obj in (x for tail in tails for x in tail.read()):
                     report_line(trial, obj, n, source_dir)
             except StopTrial:
                 pass
