@@ -169,7 +169,7 @@ class Master:
         plan = (
             self._next_plan
             if self._next_plan is not None and self._next_plan.stage == k
-            else stages.plan_stage(self.sweep, k, prev_space, runs_of(st, k - 1) if k > 1 else [])
+            else self._plan_stage(k, prev_space, runs_of(st, k - 1) if k > 1 else [])
         )
         doc = {
             "stage": k,
@@ -273,7 +273,22 @@ class Master:
             return None
         return max(vals) if self.sweep.metric.goal == "maximize" else min(vals)
 
+    def _plan_stage(
+        self, k: int, prev_space: sp.Space | None, runs: list[stages.Run], ranked: list[stages.Ranked] | None = None
+    ) -> stages.StagePlan:
+        """`stages.plan_stage`; a failure becomes one line, with nothing of stage k written."""
+        try:
+            return stages.plan_stage(self.sweep, k, prev_space, runs, ranked)
+        except Exception as e:  # a bug in planning must not wedge the sweep: say so, keep the directory
+            raise HpsearchError(
+                f"planning stage {k} failed ({type(e).__name__}: {e}); nothing of stage {k} was written, "
+                f"the sweep directory is intact: resume with the same command, or change the ranges "
+                f"(parameters, margin, border, on_border) and resume with --force "
+                f"(--debug shows the traceback)"
+            ) from e
+
     def finish_stage(self, k: int) -> None:
+        planning_error: HpsearchError | None = None
         st = self.store.state
         runs = runs_of(st, k)
         ranked = stages.rank(runs, self.sweep.metric)
@@ -321,12 +336,18 @@ class Master:
         if k < len(self.sweep.stages):
             # the next ranges are a pure function of this stage's runs: compute them for the record
             # (kept for plan(k + 1): the same pure function of the same runs, computed once)
-            self._next_plan = stages.plan_stage(self.sweep, k + 1, space, runs, ranked)
-            doc["next_ranges"] = sp.space_to_dict(self._next_plan.space)
+            try:
+                self._next_plan = self._plan_stage(k + 1, space, runs, ranked)
+                doc["next_ranges"] = sp.space_to_dict(self._next_plan.space)
+            except HpsearchError as e:
+                # stage k itself is complete: record it done, so a resume re-plans only stage k + 1
+                planning_error = e
         atomic_write_json(self.store.layout.stage_file(k), doc)
         self.store.journal.append([{"ev": "stage_done", "stage": k}])
         self.store.journal.write_snapshot()  # readers then fold only what follows this stage
         self.out.say(stage_text(self.store, self.sweep, k, flags))
+        if planning_error is not None:
+            raise planning_error
         if self.sweep.keep_top:
             from hpsearch.store.retention import prune_outside_top
 

@@ -135,9 +135,10 @@ def _dim(spec: Any, where: str, problems: list[str]) -> sp.Dim | None:
             )
             return None
         return sp.Categorical(tuple(values), tuple(float(p) for p in probs) if probs else None)
-    q = spec.get("q")
+    q = spec.get("q", 1 if dist.startswith("q_") else None)  # W&B: q defaults to 1 for q_* distributions
     if q is not None and (not is_num(q) or q <= 0):
         problems.append(f"{where}.q: must be a positive number, got {q!r}")
+        q = None
     if dist in ("normal", "q_normal", "log_normal", "q_log_normal"):
         mu, sigma = spec.get("mu", 0.0), spec.get("sigma", 1.0)
         if not is_num(mu) or not is_num(sigma) or sigma <= 0:
@@ -160,9 +161,25 @@ def _dim(spec: Any, where: str, problems: list[str]) -> sp.Dim | None:
     elif dist in LOG_VALUES and lo <= 0:
         problems.append(f"{where}: a log range needs min > 0, got min={lo!r}")
         return None
+    # integer values: the int_* distributions, and a grid of integer q from integer min and max (for
+    # q_log_uniform min/max are exponents: an integer q alone puts every value on integers)
     integer = dist in ("int_uniform", "int_log_uniform", "int_log_uniform_values") or (
-        q is not None and is_int(q) and dist.startswith("q_") and is_int(spec["min"])
+        q is not None
+        and is_int(q)
+        and dist.startswith("q_")
+        and (dist in LOG_EXPONENTS or (is_int(spec["min"]) and is_int(spec["max"])))
     )
+    if integer and max(abs(lo), abs(hi)) > sp.MAX_INT:
+        problems.append(f"{where}: integer values must lie within +-2**53, got [{sp.fmt(lo)}, {sp.fmt(hi)}]")
+    elif q is not None and is_num(q) and q > 0:
+        first, last = sp.grid_span(lo, hi, q)
+        if last - first < 1:
+            problems.append(
+                f"{where}: [{sp.fmt(lo)}, {sp.fmt(hi)}] holds {max(0, last - first + 1)} multiple(s) of q={q!r}; "
+                "a quantized range needs at least two (widen min/max or lower q)"
+            )
+    elif integer and math.floor(hi) - math.ceil(lo) < 1:
+        problems.append(f"{where}: [{sp.fmt(lo)}, {sp.fmt(hi)}] holds fewer than two integers; widen min/max")
     if dist == "int_uniform" and not (is_int(spec["min"]) and is_int(spec["max"])):
         problems.append(f"{where}: int_uniform needs integer min and max, got {spec['min']!r}, {spec['max']!r}")
     on_border = spec.get("on_border", "extend")
