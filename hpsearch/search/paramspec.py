@@ -57,6 +57,11 @@ DISTRIBUTIONS = sorted(
 )
 
 
+# a parameter's name: an identifier, or Hydra-style dotted parts (training.lr), or argparse-style
+# dashes (batch-size); `{name}` in a command and `--name=value` from `${args}` use it as written
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$")
+
+
 def is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
@@ -82,19 +87,25 @@ def parse_parameters(params: Any, problems: list[str], warnings: list[str], pref
     space: sp.Space = {}
     for name, spec in params.items():
         where = f"parameters.{prefix}{name}"
-        if not isinstance(name, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
-            problems.append(f"{where}: names must be identifiers (letters, digits, '_'), got {name!r}")
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            problems.append(
+                f"{where}: names start with a letter or '_' and hold letters, digits, '_', '-' and "
+                f"'.' between parts (lr, batch-size, training.lr), got {name!r}"
+            )
+            continue
+        if prefix + name in space or any(k.startswith(prefix + name + ".") for k in space):
+            problems.append(f"{where}: the name {prefix + name!r} is given twice (nested and dotted)")
             continue
         if isinstance(spec, dict) and "parameters" in spec:  # W&B nested parameters
             space.update(parse_parameters(spec["parameters"], problems, warnings, f"{prefix}{name}."))
             continue
-        dim = _dim(spec, where, problems)
+        dim = _dim(spec, where, problems, warnings)
         if dim is not None:
             space[prefix + name] = dim
     return space
 
 
-def _dim(spec: Any, where: str, problems: list[str]) -> sp.Dim | None:
+def _dim(spec: Any, where: str, problems: list[str], warnings: list[str]) -> sp.Dim | None:
     if not isinstance(spec, dict):
         problems.append(
             f"{where}: must be a mapping like {{distribution: log_uniform_values, min: 1e-4, max: 1}} "
@@ -157,6 +168,13 @@ def _dim(spec: Any, where: str, problems: list[str]) -> sp.Dim | None:
         problems.append(f"{where}: min must be below max, got min={lo!r} >= max={hi!r}")
         return None
     if dist in LOG_EXPONENTS:  # W&B: min/max are natural-log exponents
+        if lo > 0 and hi <= 1:  # almost surely meant as values: every draw lands in [1, e]
+            lo_v, hi_v = (math.exp(-hi), math.exp(-lo)) if dist.startswith("inv_") else (math.exp(lo), math.exp(hi))
+            warnings.append(
+                f"{where}: {dist} takes natural-log exponents (W&B's meaning), so min {lo!r} and max {hi!r} "
+                f"give values in [{sp.fmt(lo_v)}, {sp.fmt(hi_v)}]; for values between {lo!r} and {hi!r} "
+                f"write distribution: {dist.replace('log_uniform', 'log_uniform_values')}"
+            )
         lo, hi = (math.exp(-hi), math.exp(-lo)) if dist.startswith("inv_") else (math.exp(lo), math.exp(hi))
     elif dist in LOG_VALUES and lo <= 0:
         problems.append(f"{where}: a log range needs min > 0, got min={lo!r}")
