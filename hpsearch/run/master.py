@@ -189,6 +189,8 @@ class Master:
         self.store.journal.append([{"ev": "stage", "stage": k, "space": doc["ranges"], "trials": plan.trials}])
         if k > 1 and prev_space is not None:
             self.out.say(ranges_text(prev_space, plan.space, k))
+        for note in plan.notes:
+            self.out.say(note)
         self.out.say(
             f"Stage {k}/{len(self.sweep.stages)}: {len(plan.trials)} trial(s) x "
             f"{self.sweep.stages[k - 1].epochs} epoch(s)"

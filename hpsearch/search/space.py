@@ -179,16 +179,6 @@ def sample(space: Space, rng: np.random.Generator) -> dict[str, Any]:
     return {name: dim.from_unit(float(rng.random())) for name, dim in space.items()}
 
 
-def sample_stage(space: Space, seed: int, stage: int, n: int) -> list[tuple[dict[str, Any], int]]:
-    """Reproducible draws for a stage: n (params, trial_seed) pairs from (sweep seed, stage)."""
-    rng = np.random.default_rng([seed, stage])
-    out = []
-    for _ in range(n):
-        params = sample(space, rng)
-        out.append((params, int(rng.integers(0, 2**31 - 1))))
-    return out
-
-
 def is_searched(dim: Dim) -> bool:
     return not isinstance(dim, Constant)
 

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from hpsearch.gcpause import bulk
+from hpsearch.search import sampling
 from hpsearch.search import space as sp
 from hpsearch.search.config import Metric, Stage, Sweep
 
@@ -254,6 +255,7 @@ class StagePlan:
     trials: list[dict[str, Any]]
     flags: list[BorderFlag] = field(default_factory=list)  # flags of the previous stage
     ranked: list[Ranked] = field(default_factory=list)  # previous stage's ranking
+    notes: list[str] = field(default_factory=list)  # what the user should know of the plan (one line each)
 
 
 def plan_stage(
@@ -291,12 +293,20 @@ def plan_stage(
                     repeats=len(parent.trials),
                 )
             )
-    for i, (params, seed) in enumerate(sp.sample_stage(space, sweep.seed, k, stage.trials)):
+    draws = sampling.sample_stage(space, sweep.seed, k, stage.trials, exclude=[dict(t["params"]) for t in trials])
+    notes = []
+    if draws.available is not None:
+        notes.append(
+            f"stage {k}: the search space holds {draws.available} configuration(s) not yet in the stage; "
+            f"each is tried once: {len(draws)} of the {stage.trials} trial(s) asked for "
+            f"(repeats: trains a configuration with more seeds)"
+        )
+    for i, (params, seed) in enumerate(draws):
         for r in range(stage.repeats):
             trials.append(
                 dict(params=params, seed=(seed + 1_000_003 * r) % (2**31 - 1), group=i, repeat=r, repeats=stage.repeats)
             )
-    return StagePlan(k, space, _name_trials(k, trials, stage.epochs), flags, ranked)
+    return StagePlan(k, space, _name_trials(k, trials, stage.epochs), flags, ranked, notes)
 
 
 def _promoted(stage: Stage, ranked: list[Ranked]) -> list[Ranked]:
