@@ -293,7 +293,9 @@ def plan_stage(
                     repeats=len(parent.trials),
                 )
             )
-    draws = sampling.sample_stage(space, sweep.seed, k, stage.trials, exclude=[dict(t["params"]) for t in trials])
+    draws = sampling.sample_stage(
+        space, sweep.seed, k, stage.trials, exclude=[by_trial[t["parent"]].params for t in trials]
+    )
     notes = []
     if draws.available is not None:
         notes.append(
