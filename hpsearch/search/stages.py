@@ -278,7 +278,7 @@ def plan_stage(
         else:
             space = dict(prev_space)  # nothing finished: keep the ranges
     ranked = ranked or []
-    trials = []
+    trials: list[dict[str, Any]] = []
     by_trial = {r.trial: r for r in prev_runs}
     for parent in _promoted(stage, ranked):
         for r, tid in enumerate(parent.trials):
