@@ -356,19 +356,11 @@ class Master:
             prune_outside_top(self.store, self.sweep, self._next_plan)
 
     def summary(self) -> None:
-        from hpsearch.report.frames import best_checkpoint, runs_frame
+        from hpsearch.report.repeats import best_line
 
-        df = runs_frame(self.store.state, self.sweep.metric, checkpoints=False)
-        fin = df[df["status"] == "finished"]
-        if len(fin):
-            best = fin.iloc[0]
-            st = self.store.state
-            ckpt = best_checkpoint(st, st.trials[best["trial"]], self.sweep.metric.name)
-            self.out.say(
-                f"Done. Best {self.sweep.metric.name} {best[self.sweep.metric.name]:.4f} "
-                f"({best['trial']}, checkpoint {ckpt}). "
-                f"Full ranking: hpsearch report {self.root}"
-            )
+        line = best_line(self.store.state, self.sweep.metric)
+        if line is not None:
+            self.out.say(f"Done. {line}. Full ranking: hpsearch report {self.root}")
 
 
 def ranges_text(old: sp.Space, new: sp.Space, k: int) -> str:

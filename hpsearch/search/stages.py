@@ -77,6 +77,10 @@ class BorderFlag:
 
 
 USABLE = "finished"
+# Fewest finished configurations a stage narrows its ranges from. One run has no spread and two
+# span one interval: `margin` x their span would shrink a range around noise. Below this, ranges
+# are kept (moved only past a flagged border) and the plan says why.
+MIN_TO_NARROW = 3
 # How far a flagged side moves past its old edge, as a fraction of the range's width (in its own
 # scale). A best value on the border says the optimum may lie well outside: 0.1 moved a 2-decade
 # lr range by 0.2 decades a stage, too little to reach it at equal budget (bench quality, out of range).
@@ -265,38 +269,34 @@ def plan_stage(
     (`ranked`: their ranking, when the caller has it already)."""
     stage = sweep.stages[k - 1]
     space, flags = dict(sweep.space), []
+    notes: list[str] = []
     if k > 1 and prev_space is not None:
         ranked = rank(prev_runs, sweep.metric) if ranked is None else ranked
         if ranked:
             n = top_count(stage, len(ranked))
             flags = border_flags(prev_space, ranked[0].params, sweep.border, sweep.on_border)
             top = ranked[:n]
+            few = len(ranked) < MIN_TO_NARROW
             space = {}
             for name, dim in prev_space.items():
                 own = [f for f in flags if f.param == name]
-                space[name] = narrow(dim, [r.params[name] for r in top], own, sweep.margin)
+                if few:  # too few runs to say where the good region is: keep the range, move only off a border
+                    edges = [dim.low, dim.high] if isinstance(dim, sp.Numeric) else []
+                    space[name] = narrow(dim, edges, own, sweep.margin) if own and edges else dim
+                else:
+                    space[name] = narrow(dim, [r.params[name] for r in top], own, sweep.margin)
+            if few:
+                moved = sorted({f.param for f in flags if f.extends})
+                notes.append(
+                    f"stage {k}: only {len(ranked)} configuration(s) of stage {k - 1} finished, fewer than "
+                    f"{MIN_TO_NARROW}: the ranges are kept"
+                    + (f", moved only past the flagged border of {', '.join(moved)}" if moved else "")
+                )
         else:
             space = dict(prev_space)  # nothing finished: keep the ranges
     ranked = ranked or []
-    trials: list[dict[str, Any]] = []
-    by_trial = {r.trial: r for r in prev_runs}
-    for parent in _promoted(stage, ranked):
-        for r, tid in enumerate(parent.trials):
-            run = by_trial[tid]
-            trials.append(
-                dict(
-                    params=run.params,
-                    seed=run.seed,
-                    parent=tid,
-                    group=parent.config,
-                    repeat=r,
-                    repeats=len(parent.trials),
-                )
-            )
-    draws = sampling.sample_stage(
-        space, sweep.seed, k, stage.trials, exclude=[by_trial[t["parent"]].params for t in trials]
-    )
-    notes = []
+    trials = _promoted_trials(stage, ranked, {r.trial: r for r in prev_runs})
+    draws = sampling.sample_stage(space, sweep.seed, k, stage.trials, exclude=[t["params"] for t in trials])
     if draws.available is not None:
         notes.append(
             f"stage {k}: the search space holds {draws.available} configuration(s) not yet in the stage; "
@@ -306,9 +306,40 @@ def plan_stage(
     for i, (params, seed) in enumerate(draws):
         for r in range(stage.repeats):
             trials.append(
-                dict(params=params, seed=(seed + 1_000_003 * r) % (2**31 - 1), group=i, repeat=r, repeats=stage.repeats)
+                dict(
+                    params=params,
+                    seed=(seed + 1_000_003 * r) % (2**31 - 1),
+                    group=i,
+                    repeat=r,
+                    repeats=stage.repeats,
+                    fresh=True,
+                )
             )
     return StagePlan(k, space, _name_trials(k, trials, stage.epochs), flags, ranked, notes)
+
+
+def _promoted_trials(stage: Stage, ranked: list[Ranked], by_trial: dict[str, Run]) -> list[dict[str, Any]]:
+    """The trials that continue the previous stage's best configurations, `stage.repeats` of each,
+    like every fresh configuration of the stage (so means over repeats compare like with like):
+    its first finished repeats continue from their checkpoints; missing ones start afresh with
+    new seeds (a configuration promoted from a stage without repeats gains seeds)."""
+    trials: list[dict[str, Any]] = []
+    for parent in _promoted(stage, ranked):
+        runs = sorted((by_trial[tid] for tid in parent.trials), key=lambda run: run.trial)[: stage.repeats]
+        used = {run.seed for run in runs}
+        for r in range(stage.repeats):
+            if r < len(runs):
+                params, seed, from_trial = runs[r].params, runs[r].seed, runs[r].trial
+            else:
+                params, from_trial = runs[0].params, None
+                seed = next(
+                    x for i in range(1, 10**6) if (x := (runs[0].seed + 1_000_003 * i) % (2**31 - 1)) not in used
+                )
+                used.add(seed)
+            trials.append(
+                dict(params=params, seed=seed, parent=from_trial, group=parent.config, repeat=r, repeats=stage.repeats)
+            )
+    return trials
 
 
 def _promoted(stage: Stage, ranked: list[Ranked]) -> list[Ranked]:
@@ -323,7 +354,7 @@ def _name_trials(k: int, trials: list[dict[str, Any]], epochs: int) -> list[dict
     """Ids: s<k>-t<NNNN> per configuration, with -r<R> per repeat when a configuration has several."""
     out, index, last = [], -1, None
     for t in trials:
-        key = (t.get("parent") is not None, t["group"])
+        key = (t.get("fresh", False), t["group"])
         if key != last:
             index, last = index + 1, key
         config = f"s{k}-t{index:04d}"
