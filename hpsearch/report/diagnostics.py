@@ -117,6 +117,26 @@ def diverged_findings(runs: pd.DataFrame) -> list[Finding]:
     return [Finding("sweep", "diverged", msg, advice)]
 
 
+def restart_findings(runs: pd.DataFrame) -> list[Finding]:
+    """Trials that trained again from epoch 1 because nothing could resume them (README "Resuming")."""
+    if runs.empty or "reason" not in runs.columns:
+        return []
+    restarted = runs[runs["reason"].astype(str).str.startswith("restarted from epoch 1")]
+    if restarted.empty:
+        return []
+    ids = ", ".join(restarted["trial"].head(5).tolist()) + (", ..." if len(restarted) > 5 else "")
+    return [
+        Finding(
+            "sweep",
+            "restarted",
+            f"{len(restarted)} trial(s) restarted from epoch 1 without resumable state ({ids}): "
+            "their lost or inherited epochs were trained again",
+            "pass state= (model and optimizer state_dicts) to trial.report, or hand over a checkpoint "
+            "file from a command; promoted trials then continue instead of starting over",
+        )
+    ]
+
+
 # -- per run -------------------------------------------------------------------------------
 def _at_epoch(curve: list[dict[str, Any]], epoch: Any) -> dict[str, Any] | None:
     if not curve:
@@ -224,7 +244,7 @@ def diagnose(
     runs: pd.DataFrame, stages: list[dict[str, Any]], curves: dict[str, list[dict[str, Any]]], n_stages: int
 ) -> list[Finding]:
     """Sweep-wide findings, then those of each run in `curves` (in ranking order)."""
-    out = border_findings(stages, n_stages) + diverged_findings(runs)
+    out = border_findings(stages, n_stages) + diverged_findings(runs) + restart_findings(runs)
     best_epoch: dict[str, Any] = {}
     if curves and "best_epoch" in runs.columns:  # only the few runs drawn: a sweep may hold 100,000
         shown = runs[runs["trial"].isin(list(curves))]
@@ -234,7 +254,7 @@ def diagnose(
     return out
 
 
-CHECKS = "border, divergence, train/val gap, underfitting, update ratio, first-epoch loss"
+CHECKS = "border, divergence, restarts, train/val gap, underfitting, update ratio, first-epoch loss"
 
 
 def findings_text(findings: list[Finding]) -> str:

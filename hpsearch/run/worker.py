@@ -212,7 +212,9 @@ class Worker:
             )
             self.failures_in_a_row += 1
         else:
-            self.store.finish(t.id, t.attempt, "finished", t.best, t.best_epoch, epochs_done)
+            self.store.finish(
+                t.id, t.attempt, "finished", t.best, t.best_epoch, epochs_done, t.restarted, resumable=t.resumable
+            )
             self.failures_in_a_row = 0
         self.done += 1
 

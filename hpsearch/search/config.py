@@ -225,6 +225,13 @@ def parse(
     if trainable and trainable.get("builtin") in BUILTINS:
         _check_builtin_settings(trainable, space, problems)
     _check_trial_names(trainable, space, warnings)
+    promoting = [i for i, s in enumerate(stages, 1) if s.promote]
+    if promoting and ("python" in trainable or "command" in trainable):
+        warnings.append(
+            f"stages[{promoting[0]}].promote: a promoted trial continues only from resumable state "
+            '(python: pass state= to trial.report; command: hand over "checkpoint" files); '
+            "without it, it trains again from epoch 1"
+        )
 
     if problems:
         raise ConfigError(problems, source)

@@ -48,6 +48,7 @@ class TrialRecord:
     epochs_done: int = 0
     reason: str | None = None
     device: str | None = None  # as the claiming worker named it (cpu, cuda:0 (GPU 1))
+    resumable: bool = True  # False: the trial wrote no checkpoint it could resume from (no state)
 
 
 @dataclass
@@ -81,6 +82,7 @@ class SweepState:
                 t.worker, t.device = ev.get("worker", t.worker), ev.get("device", t.device)
                 t.best, t.best_epoch = ev.get("best"), ev.get("best_epoch")
                 t.epochs_done, t.reason = ev.get("epochs_done", t.epochs_done), ev.get("reason")
+                t.resumable = ev.get("resumable", True)
                 self.queue.pop(t.trial, None)
                 self.requeued.pop(t.trial, None)
         elif kind == "created":

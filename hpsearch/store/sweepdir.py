@@ -247,8 +247,10 @@ class Store:
         best_epoch: int | None,
         epochs_done: int,
         reason: str | None = None,
+        resumable: bool = True,
     ) -> bool:
-        """Record a result if the claim still holds; False when another worker owns the trial now."""
+        """Record a result if the claim still holds; False when another worker owns the trial now.
+        `resumable=False`: the trial wrote no checkpoint it could resume from (recorded as such)."""
         with self.journal.locked():
             if not self.owns(trial, attempt):  # owns() refreshes the state
                 return False
@@ -267,6 +269,7 @@ class Store:
                         "reason": reason,
                         "worker": t.worker,
                         "device": t.device,
+                        **({} if resumable else {"resumable": False}),
                     }
                 ]
             )
@@ -405,6 +408,13 @@ class Store:
                         yield c
         except FileNotFoundError:
             return
+
+    def log_note(self, trial: str, text: str) -> None:
+        """Append one `hpsearch: ...` line to the trial's worker.log (what the trainable prints follows)."""
+        path = self.layout.log_file(trial)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as f:
+            f.write(f"hpsearch: {text}\n")
 
     def write_error(self, trial: str, text: str) -> None:
         atomic_write_bytes(self.layout.error_file(trial), text.encode())

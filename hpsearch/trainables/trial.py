@@ -84,6 +84,7 @@ class Trial:
         self.best: float | None = None
         self.best_epoch: int | None = None
         self.stop_reason: str | None = None
+        self.restarted: str | None = None  # why earlier epochs were not resumed (None: nothing was lost)
         self._first_loss: float | None = None
         self._resume()
 
@@ -96,6 +97,11 @@ class Trial:
     @property
     def trial_dir(self) -> Path:
         return self.store.layout.trial_dir(self.id)
+
+    @property
+    def resumable(self) -> bool:
+        """Whether a checkpoint of this trial (or the epochs it inherited) could resume it."""
+        return any(h.get("checkpoint") for h in self.history) or (self.resume_checkpoint is not None)
 
     @property
     def should_stop(self) -> bool:
@@ -131,6 +137,7 @@ class Trial:
             raise StopTrial("lost: another worker owns this trial now")
         value = metrics[self.metric]
         name = format_checkpoint(self.id, epoch, self.metric, value)
+        saved: str | None = name
         payload = {
             "trial": self.id,
             "epoch": epoch,
@@ -141,15 +148,17 @@ class Trial:
         }
         if checkpoint is not None:
             self.store.adopt_checkpoint(Path(checkpoint), name)
-        else:
+        elif state is not None:
             self.store.save_checkpoint(name, payload)
+        else:  # nothing to resume from: a file named with the metric would promise a model it lacks
+            saved = None
         # extras first: they may never overwrite the epoch, the attempt or a metric
         line = {
             **(extras or {}),
             "epoch": epoch,
             "attempt": self.attempt,
             **metrics,
-            "checkpoint": name,
+            "checkpoint": saved,
             "time": time.time(),
         }
         if checkpoint is not None:
@@ -213,6 +222,7 @@ class Trial:
         """Continue from the last readable checkpoint: of this trial, else of the promoted parent."""
         own = self.store.metrics(self.id)
         source, found = own, self._last_checkpoint(own)
+        parent: list[dict[str, Any]] = []
         if found is None and self.record.parent:
             # a promoted trial starts from its parent's last checkpoint (also when it was requeued
             # before writing one of its own: its inherited lines carry no checkpoint)
@@ -221,6 +231,16 @@ class Trial:
             if parent_found is not None:
                 source, found = parent, parent_found
         kept = source[: found + 1] if found is not None else []
+        lost, whose = (own, "its attempt before this one") if own else (parent, f"its parent {self.record.parent}")
+        if found is None and any(isinstance(h.get("epoch"), int) for h in lost):
+            # epochs ran, but nothing can resume them: train from epoch 1, and say so (never re-label a
+            # fresh model's epochs 1-2 as epochs 3-4); the lost epochs are superseded, not kept
+            done = max(h["epoch"] for h in lost if isinstance(h.get("epoch"), int))
+            self.restarted = (
+                f"restarted from epoch 1 at attempt {self.attempt}: {whose} ran {done} epoch(s) but left no "
+                "resumable state (pass state= to trial.report, or hand over a checkpoint file)"
+            )
+            self.store.log_note(self.id, self.restarted)
         if found is not None:
             line = source[found]
             self.resume_checkpoint = self.store.layout.checkpoint(line["checkpoint"])
@@ -248,7 +268,8 @@ class Trial:
                     return i
                 continue
             ckpt = self.store.load_checkpoint(name)
-            if ckpt is not None and ckpt.get("epoch") == lines[i]["epoch"]:
+            # a checkpoint without state (an older version wrote them) resumes nothing: skip it
+            if ckpt is not None and ckpt.get("epoch") == lines[i]["epoch"] and ckpt.get("state") is not None:
                 self.resume_state = ckpt.get("state")
                 return i
         return None
