@@ -72,7 +72,7 @@ def test_a_slow_worker_that_comes_back_cannot_write_over_the_new_owner(tmp_path:
     slow = store.claim("slow")[0]
     store.trial_files_ready(slow)
     slow_trial = Trial(store, slow, params=slow.params, metric="val_acc", goal="maximize")
-    slow_trial.report(1, val_acc=0.1)
+    slow_trial.report(1, state={"epoch": 1}, val_acc=0.1)  # resumable: the new owner continues from it
 
     # the slow worker misses its heartbeats: the trial is requeued and claimed by another worker
     other = Store(tmp_path / "d")
