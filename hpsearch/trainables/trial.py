@@ -7,9 +7,11 @@
             ...train one epoch on trial.device...
             trial.report(epoch, val_acc=acc, train_loss=loss, state={"model": model.state_dict()})
 
-`report` records the epoch's metrics, writes the checkpoint (its file name embeds the metric),
-and raises `StopTrial` when the trial must stop: it diverged, the master stopped the sweep,
-or another worker took the trial over. Let that exception propagate.
+`report` records the epoch's metrics, writes the checkpoint (its file name embeds the metric;
+only with `state=` or a handed-over `checkpoint=`: without one there is nothing to resume, and a
+trial that cannot resume restarts from epoch 1), and raises `StopTrial` when the trial must
+stop: it diverged, the master stopped the sweep, or another worker took the trial over. Let that
+exception propagate.
 """
 
 from __future__ import annotations
@@ -116,7 +118,8 @@ class Trial:
         extras: dict[str, Any] | None = None,
         **metrics: float,
     ) -> None:
-        """Record one epoch; write its checkpoint; raise StopTrial if the trial must stop.
+        """Record one epoch; write its checkpoint (when `state` or `checkpoint` is given); raise
+        StopTrial if the trial must stop.
 
         Args:
             epoch: 1-based epoch number.
