@@ -87,6 +87,8 @@ def test_wandb_file_runs_with_trainable_and_stages_added_and_warns_on_unused_key
     assert any("no rung below the stage's 1 epoch" in w for w in s.warnings)  # min_iter 3 > the stage's epochs
     # early_terminate is honoured, not warned about: W&B's hyperband bands from min_iter 3, eta 3
     assert s.early_stop.rule == "asha" and s.early_stop_for(1).rungs(30) == (3, 9, 27)
+    # epochs: a searched parameter named like a placeholder wins, with a warning (see test_names)
+    assert "epochs" in {w.split("'")[1] for w in s.warnings if not w.startswith("W&B key")}
 
 
 def test_yaml_style_exponent_strings_are_numbers():

@@ -101,3 +101,75 @@ def test_repeats_rank_by_the_mean_and_report_mean_std_count(tmp_path: Path) -> N
     assert head.count("-r0 ") == 3 and head.count("-r2 ") == 3  # the per-trial table is still there
     best = stage1["ranking"][0]
     assert f"{best['mean']:.4f} ± {best['std']:.4f}" in configs_part.splitlines()[3]
+
+
+# -- issue 12, kind 8 ----------------------------------------------------------------------------
+def test_promoted_configurations_keep_the_stages_repeats_and_the_last_line_names_a_configuration(
+    tmp_path: Path,
+) -> None:
+    _sweep(tmp_path, "[{trials: 4, epochs: 1}, {trials: 2, epochs: 2, promote: 2, repeats: 2}]")
+    r = run_cli("master", "start", "s.yaml", "--dir", "run", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(run_cli("report", "run", "--format", "json", cwd=tmp_path).stdout)
+    stage2 = [x for x in doc["runs"] if x["stage"] == 2]
+    by_config: dict[str, list[dict]] = {}
+    for x in stage2:
+        by_config.setdefault(x["config"], []).append(x)
+    assert len(by_config) == 4 and all(len(v) == 2 for v in by_config.values())  # 2 promoted + 2 fresh, 2 seeds each
+    promoted = [v for v in by_config.values() if any(x["parent"] for x in v)]
+    assert len(promoted) == 2
+    for runs in promoted:
+        continued = [x for x in runs if x["parent"]]
+        new_seed = [x for x in runs if not x["parent"]]
+        assert len(continued) == 1 and len(new_seed) == 1  # stage 1 had one seed: one more, trained afresh
+        assert continued[0]["params"] == new_seed[0]["params"]
+        assert (tmp_path / "run" / "trials" / new_seed[0]["trial"] / "ran.jsonl").read_text().count('"start": 0') == 1
+    ranking = json.loads((tmp_path / "run" / "stages" / "stage-2.json").read_text())["ranking"]
+    assert [x["count"] for x in ranking] == [2, 2, 2, 2]  # like with like
+    best = ranking[0]
+    done = [line for line in r.stdout.splitlines() if line.startswith("Done.")]
+    assert len(done) == 1
+    assert f"configuration {best['config']}" in done[0] and "mean of 2 repeats" in done[0]
+    assert f"{best['mean']:.4f}" in done[0] and f"quality={best['params']['quality']:.4g}" in done[0]
+
+
+def _runs(values: list[float | None]) -> list:
+    from hpsearch.search.stages import Run
+
+    return [
+        Run(f"s1-t{i:04d}", f"s1-t{i:04d}", {"lr": lr, "opt": "adam" if i % 2 else "sgd"}, "finished", 0.5 + i / 10)
+        if lr is not None
+        else Run(f"s1-t{i:04d}", f"s1-t{i:04d}", {"lr": 0.01, "opt": "sgd"}, "failed")
+        for i, lr in enumerate(values)
+    ]
+
+
+@pytest.mark.parametrize("finished", [1, 2])
+def test_too_few_finished_runs_keep_the_ranges_and_say_why(finished: int) -> None:
+    from hpsearch.search.config import parse
+    from hpsearch.search.stages import MIN_TO_NARROW, plan_stage
+
+    sweep = parse(
+        {
+            "trainable": "noop",
+            "parameters": {
+                "lr": {"distribution": "log_uniform_values", "min": 1e-6, "max": 10},
+                "opt": {"values": ["adam", "sgd"]},
+            },
+            "stages": [{"trials": 5}, {"trials": 5}],
+        }
+    )
+    runs = _runs([1e-3, 2e-3][:finished] + [None] * 3)
+    plan = plan_stage(sweep, 2, sweep.space, runs)
+    assert finished < MIN_TO_NARROW
+    assert plan.space == sweep.space  # five decades stay five decades; both optimizers stay
+    assert any(f"only {finished} configuration(s) of stage 1 finished" in n for n in plan.notes)
+    # a best value on a border still moves the range past it, and only there
+    runs = _runs([2e-6, 3e-6][:finished])
+    plan = plan_stage(sweep, 2, sweep.space, runs)
+    lr = plan.space["lr"]
+    assert lr.low < 1e-6 and lr.high == 10
+    assert any("moved only past the flagged border of lr" in n for n in plan.notes)
+    # from MIN_TO_NARROW finished configurations on, the ranges narrow as before
+    plan = plan_stage(sweep, 2, sweep.space, _runs([1e-3, 2e-3, 3e-3]))
+    assert plan.space["lr"].high < 1 and not plan.notes

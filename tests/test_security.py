@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from helpers import ROOT, noop_sweep, plan, write_sweep
 
 from hpsearch.errors import ConfigError, StoreError
@@ -60,7 +61,11 @@ def test_no_shell_no_pickle_safe_yaml(path: Path) -> None:
         ), where
         if "shell" in kw:
             assert isinstance(kw["shell"], ast.Constant) and kw["shell"].value is False, where
-        if name.endswith("yaml.load") or name in ("yaml.unsafe_load", "yaml.full_load"):
+        if name.endswith("yaml.load"):
+            # only with the sweep file's loader, a SafeLoader subclass (checked below)
+            loader = kw.get("Loader")
+            assert isinstance(loader, ast.Name) and loader.id == "SweepLoader", f"{where}: use yaml.safe_load"
+        if name in ("yaml.unsafe_load", "yaml.full_load"):
             raise AssertionError(f"{where}: use yaml.safe_load")
         if name == "torch.load":
             wo = kw.get("weights_only")
@@ -72,7 +77,11 @@ def test_no_shell_no_pickle_safe_yaml(path: Path) -> None:
 
 def test_the_scan_sees_the_loaders() -> None:
     names = {_name(c) for p in SOURCES for c in _calls(ast.parse(p.read_text()))}
-    assert {"torch.load", "yaml.safe_load"} <= names  # the checks above are not vacuous
+    assert {"torch.load", "yaml.load"} <= names  # the checks above are not vacuous
+
+
+def test_the_sweep_loader_is_a_safe_loader() -> None:
+    assert issubclass(sweepfile.SweepLoader, yaml.SafeLoader)
 
 
 class Payload:

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from hpsearch.search import sampling
 from hpsearch.search import space as sp
 
 
@@ -79,10 +80,10 @@ def test_to_unit_inverts_from_unit_on_log_scale():
 
 def test_sample_stage_is_reproducible_and_seed_dependent():
     space = {"lr": sp.Numeric(1e-5, 1.0, log=True), "b": sp.Categorical((16, 32))}
-    a = sp.sample_stage(space, seed=7, stage=1, n=5)
-    assert a == sp.sample_stage(space, seed=7, stage=1, n=5)
-    assert a != sp.sample_stage(space, seed=8, stage=1, n=5)
-    assert a != sp.sample_stage(space, seed=7, stage=2, n=5)
+    a = sampling.sample_stage(space, seed=7, stage=1, n=5)
+    assert a == sampling.sample_stage(space, seed=7, stage=1, n=5)
+    assert a != sampling.sample_stage(space, seed=8, stage=1, n=5)
+    assert a != sampling.sample_stage(space, seed=7, stage=2, n=5)
     assert len({s for _, s in a}) == 5
 
 

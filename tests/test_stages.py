@@ -153,15 +153,14 @@ def test_plan_promotes_top_and_names_repeats():
     p2 = stages.plan_stage(sweep, 2, p1.space, runs)
     promoted = [t for t in p2.trials if t["parent"]]
     assert [t["parent"] for t in promoted] == ["s1-t0003", "s1-t0002"]
-    assert [t["trial"] for t in p2.trials] == [
-        "s2-t0000",
-        "s2-t0001",
-        "s2-t0002-r0",
-        "s2-t0002-r1",
-        "s2-t0003-r0",
-        "s2-t0003-r1",
-    ]
-    assert p2.trials[2]["params"] == p2.trials[3]["params"] and p2.trials[2]["seed"] != p2.trials[3]["seed"]
+    # every configuration has the stage's 2 repeats (issue 12): a promoted one continues its single
+    # run as r0 and gains a new seed, trained afresh, as r1
+    assert [t["trial"] for t in p2.trials] == [f"s2-t000{c}-r{r}" for c in range(4) for r in range(2)]
+    assert [t["parent"] for t in p2.trials[:4]] == ["s1-t0003", None, "s1-t0002", None]
+    for i in range(0, 8, 2):
+        assert p2.trials[i]["params"] == p2.trials[i + 1]["params"]
+        assert p2.trials[i]["seed"] != p2.trials[i + 1]["seed"]
+        assert p2.trials[i]["config"] == p2.trials[i + 1]["config"]
 
 
 def test_parameter_on_border_keep_never_extends_that_parameter():

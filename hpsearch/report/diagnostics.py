@@ -190,6 +190,26 @@ def unusable_findings(runs: pd.DataFrame) -> list[Finding]:
     return out
 
 
+def restart_findings(runs: pd.DataFrame) -> list[Finding]:
+    """Trials that trained again from epoch 1 because nothing could resume them (README "Resuming")."""
+    if runs.empty or "reason" not in runs.columns:
+        return []
+    restarted = runs[runs["reason"].astype(str).str.startswith("restarted from epoch 1")]
+    if restarted.empty:
+        return []
+    ids = ", ".join(restarted["trial"].head(5).tolist()) + (", ..." if len(restarted) > 5 else "")
+    return [
+        Finding(
+            "sweep",
+            "restarted",
+            f"{len(restarted)} trial(s) restarted from epoch 1 without resumable state ({ids}): "
+            "their lost or inherited epochs were trained again",
+            "pass state= (model and optimizer state_dicts) to trial.report, or hand over a checkpoint "
+            "file from a command; promoted trials then continue instead of starting over",
+        )
+    ]
+
+
 # -- per run -------------------------------------------------------------------------------
 def _at_epoch(curve: list[dict[str, Any]], epoch: Any) -> dict[str, Any] | None:
     if not curve:
@@ -318,7 +338,7 @@ def diagnose(
     goal: str | None = None,
 ) -> list[Finding]:
     """Sweep-wide findings, then those of each run in `curves` (in ranking order)."""
-    out = unusable_findings(runs) + border_findings(stages, n_stages) + diverged_findings(runs)
+    out = unusable_findings(runs) + border_findings(stages, n_stages) + diverged_findings(runs) + restart_findings(runs)
     best_epoch: dict[str, Any] = {}
     if curves and "best_epoch" in runs.columns:  # only the few runs drawn: a sweep may hold 100,000
         shown = runs[runs["trial"].isin(list(curves))]
@@ -329,7 +349,9 @@ def diagnose(
     return out
 
 
-CHECKS = "usable runs per stage, border, divergence, train/val gap, underfitting, update ratio, first-epoch loss"
+CHECKS = (
+    "usable runs per stage, border, divergence, restarts, train/val gap, underfitting, update ratio, first-epoch loss"
+)
 
 
 def checks(

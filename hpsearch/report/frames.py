@@ -105,7 +105,9 @@ def checkpoint_names(state: SweepState, trials: list[Any], metric: str) -> list[
             parent = known.get(t.parent)
             if parent is not None and t.best_epoch <= parent.epochs_done:
                 owner = parent.trial
-        append(format_checkpoint(owner, t.best_epoch, metric, t.best))
+        rec = known.get(owner, t)
+        # a trial without resumable state wrote no checkpoint file: name none
+        append(format_checkpoint(owner, t.best_epoch, metric, t.best) if rec.resumable else None)
     return out
 
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import pandas as pd
 
+from hpsearch.report.frames import best_checkpoint
+from hpsearch.search import space as sp
 from hpsearch.search import stages
 from hpsearch.search.config import Metric
 from hpsearch.store.fold import SweepState
@@ -51,3 +53,25 @@ def configs_frame(state: SweepState, metric: Metric, stage: int | None = None) -
 def config_columns(df: pd.DataFrame, metric: str) -> list[str]:
     params = [c for c in df.columns if c.startswith("p.") and df[c].nunique(dropna=True) > 1]
     return ["rank", "stage", "config", *params, f"{metric} (mean ± std)", "count", "of", "trials"]
+
+
+def best_line(state: SweepState, metric: Metric) -> str | None:
+    """The sweep's result in one line: the best configuration of the last stage with a finished
+    run, ranked as the master ranks (mean over its repeats), with its parameters and the
+    checkpoint of its best run. None when no run finished."""
+    for k in sorted({t.stage for t in state.trials.values()}, reverse=True):
+        ranked = stages.rank(stages.runs_from(state.stage_trials(k)), metric)
+        if not ranked:
+            continue
+        best = ranked[0]
+        runs = [state.trials[t] for t in best.trials]
+        top = (max if metric.goal == "maximize" else min)(runs, key=lambda t: t.best if t.best is not None else 0.0)
+        ckpt = best_checkpoint(state, top, metric.name)
+        params = ", ".join(f"{k}={sp.fmt(v)}" for k, v in best.params.items())
+        if best.count > 1:
+            score = f"{best.mean:.4f} ± {best.std:.4f} (mean of {best.count} repeats)"
+            who = f"configuration {best.config} ({', '.join(best.trials)})"
+        else:
+            score, who = f"{best.mean:.4f}", best.trials[0]
+        return f"Best {metric.name} {score}: {who} of stage {k}, {params}; checkpoint {ckpt}"
+    return None

@@ -365,9 +365,7 @@ class Master:
         plan = (
             self._next_plan
             if self._next_plan is not None and self._next_plan.stage == k
-            else stages.plan_stage(
-                self.sweep, k, prev_space, runs_of(st, k - 1) if k > 1 else [], history=history_of(st, k)
-            )
+            else self._plan_stage(k, prev_space, runs_of(st, k - 1) if k > 1 else [], history=history_of(st, k))
         )
         doc = {
             "stage": k,
@@ -395,6 +393,8 @@ class Master:
         self.store.journal.append([{"ev": "stage", "stage": k, "space": doc["ranges"], "trials": plan.trials}])
         if k > 1 and prev_space is not None:
             self.out.say(ranges_text(prev_space, plan.space, k))
+        for note in plan.notes:
+            self.out.say(note)
         self.out.say(
             f"Stage {k}/{len(self.sweep.stages)}: {len(plan.trials)} trial(s) x "
             f"{self.sweep.stages[k - 1].epochs} epoch(s)"
@@ -506,7 +506,27 @@ class Master:
             return None
         return max(vals) if self.sweep.metric.goal == "maximize" else min(vals)
 
+    def _plan_stage(
+        self,
+        k: int,
+        prev_space: sp.Space | None,
+        runs: list[stages.Run],
+        ranked: list[stages.Ranked] | None = None,
+        history: list[stages.Run] | None = None,
+    ) -> stages.StagePlan:
+        """`stages.plan_stage`; a failure becomes one line, with nothing of stage k written."""
+        try:
+            return stages.plan_stage(self.sweep, k, prev_space, runs, ranked, history)
+        except Exception as e:  # a bug in planning must not wedge the sweep: say so, keep the directory
+            raise HpsearchError(
+                f"planning stage {k} failed ({type(e).__name__}: {e}); nothing of stage {k} was written, "
+                f"the sweep directory is intact: resume with the same command, or change the ranges "
+                f"(parameters, margin, border, on_border) and resume with --force "
+                f"(--debug shows the traceback)"
+            ) from e
+
     def finish_stage(self, k: int) -> None:
+        planning_error: HpsearchError | None = None
         st = self.store.state
         runs = runs_of(st, k)
         ranked = stages.rank(runs, self.sweep.metric)
@@ -554,33 +574,29 @@ class Master:
         if k < len(self.sweep.stages):
             # the next ranges are a pure function of this stage's runs: compute them for the record
             # (kept for plan(k + 1): the same pure function of the same runs, computed once)
-            self._next_plan = stages.plan_stage(self.sweep, k + 1, space, runs, ranked, history_of(st, k + 1))
-            doc["next_ranges"] = sp.space_to_dict(self._next_plan.space)
+            try:
+                self._next_plan = self._plan_stage(k + 1, space, runs, ranked, history_of(st, k + 1))
+                doc["next_ranges"] = sp.space_to_dict(self._next_plan.space)
+            except HpsearchError as e:
+                # stage k itself is complete: record it done, so a resume re-plans only stage k + 1
+                planning_error = e
         atomic_write_json(self.store.layout.stage_file(k), doc)
         self.store.journal.append([{"ev": "stage_done", "stage": k}])
         self.store.journal.write_snapshot()  # readers then fold only what follows this stage
         self.out.say(stage_text(self.store, self.sweep, k, flags))
+        if planning_error is not None:
+            raise planning_error
         if self.sweep.keep_top:
             from hpsearch.store.retention import prune_outside_top
 
             prune_outside_top(self.store, self.sweep, self._next_plan)
 
     def summary(self) -> None:
-        from hpsearch.report.frames import best_checkpoint, runs_frame
+        from hpsearch.report.repeats import best_line
 
-        df = runs_frame(self.store.state, self.sweep.metric, checkpoints=False)
-        fin = df[df["status"] == "finished"]
-        if len(fin):
-            best = fin.iloc[0]
-            st = self.store.state
-            ckpt = best_checkpoint(st, st.trials[best["trial"]], self.sweep.metric.name)
-            searched = [n for n, d in self.sweep.space.items() if sp.is_searched(d)]
-            params = ", ".join(f"{n}={sp.fmt(best.get(f'p.{n}'))}" for n in searched if f"p.{n}" in best)
-            self.out.say(
-                f"Done. Best {self.sweep.metric.name} {best[self.sweep.metric.name]:.4f} "
-                f"({best['trial']}{': ' + params if params else ''}; checkpoint {ckpt}). "
-                f"Full ranking: hpsearch report {self.root}"
-            )
+        line = best_line(self.store.state, self.sweep.metric)
+        if line is not None:
+            self.out.say(f"Done. {line}. Full ranking: hpsearch report {self.root}")
 
 
 def ranges_text(old: sp.Space, new: sp.Space, k: int) -> str:

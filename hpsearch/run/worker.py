@@ -318,6 +318,7 @@ class Worker:
             self.say(f"{t.id}: released after {epochs_done} of {t.epochs} epoch(s) (stopping)")
             return
         metric = self.sweep.metric.name
+        reason: str | None
         if error is not None:
             self.store.write_error(t.id, error[0])
             # a command program's failure is told in its own terms (exit code, log tail, metrics line)
@@ -329,8 +330,8 @@ class Worker:
         elif epochs_done < t.epochs:
             status, reason = "failed", self._short_reason(epochs_done, t.epochs)
         else:
-            status, reason = "finished", None
-        self.store.finish(t.id, t.attempt, status, t.best, t.best_epoch, epochs_done, reason)
+            status, reason = "finished", t.restarted  # None, or why earlier epochs were trained again
+        self.store.finish(t.id, t.attempt, status, t.best, t.best_epoch, epochs_done, reason, resumable=t.resumable)
         self.failures_in_a_row = self.failures_in_a_row + 1 if status == "failed" else 0
         self.done += 1
         best = f", best {metric} {t.best:.4f} at epoch {t.best_epoch}" if t.best is not None else ""

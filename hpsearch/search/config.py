@@ -52,10 +52,24 @@ TOP_KEYS = {
     "enqueue",  # W&B's key, honoured: asha on W&B's hyperband bands (search/earlystop.py)
     "tensorboard",
 }
-WANDB_UNUSED = {"method", "program", "command", "project", "entity", "run_cap"}
+# keys W&B documents for sweep files (and W&B Launch's sweep scheduler) that hpsearch does not use
+WANDB_UNUSED = {
+    "method",
+    "program",
+    "command",
+    "project",
+    "entity",
+    "run_cap",
+    "scheduler",
+    "job",
+    "image_uri",
+    "controller",
+}
 STAGE_KEYS = {"trials", "epochs", "top", "promote", "repeats", "name", "early_stop", "sampler"}
 SAMPLERS = ("random", "tpe")
 METRIC_KEYS = {"name", "goal", "target"}
+# keys of every metrics line that are hpsearch's own, so never the sweep's metric
+RESERVED_METRICS = ("epoch", "attempt", "time", "checkpoint", "adopted", "state", "extras")
 SLURM_KEYS = {
     "type",
     "partition",
@@ -73,6 +87,26 @@ SLURM_KEYS = {
     "python",
 }
 LOCAL_KEYS = {"type", "workers_per_gpu", "threads"}
+
+
+# What hpsearch itself gives every trial under these names: `{name}` placeholders of a command,
+# the Trial's attributes of a python trainable. A parameter or fixed setting of the same name
+# wins everywhere the user's values go (`{name}`, `${args}`, HPSEARCH_PARAMS, `params`), with a
+# warning at load; hpsearch's own value stays in HPSEARCH_<NAME> and on the Trial.
+TRIAL_NAMES = (
+    "trial",
+    "trial_dir",
+    "seed",
+    "epochs",
+    "start_epoch",
+    "stage",
+    "attempt",
+    "metric",
+    "device",
+    "metrics_file",
+    "checkpoint_dir",
+    "resume_from",
+)
 
 
 @dataclass(frozen=True)
@@ -228,6 +262,14 @@ def parse(
     if trainable and trainable.get("builtin") in BUILTINS:
         _check_builtin_settings(trainable, space, problems)
     tensorboard = _tensorboard(raw.get("tensorboard"), source_dir, problems)
+    _check_trial_names(trainable, space, warnings)
+    promoting = [i for i, s in enumerate(stages, 1) if s.promote]
+    if promoting and ("python" in trainable or "command" in trainable):
+        warnings.append(
+            f"stages[{promoting[0]}].promote: a promoted trial continues only from resumable state "
+            '(python: pass state= to trial.report; command: hand over "checkpoint" files); '
+            "without it, it trains again from epoch 1"
+        )
 
     if problems:
         raise ConfigError(problems, source)
@@ -314,9 +356,17 @@ def _metric(m: Any, problems: list[str]) -> Metric:
             problems.append(f"metric: unknown key '{k}' (valid keys: goal, name, target)")
     name = m.get("name", "val_acc")
     goal = m.get("goal", "maximize")
-    if not isinstance(name, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
-        problems.append(f"metric.name: must be an identifier like val_acc, got {name!r}")
+    if not isinstance(name, str) or not name.strip() or len(name) > 100 or not name.isprintable():
+        problems.append(
+            f"metric.name: must be a key of the metrics you report, 1-100 printable characters "
+            f"(e.g. val_acc, val/loss, eval.accuracy), got {name!r}"
+        )
         name = "val_acc"
+    elif name in RESERVED_METRICS:
+        problems.append(
+            f"metric.name: {name!r} is a key hpsearch writes in every metrics line "
+            f"({', '.join(RESERVED_METRICS)}); report the metric under another name"
+        )
     if goal not in ("maximize", "minimize"):
         problems.append(f"metric.goal: must be 'maximize' or 'minimize', got {goal!r}")
         goal = "maximize"
@@ -368,6 +418,22 @@ def _trainable(
                 "(relative paths are read from the sweep file's folder)"
             )
     return t
+
+
+def _check_trial_names(t: dict[str, Any], space: sp.Space, warnings: list[str]) -> None:
+    kind = next((k for k in ("builtin", "python", "command") if k in t), None)
+    if kind == "builtin":  # the built-ins read only their own settings, none of which is such a name
+        return
+    fixed = [k for k in t if k not in (kind, "grace")]
+    for where, names in (("parameters", list(space)), ("trainable", fixed)):
+        for name in names:
+            if name in TRIAL_NAMES:
+                env = "TRIAL_ID" if name == "trial" else name.upper()
+                warnings.append(
+                    f"{where}.{name}: your '{name}' is what {{{name}}}, ${{args}}, HPSEARCH_PARAMS and params "
+                    f"give your code; hpsearch's own {name} stays in HPSEARCH_{env} (and on the Trial "
+                    f"in Python); rename yours (e.g. 'my_{name}') to get hpsearch's from {{{name}}}"
+                )
 
 
 def _check_builtin_settings(t: dict[str, Any], space: sp.Space, problems: list[str]) -> None:

@@ -57,6 +57,11 @@ DISTRIBUTIONS = sorted(
 )
 
 
+# a parameter's name: an identifier, or Hydra-style dotted parts (training.lr), or argparse-style
+# dashes (batch-size); `{name}` in a command and `--name=value` from `${args}` use it as written
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$")
+
+
 def is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
@@ -82,19 +87,25 @@ def parse_parameters(params: Any, problems: list[str], warnings: list[str], pref
     space: sp.Space = {}
     for name, spec in params.items():
         where = f"parameters.{prefix}{name}"
-        if not isinstance(name, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
-            problems.append(f"{where}: names must be identifiers (letters, digits, '_'), got {name!r}")
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            problems.append(
+                f"{where}: names start with a letter or '_' and hold letters, digits, '_', '-' and "
+                f"'.' between parts (lr, batch-size, training.lr), got {name!r}"
+            )
+            continue
+        if prefix + name in space or any(k.startswith(prefix + name + ".") for k in space):
+            problems.append(f"{where}: the name {prefix + name!r} is given twice (nested and dotted)")
             continue
         if isinstance(spec, dict) and "parameters" in spec:  # W&B nested parameters
             space.update(parse_parameters(spec["parameters"], problems, warnings, f"{prefix}{name}."))
             continue
-        dim = _dim(spec, where, problems)
+        dim = _dim(spec, where, problems, warnings)
         if dim is not None:
             space[prefix + name] = dim
     return space
 
 
-def _dim(spec: Any, where: str, problems: list[str]) -> sp.Dim | None:
+def _dim(spec: Any, where: str, problems: list[str], warnings: list[str]) -> sp.Dim | None:
     if not isinstance(spec, dict):
         problems.append(
             f"{where}: must be a mapping like {{distribution: log_uniform_values, min: 1e-4, max: 1}} "
@@ -135,9 +146,10 @@ def _dim(spec: Any, where: str, problems: list[str]) -> sp.Dim | None:
             )
             return None
         return sp.Categorical(tuple(values), tuple(float(p) for p in probs) if probs else None)
-    q = spec.get("q")
+    q = spec.get("q", 1 if dist.startswith("q_") else None)  # W&B: q defaults to 1 for q_* distributions
     if q is not None and (not is_num(q) or q <= 0):
         problems.append(f"{where}.q: must be a positive number, got {q!r}")
+        q = None
     if dist in ("normal", "q_normal", "log_normal", "q_log_normal"):
         mu, sigma = spec.get("mu", 0.0), spec.get("sigma", 1.0)
         if not is_num(mu) or not is_num(sigma) or sigma <= 0:
@@ -156,13 +168,36 @@ def _dim(spec: Any, where: str, problems: list[str]) -> sp.Dim | None:
         problems.append(f"{where}: min must be below max, got min={lo!r} >= max={hi!r}")
         return None
     if dist in LOG_EXPONENTS:  # W&B: min/max are natural-log exponents
+        if lo > 0 and hi <= 1:  # almost surely meant as values: every draw lands in [1, e]
+            lo_v, hi_v = (math.exp(-hi), math.exp(-lo)) if dist.startswith("inv_") else (math.exp(lo), math.exp(hi))
+            warnings.append(
+                f"{where}: {dist} takes natural-log exponents (W&B's meaning), so min {lo!r} and max {hi!r} "
+                f"give values in [{sp.fmt(lo_v)}, {sp.fmt(hi_v)}]; for values between {lo!r} and {hi!r} "
+                f"write distribution: {dist.replace('log_uniform', 'log_uniform_values')}"
+            )
         lo, hi = (math.exp(-hi), math.exp(-lo)) if dist.startswith("inv_") else (math.exp(lo), math.exp(hi))
     elif dist in LOG_VALUES and lo <= 0:
         problems.append(f"{where}: a log range needs min > 0, got min={lo!r}")
         return None
+    # integer values: the int_* distributions, and a grid of integer q from integer min and max (for
+    # q_log_uniform min/max are exponents: an integer q alone puts every value on integers)
     integer = dist in ("int_uniform", "int_log_uniform", "int_log_uniform_values") or (
-        q is not None and is_int(q) and dist.startswith("q_") and is_int(spec["min"])
+        q is not None
+        and is_int(q)
+        and dist.startswith("q_")
+        and (dist in LOG_EXPONENTS or (is_int(spec["min"]) and is_int(spec["max"])))
     )
+    if integer and max(abs(lo), abs(hi)) > sp.MAX_INT:
+        problems.append(f"{where}: integer values must lie within +-2**53, got [{sp.fmt(lo)}, {sp.fmt(hi)}]")
+    elif q is not None and is_num(q) and q > 0:
+        first, last = sp.grid_span(lo, hi, q)
+        if last - first < 1:
+            problems.append(
+                f"{where}: [{sp.fmt(lo)}, {sp.fmt(hi)}] holds {max(0, last - first + 1)} multiple(s) of q={q!r}; "
+                "a quantized range needs at least two (widen min/max or lower q)"
+            )
+    elif integer and math.floor(hi) - math.ceil(lo) < 1:
+        problems.append(f"{where}: [{sp.fmt(lo)}, {sp.fmt(hi)}] holds fewer than two integers; widen min/max")
     if dist == "int_uniform" and not (is_int(spec["min"]) and is_int(spec["max"])):
         problems.append(f"{where}: int_uniform needs integer min and max, got {spec['min']!r}, {spec['max']!r}")
     on_border = spec.get("on_border", "extend")

@@ -10,14 +10,34 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from decimal import Decimal
 from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 
+MAX_INT = 2**53  # the largest integer range a float bound holds exactly
+GRID_TOL = 1e-9  # 0.3 / 0.1 = 2.9999999999999996 is still grid point 3
 
-def _quantize(x: float, q: float | None) -> float:
-    return x if not q else round(x / q) * q
+
+def on_grid(k: int, q: float) -> float | int:
+    """Grid point k * q: an int when q is one, else a float rounded to q's decimals (0.3, not
+    0.30000000000000004)."""
+    if isinstance(q, int) and not isinstance(q, bool):
+        return k * q
+    exponent = Decimal(repr(q)).as_tuple().exponent
+    decimals = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+    return round(k * q, decimals) if decimals <= 15 else k * q
+
+
+def _quantize(x: float, q: float | None) -> Any:
+    """W&B's quantization, `round(x / q) * q` (ints for an integer q)."""
+    return x if not q else on_grid(round(x / q), q)
+
+
+def grid_span(low: float, high: float, q: float) -> tuple[int, int]:
+    """Indexes (first, last) of the multiples of q inside [low, high]; first > last when there are none."""
+    return math.ceil(low / q - GRID_TOL), math.floor(high / q + GRID_TOL)
 
 
 @dataclass(frozen=True)
@@ -41,15 +61,28 @@ class Numeric:
         return 10.0**t if self.log else t
 
     def from_unit(self, u: float) -> Any:
-        if self.integer and not self.log:
+        """The value at uniform draw u in [0, 1).
+
+        With `q` (W&B's q_* distributions): `round(x / q) * q` of the continuous draw x, kept on
+        the grid points inside [low, high], so every value is a multiple of q within the range;
+        an int when `integer` (integer min, max and q). Without q an integer range gives each
+        integer the same mass (linear), or rounds the log-uniform draw (log).
+        """
+        if self.integer and not self.log and not self.q:
             # floor over [low, high + 1) gives every integer the same mass
             i = math.floor(self.low + u * (self.high - self.low + 1))
             return int(min(max(i, self.low), self.high))
         lo, hi = self.warp(self.low), self.warp(self.high)
-        x = _quantize(self.unwarp(lo + u * (hi - lo)), self.q)
+        x = self.unwarp(lo + u * (hi - lo))
+        if self.q:
+            first, last = grid_span(self.low, self.high, self.q)
+            k = min(max(round(x / self.q), first), last) if first <= last else round(x / self.q)
+            v = on_grid(k, self.q)
+            # a grid point within GRID_TOL of an edge counts as inside: keep the value itself inside
+            return int(v) if self.integer else float(min(max(v, self.low), self.high))
         if self.integer:
             return int(min(max(round(x), math.ceil(self.low)), math.floor(self.high)))
-        return float(min(max(x, self.low), self.high)) if not self.q else float(x)
+        return float(min(max(x, self.low), self.high))
 
     def to_unit(self, x: float) -> float:
         """Position of x in the range, in the range's own scale (0 = low edge, 1 = high edge)."""
@@ -59,7 +92,8 @@ class Numeric:
     def describe(self) -> str:
         scale = "log" if self.log else "linear"
         kind = "int " if self.integer else ""
-        return f"[{fmt(self.low)}, {fmt(self.high)}] {kind}{scale}"
+        step = f" q={fmt(self.q)}" if self.q else ""
+        return f"[{fmt(self.low)}, {fmt(self.high)}] {kind}{scale}{step}"
 
 
 @dataclass(frozen=True)
@@ -75,7 +109,8 @@ class Normal:
     def from_unit(self, u: float) -> float:
         u = min(max(u, 1e-12), 1 - 1e-12)
         z = NormalDist(self.mu, self.sigma).inv_cdf(u)
-        return float(_quantize(math.exp(z) if self.log else z, self.q))
+        x = _quantize(math.exp(z) if self.log else z, self.q)
+        return x if isinstance(x, int) else float(x)
 
     def describe(self) -> str:
         return f"{'log-' if self.log else ''}normal(mu={fmt(self.mu)}, sigma={fmt(self.sigma)})"
@@ -96,7 +131,8 @@ class Beta:
         logpdf = (self.a - 1) * np.log(x) + (self.b - 1) * np.log1p(-x)
         cdf = np.cumsum(np.exp(logpdf - logpdf.max()))
         cdf /= cdf[-1]
-        return float(_quantize(float(np.interp(u, cdf, x)), self.q))
+        v = _quantize(float(np.interp(u, cdf, x)), self.q)
+        return v if isinstance(v, int) else float(v)
 
     def describe(self) -> str:
         return f"beta(a={fmt(self.a)}, b={fmt(self.b)})"
@@ -141,16 +177,6 @@ _KINDS = {c.__dataclass_fields__["kind"].default: c for c in (Numeric, Normal, B
 def sample(space: Space, rng: np.random.Generator) -> dict[str, Any]:
     """Draw one configuration: one uniform per dimension, mapped through each distribution."""
     return {name: dim.from_unit(float(rng.random())) for name, dim in space.items()}
-
-
-def sample_stage(space: Space, seed: int, stage: int, n: int) -> list[tuple[dict[str, Any], int]]:
-    """Reproducible draws for a stage: n (params, trial_seed) pairs from (sweep seed, stage)."""
-    rng = np.random.default_rng([seed, stage])
-    out = []
-    for _ in range(n):
-        params = sample(space, rng)
-        out.append((params, int(rng.integers(0, 2**31 - 1))))
-    return out
 
 
 def is_searched(dim: Dim) -> bool:

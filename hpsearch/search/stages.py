@@ -15,6 +15,7 @@ import numpy as np
 from hpsearch.gcpause import bulk
 from hpsearch.search import conditional as cond
 from hpsearch.search import enqueue as eq
+from hpsearch.search import sampling
 from hpsearch.search import space as sp
 from hpsearch.search.config import Metric, Stage, Sweep
 
@@ -86,6 +87,11 @@ USABLE = "finished"
 # best value they reached, after every finished configuration: a run that reached fewer epochs is
 # not compared with full runs on equal terms, so it steers the next ranges only where too few finished)
 RANKED_STATUSES = frozenset({USABLE, "pruned"})
+
+# Fewest finished configurations a stage narrows its ranges from. One run has no spread and two
+# span one interval: `margin` x their span would shrink a range around noise. Below this, ranges
+# are kept (moved only past a flagged border) and the plan says why.
+MIN_TO_NARROW = 3
 # How far a flagged side moves past its old edge, as a fraction of the range's width (in its own
 # scale). A best value on the border says the optimum may lie well outside: 0.1 moved a 2-decade
 # lr range by 0.2 decades a stage, too little to reach it at equal budget (bench quality, out of range).
@@ -134,8 +140,8 @@ def border_flags(
     """Flag each numeric parameter whose best value lies in the outer `fraction` of its range."""
     flags = []
     for name, dim in space.items():
-        if not isinstance(dim, sp.Numeric) or name not in best:
-            continue
+        if not isinstance(dim, sp.Numeric) or name not in best or not valid_range(dim):
+            continue  # a range an older version wrote with low 0 on a log scale has no position
         pos = dim.to_unit(best[name])
         side = "low" if pos < fraction else "high" if pos > 1 - fraction else None
         if side is None:
@@ -177,28 +183,61 @@ def _can_extend(dim: sp.Numeric, side: str, on_border: str) -> bool:
     return dim.low > floor if side == "low" else dim.high < ceil
 
 
+# The farthest any range may move, so that every value, its log10 and the range's width stay finite.
+HUGE = 1e300
+
+
 def _limits(dim: sp.Numeric) -> tuple[float, float]:
-    """How far a range may ever move: its hard bounds, else sign-preserving limits."""
-    if dim.bounds is not None:
-        return dim.bounds
+    """How far a range may ever move: within its hard bounds and the values its distribution allows.
+
+    A log range stays > 0 (>= 1 for integers, >= q on a grid: 0 has no log); a range that starts
+    non-negative stays non-negative (positive integers stay >= 1); nothing passes +-1e300 (integers: +-2**53).
+    """
+    floor, ceil = (-sp.MAX_INT, sp.MAX_INT) if dim.integer else (-HUGE, HUGE)
     if dim.log:
-        return (0.0, math.inf)
-    floor = -math.inf
-    if dim.low >= 0:  # a non-negative range stays non-negative; positive ints stay >= 1
+        floor = max(1.0 if dim.integer else 1 / HUGE, dim.q or 0.0)
+    elif dim.low >= 0:
         floor = 1.0 if dim.integer and dim.low >= 1 else 0.0
-    return (floor, math.inf)
+    if dim.bounds is not None:
+        floor, ceil = max(floor, dim.bounds[0]), min(ceil, dim.bounds[1])
+    return floor, ceil
+
+
+def _snap(dim: sp.Numeric, low: float, high: float, sides: set[str]) -> tuple[float, float]:
+    """Put [low, high] on the dimension's grid (multiples of q, or integers): outward, within the
+    limits and, on a side that does not extend, within the old range; at least two points."""
+    step = dim.q or 1.0
+    floor, ceil = _limits(dim)
+    lim_first, lim_last = sp.grid_span(floor, ceil, step)
+    old_first, old_last = sp.grid_span(dim.low, dim.high, step)
+    first = max(math.floor(low / step + sp.GRID_TOL), lim_first if "low" in sides else old_first)
+    last = min(math.ceil(high / step - sp.GRID_TOL), lim_last if "high" in sides else old_last)
+    lo_cap, hi_cap = min(lim_first, old_first), max(lim_last, old_last)
+    if last - first < 1:  # widen to two points, inside what is allowed
+        last = min(first + 1, hi_cap)
+        first = min(first, last - 1)
+    first, last = max(first, lo_cap), min(last, hi_cap)
+    return float(sp.on_grid(first, step)), float(sp.on_grid(last, step))
 
 
 def narrow(dim: sp.Dim, top_values: list[Any], flags: list[BorderFlag], margin: float) -> sp.Dim:
-    """Next range of one parameter from the values of the top runs."""
+    """Next range of one parameter from the values of the top runs.
+
+    Always valid and samplable (tests/test_range_moves.py checks it over random ranges): low <
+    high and both finite; a log range stays > 0 (an integer one >= 1); integer and quantized ranges
+    keep at least two of their points; hard `bounds` hold. When no valid narrower range exists the
+    old one is kept.
+    """
     if isinstance(dim, sp.Categorical):
         seen = [v for v in dim.values if v in top_values]
         return sp.Categorical(tuple(seen)) if seen else dim
     if isinstance(dim, sp.Normal):
-        vals = np.array([math.log(v) if dim.log else v for v in top_values], dtype=float)
+        # a quantized log-normal can draw 0, which has no log: such values say nothing of the scale
+        vals = np.array([math.log(v) if dim.log else v for v in top_values if not dim.log or v > 0], dtype=float)
         if len(vals) == 0:
             return dim
         sigma = max(float(vals.std()) * (1 + margin), dim.sigma * 0.1) if len(vals) > 1 else dim.sigma * 0.5
+        sigma = min(sigma, dim.sigma)  # narrowing never widens: a growing log-normal would overflow
         return sp.Normal(float(vals.mean()), sigma, log=dim.log, q=dim.q)
     if not isinstance(dim, sp.Numeric) or not top_values:
         return dim
@@ -214,19 +253,37 @@ def narrow(dim: sp.Dim, top_values: list[Any], flags: list[BorderFlag], margin: 
     if "high" in sides:
         hi = hi_old + max(pad, EXTEND * width)
     floor, ceil = _limits(dim)
-    low = max(dim.unwarp(lo), floor) if not (dim.log and floor == 0) else dim.unwarp(lo)
-    high = min(dim.unwarp(hi), ceil)
-    if dim.integer:
-        low, high = math.floor(low), math.ceil(high)
-        low = low if "low" in sides else max(low, math.ceil(dim.low))
-        high = high if "high" in sides else min(high, math.floor(dim.high))
-        if high <= low:
-            high = low + 1
-    elif high <= low:
-        return dim
-    return sp.Numeric(
+    # clip in the range's own scale first: 10 ** 400 would overflow before a clip in values could act
+    w_floor, w_ceil = dim.warp(floor), dim.warp(ceil)
+    low = dim.unwarp(min(max(lo, w_floor), w_ceil))
+    high = dim.unwarp(min(max(hi, w_floor), w_ceil))
+    low, high = max(low, floor), min(high, ceil)
+    if dim.integer or dim.q:
+        low, high = _snap(dim, low, high, sides)
+    new = sp.Numeric(
         float(low), float(high), log=dim.log, integer=dim.integer, q=dim.q, bounds=dim.bounds, on_border=dim.on_border
     )
+    return new if valid_range(new) else dim
+
+
+def valid_range(dim: sp.Numeric) -> bool:
+    """Whether a numeric range can be sampled and flagged: finite, low < high, > 0 on a log scale,
+    two points at least when integer or quantized, inside its hard bounds."""
+    low, high = dim.low, dim.high
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        return False
+    if dim.log and (low <= 0 or not math.isfinite(math.log10(high) - math.log10(low))):
+        return False
+    if not math.isfinite(high - low):
+        return False
+    if dim.bounds is not None and not dim.bounds[0] <= low <= high <= dim.bounds[1]:
+        return False
+    if dim.q:
+        first, last = sp.grid_span(low, high, dim.q)
+        return last - first >= 1
+    if dim.integer:
+        return math.floor(high) - math.ceil(low) >= 1
+    return True
 
 
 def top_count(stage: Stage, n_ranked: int) -> int:
@@ -244,6 +301,7 @@ class StagePlan:
     trials: list[dict[str, Any]]
     flags: list[BorderFlag] = field(default_factory=list)  # flags of the previous stage
     ranked: list[Ranked] = field(default_factory=list)  # previous stage's ranking
+    notes: list[str] = field(default_factory=list)  # what the user should know of the plan (one line each)
 
 
 def plan_stage(
@@ -259,35 +317,41 @@ def plan_stage(
     stage, which a `sampler: tpe` stage is told)."""
     stage = sweep.stages[k - 1]
     space, flags = dict(sweep.space), []
+    notes: list[str] = []
     if k > 1 and prev_space is not None:
         ranked = rank(prev_runs, sweep.metric) if ranked is None else ranked
         if ranked:
             n = top_count(stage, len(ranked))
             flags = all_border_flags(prev_space, ranked, sweep.border, sweep.on_border)
             top = ranked[:n]
+            few = len(ranked) < MIN_TO_NARROW
             space = {}
             for name, dim in prev_space.items():
                 own = [f for f in flags if f.param == name]
-                space[name] = narrow(dim, branch_top_values(name, ranked, top, stage), own, sweep.margin)
+                if few:  # too few runs to say where the good region is: keep the range, move only off a border
+                    edges = [dim.low, dim.high] if isinstance(dim, sp.Numeric) else []
+                    space[name] = narrow(dim, edges, own, sweep.margin) if own and edges else dim
+                else:
+                    space[name] = narrow(dim, branch_top_values(name, ranked, top, stage), own, sweep.margin)
+            if few:
+                moved = sorted({f.param for f in flags if f.extends})
+                notes.append(
+                    f"stage {k}: only {len(ranked)} configuration(s) of stage {k - 1} finished, fewer than "
+                    f"{MIN_TO_NARROW}: the ranges are kept"
+                    + (f", moved only past the flagged border of {', '.join(moved)}" if moved else "")
+                )
         else:
             space = dict(prev_space)  # nothing finished: keep the ranges
     ranked = ranked or []
-    trials = []
-    by_trial = {r.trial: r for r in prev_runs}
-    for parent in _promoted(stage, ranked):
-        for r, tid in enumerate(parent.trials):
-            run = by_trial[tid]
-            trials.append(
-                dict(
-                    params=run.params,
-                    seed=run.seed,
-                    parent=tid,
-                    group=parent.config,
-                    repeat=r,
-                    repeats=len(parent.trials),
-                )
-            )
-    draws = sp.sample_stage(space, sweep.seed, k, stage.trials)
+    trials = _promoted_trials(stage, ranked, {r.trial: r for r in prev_runs})
+    distinct = sampling.sample_stage(space, sweep.seed, k, stage.trials, exclude=[t["params"] for t in trials])
+    if distinct.available is not None:
+        notes.append(
+            f"stage {k}: the search space holds {distinct.available} configuration(s) not yet in the stage; "
+            f"each is tried once: {len(distinct)} of the {stage.trials} trial(s) asked for "
+            f"(repeats: trains a configuration with more seeds)"
+        )
+    draws: list[tuple[dict[str, Any], int]] = list(distinct)
     if stage.sampler == "tpe" and stage.trials:
         from hpsearch.search import tpe  # imports Optuna: only for a stage that asks for it
 
@@ -298,11 +362,42 @@ def plan_stage(
     for i, (params, seed, enqueued) in enumerate(known):
         for r in range(stage.repeats):
             trials.append(
-                dict(params=params, seed=(seed + 1_000_003 * r) % (2**31 - 1), group=i, repeat=r, repeats=stage.repeats)
+                dict(
+                    params=params,
+                    seed=(seed + 1_000_003 * r) % (2**31 - 1),
+                    group=i,
+                    repeat=r,
+                    repeats=stage.repeats,
+                    fresh=True,
+                )
             )
             if enqueued:
                 trials[-1]["enqueued"] = True
-    return StagePlan(k, space, _name_trials(k, trials, stage.epochs), flags, ranked)
+    return StagePlan(k, space, _name_trials(k, trials, stage.epochs), flags, ranked, notes)
+
+
+def _promoted_trials(stage: Stage, ranked: list[Ranked], by_trial: dict[str, Run]) -> list[dict[str, Any]]:
+    """The trials that continue the previous stage's best configurations, `stage.repeats` of each,
+    like every fresh configuration of the stage (so means over repeats compare like with like):
+    its first finished repeats continue from their checkpoints; missing ones start afresh with
+    new seeds (a configuration promoted from a stage without repeats gains seeds)."""
+    trials: list[dict[str, Any]] = []
+    for parent in _promoted(stage, ranked):
+        runs = sorted((by_trial[tid] for tid in parent.trials), key=lambda run: run.trial)[: stage.repeats]
+        used = {run.seed for run in runs}
+        for r in range(stage.repeats):
+            if r < len(runs):
+                params, seed, from_trial = runs[r].params, runs[r].seed, runs[r].trial
+            else:
+                params, from_trial = runs[0].params, None
+                seed = next(
+                    x for i in range(1, 10**6) if (x := (runs[0].seed + 1_000_003 * i) % (2**31 - 1)) not in used
+                )
+                used.add(seed)
+            trials.append(
+                dict(params=params, seed=seed, parent=from_trial, group=parent.config, repeat=r, repeats=stage.repeats)
+            )
+    return trials
 
 
 def _promoted(stage: Stage, ranked: list[Ranked]) -> list[Ranked]:
@@ -317,7 +412,7 @@ def _name_trials(k: int, trials: list[dict[str, Any]], epochs: int) -> list[dict
     """Ids: s<k>-t<NNNN> per configuration, with -r<R> per repeat when a configuration has several."""
     out, index, last = [], -1, None
     for t in trials:
-        key = (t.get("parent") is not None, t["group"])
+        key = (t.get("fresh", False), t["group"])
         if key != last:
             index, last = index + 1, key
         config = f"s{k}-t{index:04d}"

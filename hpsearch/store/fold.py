@@ -49,6 +49,7 @@ class TrialRecord:
     epochs_done: int = 0
     reason: str | None = None
     device: str | None = None  # as the claiming worker named it (cpu, cuda:0 (GPU 1))
+    resumable: bool = True  # False: the trial wrote no checkpoint it could resume from (no state)
     # early stopping: [epoch, value, stop] per rung reached, in order (None until the first rung;
     # a list, not a dict, so the snapshot's JSON keeps the epochs as numbers)
     rungs: list[list[Any]] | None = None
@@ -93,6 +94,7 @@ class SweepState:
                 t.worker, t.device = ev.get("worker", t.worker), ev.get("device", t.device)
                 t.best, t.best_epoch = ev.get("best"), ev.get("best_epoch")
                 t.epochs_done, t.reason = ev.get("epochs_done", t.epochs_done), ev.get("reason")
+                t.resumable = ev.get("resumable", True)
                 self.queue.pop(t.trial, None)
                 self.requeued.pop(t.trial, None)
         elif kind == "rung":

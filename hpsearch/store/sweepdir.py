@@ -26,9 +26,21 @@ from hpsearch.store.fold import State, SweepState, TrialRecord
 from hpsearch.store.journal import Journal
 
 CKPT_RE = re.compile(
-    r"^(?P<trial>s\d+-t\d+(?:-r\d+)?)_ep(?P<epoch>\d+)_(?P<metric>[A-Za-z_][A-Za-z0-9_]*?)"
+    r"^(?P<trial>s\d+-t\d+(?:-r\d+)?)_ep(?P<epoch>\d+)_(?P<metric>[A-Za-z0-9_.~-]+?)"
     r"(?P<value>-?(?:\d+\.\d+(?:e[-+]?\d+)?|nan|inf))\.pt$"
 )
+_FILE_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def metric_file_form(metric: str) -> str:
+    """A metric name as it appears in a checkpoint's file name: letters, digits, `_`, `.` and `-`
+    kept, every other byte of its UTF-8 as `~XX` (hex): `val/loss` -> `val~2Floss`."""
+    return _FILE_SAFE.sub(lambda m: "".join(f"~{b:02X}" for b in m.group(0).encode()), metric)
+
+
+def metric_from_file_form(text: str) -> str:
+    """The metric name back from `metric_file_form`."""
+    return re.sub(rb"~([0-9A-F]{2})", lambda m: bytes([int(m.group(1), 16)]), text.encode()).decode(errors="replace")
 
 
 @dataclass(frozen=True)
@@ -44,17 +56,30 @@ class CheckpointName:
 
 
 def format_checkpoint(trial: str, epoch: int, metric: str, value: float) -> str:
+    """`<trial>_ep<NNN>_<metric><value>.pt`, the metric in its file form (`metric_file_form`)."""
+    if not (
+        metric.isascii() and metric.isidentifier()
+    ):  # an identifier is its own file form: the common case stays cheap
+        metric = metric_file_form(metric)
     if -math.inf < value < math.inf:  # finite: the common case first (a report names 100,000)
         return f"{trial}_ep{epoch:03d}_{metric}{value:.4f}.pt"
     v = "nan" if value != value else "inf" if value > 0 else "-inf"
     return f"{trial}_ep{epoch:03d}_{metric}{v}.pt"
 
 
-def parse_checkpoint(name: str) -> CheckpointName | None:
+def parse_checkpoint(name: str, metric: str | None = None) -> CheckpointName | None:
+    """The parts of a checkpoint's file name. Give the sweep's `metric` where it is known: a name
+    ending in digits or `-` (`top1`, `val-`) cannot otherwise be told from the value that follows."""
     m = CKPT_RE.match(name)
     if not m:
         return None
-    return CheckpointName(m["trial"], int(m["epoch"]), m["metric"], float(m["value"]))
+    if metric is not None:
+        head = f"{m['trial']}_ep{m['epoch']}_{metric_file_form(metric)}"
+        rest = name[len(head) : -len(".pt")]
+        if not name.startswith(head) or not re.fullmatch(r"-?(?:\d+\.\d+(?:e[-+]?\d+)?|nan|inf)", rest):
+            return None
+        return CheckpointName(m["trial"], int(m["epoch"]), metric, float(rest))
+    return CheckpointName(m["trial"], int(m["epoch"]), metric_from_file_form(m["metric"]), float(m["value"]))
 
 
 class Layout:
@@ -224,8 +249,10 @@ class Store:
         best_epoch: int | None,
         epochs_done: int,
         reason: str | None = None,
+        resumable: bool = True,
     ) -> bool:
-        """Record a result if the claim still holds; False when another worker owns the trial now."""
+        """Record a result if the claim still holds; False when another worker owns the trial now.
+        `resumable=False`: the trial wrote no checkpoint it could resume from (recorded as such)."""
         with self.journal.locked():
             if not self.owns(trial, attempt):  # owns() refreshes the state
                 return False
@@ -244,6 +271,7 @@ class Store:
                         "reason": reason,
                         "worker": t.worker,
                         "device": t.device,
+                        **({} if resumable else {"resumable": False}),
                     }
                 ]
             )
@@ -441,6 +469,13 @@ class Store:
                         yield c
         except FileNotFoundError:
             return
+
+    def log_note(self, trial: str, text: str) -> None:
+        """Append one `hpsearch: ...` line to the trial's worker.log (what the trainable prints follows)."""
+        path = self.layout.log_file(trial)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as f:
+            f.write(f"hpsearch: {text}\n")
 
     def write_error(self, trial: str, text: str) -> None:
         atomic_write_bytes(self.layout.error_file(trial), text.encode())

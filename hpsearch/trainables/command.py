@@ -15,7 +15,9 @@ Arguments
 Environment (on top of the worker's, so CUDA_VISIBLE_DEVICES passes through)
     HPSEARCH_TRIAL_ID, HPSEARCH_TRIAL_DIR (keep your own files here), HPSEARCH_METRICS_FILE,
     HPSEARCH_CHECKPOINT_DIR, HPSEARCH_RESUME_FROM (only when resuming), HPSEARCH_PARAMS (JSON),
-    HPSEARCH_EPOCHS, HPSEARCH_START_EPOCH, HPSEARCH_SEED, HPSEARCH_METRIC, HPSEARCH_DEVICE.
+    HPSEARCH_EPOCHS, HPSEARCH_START_EPOCH, HPSEARCH_SEED, HPSEARCH_METRIC, HPSEARCH_DEVICE,
+    HPSEARCH_STAGE, HPSEARCH_ATTEMPT. A parameter named like a placeholder ({seed}, {epochs}...)
+    wins in {name}, ${args} and HPSEARCH_PARAMS alike; hpsearch's value stays in these variables.
     OMP_NUM_THREADS, MKL_NUM_THREADS and the like are the worker's --threads unless set (worker.py).
     The program runs in the sweep file's folder; all paths given to it are absolute.
 Metrics
@@ -68,25 +70,13 @@ from typing import Any
 
 from hpsearch.errors import ConfigError, StopTrial
 from hpsearch.search.conditional import is_conditional, public, public_names
+from hpsearch.search.config import TRIAL_NAMES
 
 RUNNER_KEYS = ("command", "grace", "metric_regex")  # trainable settings of the runner, not parameters
 RESERVED = ("attempt", "time", "adopted", "state", "extras")
-SPECIAL = (
-    "trial",
-    "trial_dir",
-    "seed",
-    "epochs",
-    "start_epoch",
-    "stage",
-    "attempt",
-    "metric",
-    "device",
-    "metrics_file",
-    "checkpoint_dir",
-    "resume_from",
-)
+SPECIAL = TRIAL_NAMES  # a parameter of the same name wins (search.config warns at load)
 ARG_LISTS = ("${args}", "${args_no_hyphens}", "${args_json}")
-TOKEN = re.compile(r"\$\{(\w+)\}|\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_.]*)\}")
+TOKEN = re.compile(r"\$\{(\w+)\}|\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_.-]*)\}")
 DEFAULT_GRACE_S = 10.0
 POLL_S = 0.1  # how often the metrics file is read; a report costs far less
 STOP_CHECK_S = 1.0  # how often the journal is read for a master stop
@@ -297,7 +287,6 @@ def run_program(
         "resume_from": os.path.abspath(resume_from) if resume_from is not None else "",
     }
     values = {
-        **user_params,
         "trial": trial.id,
         "seed": trial.seed,
         "epochs": trial.epochs,
@@ -307,6 +296,7 @@ def run_program(
         "metric": trial.metric,
         "device": trial.device,
         **paths,
+        **user_params,  # one rule with ${args} and HPSEARCH_PARAMS: the user's parameter wins
     }
     try:
         args = expand(argv, values, user_params)
@@ -325,6 +315,8 @@ def run_program(
         HPSEARCH_SEED=str(trial.seed),
         HPSEARCH_METRIC=trial.metric,
         HPSEARCH_DEVICE=str(trial.device),
+        HPSEARCH_STAGE=str(trial.stage),
+        HPSEARCH_ATTEMPT=str(trial.attempt),
     )
     if resume_from is not None:
         env["HPSEARCH_RESUME_FROM"] = paths["resume_from"]

@@ -32,4 +32,4 @@ def fit(params: dict[str, Any], trial: Trial) -> None:
         value = params["metric_value"] if params.get("metric_value") is not None else score(params, target)
         value = float(value) * (1 - 0.5**epoch)  # improves with epochs, like training
         metrics: dict[str, Any] = {trial.metric: value, "train_loss": 1.0 - value + 1e-3}
-        trial.report(epoch, **metrics)
+        trial.report(epoch, state={"epoch": epoch}, **metrics)  # all it has to resume: the epoch

@@ -7,9 +7,11 @@
             ...train one epoch on trial.device...
             trial.report(epoch, val_acc=acc, train_loss=loss, state={"model": model.state_dict()})
 
-`report` records the epoch's metrics, writes the checkpoint (its file name embeds the metric),
-and raises `StopTrial` when the trial must stop: it diverged, the master stopped the sweep,
-or another worker took the trial over. Let that exception propagate.
+`report` records the epoch's metrics, writes the checkpoint (its file name embeds the metric;
+only with `state=` or a handed-over `checkpoint=`: without one there is nothing to resume, and a
+trial that cannot resume restarts from epoch 1), and raises `StopTrial` when the trial must
+stop: it diverged, the master stopped the sweep, or another worker took the trial over. Let that
+exception propagate.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ class Trial:
         self.stop_reason: str | None = None
         self.last_progress = time.monotonic()  # when the trial started or last reported (epoch_timeout)
         self.epoch_timeout: float | None = None  # seconds an epoch may take (the sweep's; None: no limit)
+        self.restarted: str | None = None  # why earlier epochs were not resumed (None: nothing was lost)
         self._first_loss: float | None = None
         self._early_stop = early_stop if early_stop is not None and early_stop.active else None
         self._rungs = frozenset(self._early_stop.rungs(self.epochs)) if self._early_stop is not None else frozenset()
@@ -105,6 +108,11 @@ class Trial:
         return self.store.layout.trial_dir(self.id)
 
     @property
+    def resumable(self) -> bool:
+        """Whether a checkpoint of this trial (or the epochs it inherited) could resume it."""
+        return any(h.get("checkpoint") for h in self.history) or (self.resume_checkpoint is not None)
+
+    @property
     def should_stop(self) -> bool:
         return self._stop_event.is_set() or self.stop_reason is not None
 
@@ -117,7 +125,8 @@ class Trial:
         extras: dict[str, Any] | None = None,
         **metrics: float,
     ) -> None:
-        """Record one epoch; write its checkpoint; raise StopTrial if the trial must stop.
+        """Record one epoch; write its checkpoint (when `state` or `checkpoint` is given); raise
+        StopTrial if the trial must stop.
 
         Args:
             epoch: 1-based epoch number.
@@ -140,6 +149,7 @@ class Trial:
             raise StopTrial("lost: another worker owns this trial now")
         value = metrics[self.metric]
         name = format_checkpoint(self.id, epoch, self.metric, value)
+        saved: str | None = name
         payload = {
             "trial": self.id,
             "epoch": epoch,
@@ -150,15 +160,17 @@ class Trial:
         }
         if checkpoint is not None:
             self.store.adopt_checkpoint(Path(checkpoint), name)
-        else:
+        elif state is not None:
             self.store.save_checkpoint(name, payload)
+        else:  # nothing to resume from: a file named with the metric would promise a model it lacks
+            saved = None
         # extras first: they may never overwrite the epoch, the attempt or a metric
         line = {
             **(extras or {}),
             "epoch": epoch,
             "attempt": self.attempt,
             **metrics,
-            "checkpoint": name,
+            "checkpoint": saved,
             "time": time.time(),
         }
         if checkpoint is not None:
@@ -244,6 +256,7 @@ class Trial:
         """Continue from the last readable checkpoint: of this trial, else of the promoted parent."""
         own = self.store.metrics(self.id)
         source, found = own, self._last_checkpoint(own)
+        parent: list[dict[str, Any]] = []
         if found is None and self.record.parent:
             # a promoted trial starts from its parent's last checkpoint (also when it was requeued
             # before writing one of its own: its inherited lines carry no checkpoint)
@@ -252,6 +265,16 @@ class Trial:
             if parent_found is not None:
                 source, found = parent, parent_found
         kept = source[: found + 1] if found is not None else []
+        lost, whose = (own, "its attempt before this one") if own else (parent, f"its parent {self.record.parent}")
+        if found is None and any(isinstance(h.get("epoch"), int) for h in lost):
+            # epochs ran, but nothing can resume them: train from epoch 1, and say so (never re-label a
+            # fresh model's epochs 1-2 as epochs 3-4); the lost epochs are superseded, not kept
+            done = max(h["epoch"] for h in lost if isinstance(h.get("epoch"), int))
+            self.restarted = (
+                f"restarted from epoch 1 at attempt {self.attempt}: {whose} ran {done} epoch(s) but left no "
+                "resumable state (pass state= to trial.report, or hand over a checkpoint file)"
+            )
+            self.store.log_note(self.id, self.restarted)
         if found is not None:
             line = source[found]
             self.resume_checkpoint = self.store.layout.checkpoint(line["checkpoint"])
@@ -279,7 +302,8 @@ class Trial:
                     return i
                 continue
             ckpt = self.store.load_checkpoint(name)
-            if ckpt is not None and ckpt.get("epoch") == lines[i]["epoch"]:
+            # a checkpoint without state (an older version wrote them) resumes nothing: skip it
+            if ckpt is not None and ckpt.get("epoch") == lines[i]["epoch"] and ckpt.get("state") is not None:
                 self.resume_state = ckpt.get("state")
                 return i
         return None
