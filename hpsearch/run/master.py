@@ -92,6 +92,8 @@ class Master:
         self._beats_end = threading.Event()
         self._beat_n = 0
         self._failed_why = ""
+        self._tensorboard: Any = None  # report.tensorboard.LiveTensorBoard when the sweep sets `tensorboard:`
+        self._tb_next = 0.0
 
     @property
     def again(self) -> str:
@@ -186,8 +188,6 @@ class Master:
         sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 (fd 1 itself, line by line)
         sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
         self.out.stream, self.out.tty = sys.stdout, False  # timestamped lines, no cursor moves
-        self._tensorboard: Any = None  # report.tensorboard.LiveTensorBoard when the sweep sets `tensorboard:`
-        self._tb_next = 0.0
 
     # -- directory -------------------------------------------------------------------------
     def open_directory(self, before_writes: Callable[[], None] | None = None) -> None:
