@@ -19,6 +19,7 @@ from typing import Any
 from hpsearch.errors import ConfigError
 from hpsearch.search import space as sp
 from hpsearch.search.builtins import BUILTINS, OPTIMIZERS, builtin_defaults
+from hpsearch.search.schedules import schedule_problems
 from hpsearch.search.launcher_options import check_options
 from hpsearch.search.paramspec import is_int, is_num, parse_parameters, yaml_number
 
@@ -316,6 +317,7 @@ def _check_builtin_settings(t: dict[str, Any], space: sp.Space, problems: list[s
         opt = t.get("optimizer", "momentum")
         if "optimizer" not in space and opt not in OPTIMIZERS:
             problems.append(f"trainable.optimizer: must be one of {', '.join(OPTIMIZERS)}, got {opt!r}")
+        problems.extend(schedule_problems(t, set(space)))
 
 
 def _launcher(launcher: Any, problems: list[str]) -> dict[str, Any]:
