@@ -291,6 +291,39 @@ def report(
     pictures(data)
 
 
+@main.command()
+@click.argument("sweep_file", type=click.Path(dir_okay=False))
+@click.option(
+    "--dir",
+    "root",
+    type=click.Path(file_okay=False),
+    help="Sweep directory that receives preflight.json (default runs/<name>, as master start).",
+)
+@click.option(
+    "--write", "write", type=click.Path(dir_okay=False), help="Write the sweep file with the suggested lr range."
+)
+@friendly
+def check(sweep_file: str, root: str | None, write: str | None) -> None:
+    """Sanity checks before a sweep: steps 1-3 of the recipe.
+
+    \b
+    Examples:
+      hpsearch check sweeps/demo.yaml
+      hpsearch check sweeps/demo.yaml --write sweeps/demo-lr.yaml
+
+    On one configuration standing for stage 1: a gradient check of the backward pass
+    (float64 centred differences), the loss at initialization against ln(C), overfitting
+    20 examples, and a learning-rate range test that suggests stage 1's lr range. Prints a
+    verdict per check, writes DIR/preflight.json (shown by `hpsearch report --html` once the
+    sweep runs in DIR) and exits 1 when a check failed. Python trainables take part through
+    a `preflight(params)` function, command programs through environment flags (README,
+    "The recipe").
+    """
+    from hpsearch.recipe.check import run_check
+
+    sys.exit(run_check(sweep_file, root, write, click.echo))
+
+
 def _write_pictures(plots_dir: str | None, html_file: str | None, data: Any) -> None:
     if data is None:
         return

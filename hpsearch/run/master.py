@@ -88,7 +88,8 @@ class Master:
         else:
             if self.opts.resume:
                 raise HpsearchError(f"--resume: {self.root} is not a sweep directory (no journal.jsonl)")
-            if lay.root.exists() and any(lay.root.iterdir()):
+            # `hpsearch check` may have left its preflight.json: the sweep then runs beside it
+            if lay.root.exists() and any(p != lay.preflight for p in lay.root.iterdir()):
                 raise HpsearchError(f"{self.root} exists and is not empty, but holds no sweep; choose another --dir")
             try:
                 lay.ensure()

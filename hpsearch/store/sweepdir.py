@@ -70,6 +70,8 @@ class Layout:
         self.workers = self.root / "workers"
         self.master = self.root / "master.json"
         self.source = self.root / "source.json"
+        self.preflight = self.root / "preflight.json"  # `hpsearch check`: verdicts and the lr range test
+        self.ensemble = self.root / "ensemble.json"  # `hpsearch ensemble`: accuracy curves of ensembles
 
     def stage_file(self, k: int) -> Path:
         return self.stages / f"stage-{k}.json"

@@ -78,6 +78,46 @@ def _col(values: list[float], device: str) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float32, device=device).view(-1, 1, 1)  # [K, 1, 1]
 
 
+@torch.no_grad()
+def batched_forward_backward(
+    P: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor, drop_p: torch.Tensor | None
+) -> torch.Tensor:
+    """Population.forward_backward for weights P ([W0 [K,in,out], b0 [K,1,out], ...]); dropout
+    probabilities drop_p [K, 1, 1] or None. Writes P[i].grad; returns the mean cross-entropy [K].
+    Any float dtype: `hpsearch check` runs it in float64 for the gradient check."""
+    n_layers = len(P) // 2
+    inputs, drops = [], []  # each layer's input; each hidden layer's dropout mask
+    h = x
+    for li in range(n_layers):
+        W, bias = P[2 * li], P[2 * li + 1]
+        inputs.append(h)
+        h = torch.baddbmm(bias, h, W)
+        if li < n_layers - 1:
+            h.relu_()
+            if drop_p is not None:
+                keep = 1 - drop_p
+                drop = (torch.rand_like(h) < keep).to(h.dtype).div_(keep)
+                h.mul_(drop)
+                drops.append(drop)
+    B = y.shape[1]
+    # classes on dim 1 ([K, C, B]): log_softmax over a short last dim is several times slower
+    logp = torch.log_softmax(h.transpose(1, 2), dim=1)  # [K, C, B]
+    ce = -logp.gather(1, y.unsqueeze(1)).squeeze(1).mean(1)  # [K]
+    dz = logp.exp_()
+    dz.scatter_add_(1, y.unsqueeze(1), torch.full_like(dz[:, :1], -1.0))
+    dz = dz.div_(B).transpose(1, 2)  # [K, B, C] view
+    for li in range(n_layers - 1, -1, -1):
+        W = P[2 * li]
+        P[2 * li].grad = torch.bmm(inputs[li].transpose(1, 2), dz)  # [K, in, out]
+        P[2 * li + 1].grad = dz.sum(1, keepdim=True)  # [K, 1, out]
+        if li:
+            # ReLU's backward (one fused op, as autograd does it): pass where the layer's output > 0
+            dz = torch.ops.aten.threshold_backward(torch.bmm(dz, W.transpose(1, 2)), inputs[li], 0)
+            if drops:
+                dz.mul_(drops[li - 1])
+    return ce
+
+
 class Population:
     """One group of members with equal architecture; `fit` trains them all epoch by epoch."""
 
@@ -183,37 +223,7 @@ class Population:
         tiny batched matmuls; the backward of a ReLU MLP with softmax cross-entropy is short:
         dlogits = (softmax - onehot) / B, then per layer dW = a^T dz, db = sum dz, dz = (dz W^T) * [a > 0] * dropout.
         """
-        n_layers = len(self.P) // 2
-        inputs, drops = [], []  # each layer's input; each hidden layer's dropout mask
-        h = x
-        for li in range(n_layers):
-            W, bias = self.P[2 * li], self.P[2 * li + 1]
-            inputs.append(h)
-            h = torch.baddbmm(bias, h, W)
-            if li < n_layers - 1:
-                h.relu_()
-                if self.any_dropout:
-                    keep = 1 - self.drop
-                    drop = (torch.rand_like(h) < keep).to(h.dtype).div_(keep)
-                    h.mul_(drop)
-                    drops.append(drop)
-        B = y.shape[1]
-        # classes on dim 1 ([K, C, B]): log_softmax over a short last dim is several times slower
-        logp = torch.log_softmax(h.transpose(1, 2), dim=1)  # [K, C, B]
-        ce = -logp.gather(1, y.unsqueeze(1)).squeeze(1).mean(1)  # [K]
-        dz = logp.exp_()
-        dz.scatter_add_(1, y.unsqueeze(1), torch.full_like(dz[:, :1], -1.0))
-        dz = dz.div_(B).transpose(1, 2)  # [K, B, C] view
-        for li in range(n_layers - 1, -1, -1):
-            W = self.P[2 * li]
-            self.P[2 * li].grad = torch.bmm(inputs[li].transpose(1, 2), dz)  # [K, in, out]
-            self.P[2 * li + 1].grad = dz.sum(1, keepdim=True)  # [K, 1, out]
-            if li:
-                # ReLU's backward (one fused op, as autograd does it): pass where the layer's output > 0
-                dz = torch.ops.aten.threshold_backward(torch.bmm(dz, W.transpose(1, 2)), inputs[li], 0)
-                if drops:
-                    dz.mul_(drops[li - 1])
-        return ce
+        return batched_forward_backward(self.P, x, y, self.drop if self.any_dropout else None)
 
     def l2(self, P: list[torch.Tensor] | None = None) -> torch.Tensor:  # [K]
         return sum((W**2).sum((1, 2)) for W in (self.P if P is None else P)[0::2])  # type: ignore[return-value]
