@@ -19,9 +19,9 @@ from typing import Any
 from hpsearch.errors import ConfigError
 from hpsearch.search import space as sp
 from hpsearch.search.builtins import BUILTINS, OPTIMIZERS, builtin_defaults
-from hpsearch.search.schedules import schedule_problems
 from hpsearch.search.launcher_options import check_options
 from hpsearch.search.paramspec import is_int, is_num, parse_parameters, yaml_number
+from hpsearch.search.schedules import schedule_problems
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 TOP_KEYS = {
