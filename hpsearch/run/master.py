@@ -170,7 +170,7 @@ class Master:
         plan = (
             self._next_plan
             if self._next_plan is not None and self._next_plan.stage == k
-            else stages.plan_stage(self.sweep, k, prev_space, runs_of(st, k - 1) if k > 1 else [])
+            else stages.plan_stage(self.sweep, k, prev_space, self.ranking_runs(k - 1) if k > 1 else [])
         )
         doc = {
             "stage": k,
@@ -268,6 +268,15 @@ class Master:
     def _work_left(self, k: int) -> bool:
         return any(not t.state.is_finished for t in self.store.refresh().stage_trials(k))
 
+    def ranking_runs(self, k: int) -> list[stages.Run]:
+        """Stage k's runs; stage 1's are joined by a finished sweep's (`warm_start:`, run/warmstart.py)."""
+        runs = runs_of(self.store.state, k)
+        if k == 1 and self.sweep.warm_start:
+            from hpsearch.run.warmstart import warm_runs
+
+            runs = runs + warm_runs(self.sweep)
+        return runs
+
     def _best(self, st: SweepState, k: int) -> float | None:
         vals = [t.best for t in st.stage_trials(k) if t.best is not None and t.state is State.FINISHED]
         if not vals:
@@ -276,7 +285,7 @@ class Master:
 
     def finish_stage(self, k: int) -> None:
         st = self.store.state
-        runs = runs_of(st, k)
+        runs = self.ranking_runs(k)
         ranked = stages.rank(runs, self.sweep.metric)
         space = sp.space_from_dict(st.stages[k]["space"])
         flags = (
@@ -305,7 +314,7 @@ class Master:
             not_ranked=[
                 {"trial": r.trial, "status": r.status, "reason": st.trials[r.trial].reason}
                 for r in runs
-                if r.status != "finished"
+                if r.status != "finished" and r.trial in st.trials
             ],
             border_flags=[
                 {
@@ -345,7 +354,8 @@ class Master:
             self.out.say(
                 f"Done. Best {self.sweep.metric.name} {best[self.sweep.metric.name]:.4f} "
                 f"({best['trial']}, checkpoint {ckpt}). "
-                f"Full ranking: hpsearch report {self.root}"
+                f"Full ranking: hpsearch report {self.root}; "
+                f"the next sweep: hpsearch next {self.root} -o next.yaml"
             )
 
 
@@ -375,6 +385,10 @@ def stage_text(store: Store, sweep: Sweep, k: int, flags: list[stages.BorderFlag
 
 def check_trainable(sweep: Sweep) -> None:
     """Fail at the door (exit 2) when the trainable cannot be found, before any worker starts."""
+    if sweep.warm_start:  # the finished sweep must be readable before this one starts
+        from hpsearch.run.warmstart import warm_runs
+
+        warm_runs(sweep)
     kind = sweep.trainable_kind
     if kind == "python":
         from hpsearch.trainables.python import load

@@ -44,6 +44,7 @@ TOP_KEYS = {
     "keep_top",
     "max_failures",
     "lock",
+    "warm_start",
 }
 WANDB_UNUSED = {"method", "program", "command", "early_terminate", "project", "entity", "run_cap"}
 STAGE_KEYS = {"trials", "epochs", "top", "promote", "repeats", "name"}
@@ -105,6 +106,7 @@ class Sweep:
     description: str = ""
     source_dir: str = "."
     warnings: tuple[str, ...] = ()
+    warm_start: str | None = None  # a finished sweep's directory: its last stage's runs join stage 1's ranking
 
     @property
     def trainable_kind(self) -> str:
@@ -190,6 +192,7 @@ def parse(
         problems.append(f"lock: must be auto, hard or soft, got {lock!r}")
     if trainable and trainable.get("builtin") in BUILTINS:
         _check_builtin_settings(trainable, space, problems)
+    warm_start = _warm_start(raw.get("warm_start"), source_dir, problems, path_exists)
 
     if problems:
         raise ConfigError(problems, source)
@@ -215,7 +218,22 @@ def parse(
         description=str(raw.get("description", "")),
         source_dir=source_dir,
         warnings=tuple(warnings),
+        warm_start=warm_start,
     )
+
+
+def _warm_start(ws: Any, source_dir: str, problems: list[str], path_exists: Callable[[str], bool] | None) -> str | None:
+    """`warm_start: DIR`: a finished sweep's directory (relative to the sweep file's folder), whose
+    last stage's runs join this sweep's first ranking (`hpsearch next --warm-start` writes it)."""
+    if ws is None:
+        return None
+    if not isinstance(ws, str) or not ws:
+        problems.append(f"warm_start: must be the path of a sweep directory, got {ws!r}")
+        return None
+    full = ws if ws.startswith("/") else f"{source_dir.rstrip('/')}/{ws}"
+    if path_exists is not None and not path_exists(f"{full}/journal.jsonl"):
+        problems.append(f"warm_start: no sweep directory at {full!r} (no journal.jsonl)")
+    return full
 
 
 def _int(raw: dict, key: str, default: int, problems: list[str], minimum: int) -> int:

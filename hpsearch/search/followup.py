@@ -99,3 +99,14 @@ def followup_doc(raw: dict[str, Any], sweep: Sweep, space: sp.Space, warm_start:
     if warm_start is not None:
         doc["warm_start"] = warm_start
     return doc
+
+
+def warm_runs(runs: list[stages.Run], space: sp.Space) -> list[stages.Run]:
+    """A finished sweep's runs as warm-start runs of a new one: finished ones that have a value for
+    every parameter the new sweep searches, their ids prefixed with `stages.WARM` (never promoted)."""
+    names = [n for n, d in space.items() if sp.is_searched(d)]
+    return [
+        r._replace(trial=stages.WARM + r.trial, config=stages.WARM + r.config)
+        for r in runs
+        if r.status == stages.USABLE and all(n in r.params for n in names)
+    ]
