@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hpsearch.search.schedules import SCHEDULES, lr_at, schedule_problems
+from hpsearch.search.space import Categorical, Constant, Numeric
 
 
 def test_each_schedule_by_hand() -> None:
@@ -30,7 +31,9 @@ def test_each_schedule_by_hand() -> None:
     step=st.integers(1, 10),
     epoch=st.integers(1, 200),
 )
-def test_schedules_start_at_lr_and_never_rise(kind: str, lr: float, k: float, drop: float, step: int, epoch: int) -> None:
+def test_schedules_start_at_lr_and_never_rise(
+    kind: str, lr: float, k: float, drop: float, step: int, epoch: int
+) -> None:
     p = {"lr": lr, "lr_schedule": kind, "lr_k": k, "lr_drop": drop, "lr_step": step, "lr_decay": drop}
     assert lr_at(p, 1) == pytest.approx(lr)
     assert 0 <= lr_at(p, epoch + 1) <= lr_at(p, epoch) * (1 + 1e-12)
@@ -38,7 +41,16 @@ def test_schedules_start_at_lr_and_never_rise(kind: str, lr: float, k: float, dr
 
 def test_problems_name_the_setting_and_rule() -> None:
     bad = {"lr_schedule": "cosine", "lr_drop": 0, "lr_step": 0.5, "lr_k": -1, "ema": 1.0}
-    problems = schedule_problems(bad, set())
+    problems = schedule_problems(bad, {})
     assert len(problems) == 5
     assert "trainable.lr_schedule: must be one of constant, step, exponential, inverse_time" in problems[0]
-    assert schedule_problems(bad, {"lr_schedule", "lr_drop", "lr_step", "lr_k", "ema"}) == []
+    searched = {
+        "lr_schedule": Categorical(("step", "cosine")),
+        "ema": Numeric(0.9, 1.0),
+        "lr_step": Constant(2),
+        "lr_k": Numeric(0.0, 1.0),
+    }
+    assert schedule_problems({**bad, "lr_drop": 0.5}, searched) == [
+        "parameters.lr_schedule: every value must be one of constant, step, exponential, inverse_time, got 'cosine'",
+        "parameters.ema: every value must be in [0, 1): 0 is off, 0.999 a typical decay, got 1.0",
+    ]

@@ -335,7 +335,7 @@ def _check_builtin_settings(t: dict[str, Any], space: sp.Space, problems: list[s
         opt = t.get("optimizer", "momentum")
         if "optimizer" not in space and opt not in OPTIMIZERS:
             problems.append(f"trainable.optimizer: must be one of {', '.join(OPTIMIZERS)}, got {opt!r}")
-        problems.extend(schedule_problems(t, set(space)))
+        problems.extend(schedule_problems(t, space))
 
 
 def _launcher(launcher: Any, problems: list[str]) -> dict[str, Any]:

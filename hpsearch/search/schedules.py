@@ -11,6 +11,7 @@ The three annealing forms of the CS231n notes ("Annealing the learning rate"), p
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 SCHEDULES = ("constant", "step", "exponential", "inverse_time")
@@ -35,21 +36,37 @@ def lr_at(p: dict[str, Any], epoch: int) -> float:
     raise ValueError(f"unknown lr_schedule {kind!r} ({', '.join(SCHEDULES)})")
 
 
-def schedule_problems(t: dict[str, Any], searched: set[str]) -> list[str]:
-    """Problems of fixed schedule and averaging settings (searched ones are checked by their ranges)."""
-    out = []
-    kind = t.get("lr_schedule", "constant")
-    if "lr_schedule" not in searched and kind not in SCHEDULES:
-        out.append(f"trainable.lr_schedule: must be one of {', '.join(SCHEDULES)}, got {kind!r}")
-    checks = {
-        "lr_drop": (lambda v: 0 < v <= 1, "a factor in (0, 1]"),
-        "lr_step": (lambda v: v >= 1 and float(v).is_integer(), "a whole number of epochs >= 1"),
-        "lr_k": (lambda v: v >= 0, ">= 0"),
-        "ema": (lambda v: 0 <= v < 1, "in [0, 1): 0 is off, 0.999 a typical decay"),
+def schedule_problems(t: dict[str, Any], space: dict[str, Any]) -> list[str]:
+    """Problems of the schedule and averaging settings, fixed (`t`) or searched (`space`: every
+    value a categorical or constant may take, both ends of a range)."""
+    checks: dict[str, tuple[Callable[[Any], bool], str]] = {
+        "lr_schedule": (lambda v: v in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
+        "lr_drop": (lambda v: _num(v) and 0 < v <= 1, "a factor in (0, 1]"),
+        "lr_step": (lambda v: _num(v) and v >= 1 and float(v).is_integer(), "a whole number of epochs >= 1"),
+        "lr_k": (lambda v: _num(v) and v >= 0, ">= 0"),
+        "ema": (lambda v: _num(v) and 0 <= v < 1, "in [0, 1): 0 is off, 0.999 a typical decay"),
     }
+    out = []
     for key, (ok, rule) in checks.items():
-        if key in t and key not in searched:
-            v = t[key]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not ok(v):
-                out.append(f"trainable.{key}: must be {rule}, got {v!r}")
+        if key in space:
+            bad = [v for v in _values(space[key]) if not ok(v)]
+            if bad:
+                out.append(f"parameters.{key}: every value must be {rule}, got {bad[0]!r}")
+        elif key in t and not ok(t[key]):
+            out.append(f"trainable.{key}: must be {rule}, got {t[key]!r}")
     return out
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _values(dim: Any) -> list[Any]:
+    """The values a dimension can take that decide validity: choices, a constant, a range's ends."""
+    if hasattr(dim, "values"):
+        return list(dim.values)
+    if hasattr(dim, "value"):
+        return [dim.value]
+    if hasattr(dim, "low"):
+        return [dim.low, dim.high]
+    return []  # a normal or beta distribution: unbounded draws are the user's choice
