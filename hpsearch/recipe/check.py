@@ -177,7 +177,7 @@ def write_sweep_with_lr(raw: dict[str, Any], lr: list[float], path: str) -> None
     """The sweep file with `parameters.lr` log-uniform over `lr` (other keys kept; comments are not)."""
     doc = dict(raw)
     params = dict(doc.get("parameters") or {})
-    old = params.get("lr") if isinstance(params.get("lr"), dict) else {}
+    old: dict[str, Any] = params["lr"] if isinstance(params.get("lr"), dict) else {}
     params["lr"] = {
         **{k: v for k, v in old.items() if k not in ("min", "max", "value", "values", "distribution")},
         "distribution": "log_uniform_values",

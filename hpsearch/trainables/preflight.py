@@ -108,7 +108,10 @@ def classifier_gradients(p: dict[str, Any], source_dir: str, seed: int) -> tuple
     x = Xtr[:GRAD_BATCH].double().expand(2, -1, -1).contiguous()  # [K, B, D]
     y = ytr[:GRAD_BATCH].expand(2, -1).contiguous()  # [K, B]
     batched_forward_backward(P, x, y, None)
-    analytic = [P[i].grad + (2 * GRAD_REG * P[i] if i % 2 == 0 else 0) for i in range(len(P))]  # type: ignore[operator]
+    analytic: list[torch.Tensor] = []
+    for i, T in enumerate(P):
+        assert T.grad is not None
+        analytic.append(T.grad + 2 * GRAD_REG * T if i % 2 == 0 else T.grad)
 
     def loss_and_masks() -> tuple[float, list[torch.Tensor]]:
         h, masks = x, []
@@ -271,6 +274,6 @@ def lr_range(probe: Probe, declared: tuple[float, float] | None) -> tuple[list[f
         if smoothed > pf.DIVERGE * best:  # diverged: the rest teaches nothing
             break
         opt.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[union-attr]
+        loss.backward()
         opt.step()
     return lrs, losses
