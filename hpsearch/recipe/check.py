@@ -73,6 +73,10 @@ def run_check(sweep_path: str, root: str | None, write: str | None, say: Callabl
         else:
             write_sweep_with_lr(raw, lr.data["suggested"], write)
             say(f"wrote {write} with lr in [{lr.data['suggested'][0]:.3g}, {lr.data['suggested'][1]:.3g}]")
+            try:  # relative paths in it now resolve from its own folder
+                sweepfile.load(write)
+            except HpsearchError as e:
+                say(f"note: {write} does not start as it is: {e}")
     return pf.exit_code(verdicts)
 
 

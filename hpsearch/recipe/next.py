@@ -31,7 +31,7 @@ def next_sweep(root: str, warm_start: bool) -> tuple[str, list[str]]:
     runs = stages.runs_from(st.stage_trials(k))
     space, flags, ranked = followup.next_space(sweep, last_space, runs)
     raw = yaml.safe_load(store.layout.sweep_yaml.read_text()) or {}
-    doc = followup.followup_doc(raw, sweep, space, os.path.abspath(root) if warm_start else None)
+    doc = followup.followup_doc(raw, sweep, space, sweep.stages[k - 1], os.path.abspath(root) if warm_start else None)
     sweepfile.parse(doc, source_dir=sweep.source_dir)  # what we write must start: a bug here is ours
     head = [
         f"# written by hpsearch next {root}: the follow-up of {sweep.name!r}, from stage {k}'s ranking",

@@ -78,9 +78,12 @@ def _short(x: float) -> float:
     return float(f"{x:.6g}")
 
 
-def followup_doc(raw: dict[str, Any], sweep: Sweep, space: sp.Space, warm_start: str | None = None) -> dict[str, Any]:
-    """The follow-up sweep file: `raw` with the new ranges, stages, a new name and seed; with
-    `warm_start` (the finished sweep's directory) its last stage's runs join the first ranking."""
+def followup_doc(
+    raw: dict[str, Any], sweep: Sweep, space: sp.Space, last: Stage, warm_start: str | None = None
+) -> dict[str, Any]:
+    """The follow-up sweep file: `raw` with the new ranges, stages continuing from `last` (the
+    last finished stage), a new name and seed; with `warm_start` (the finished sweep's directory)
+    that stage's runs join the first ranking."""
     doc = copy.deepcopy(raw)
     doc["name"] = f"{sweep.name}-next"
     doc["seed"] = int(sweep.seed) + 1  # fresh samples, not the finished sweep's again
@@ -94,7 +97,7 @@ def followup_doc(raw: dict[str, Any], sweep: Sweep, space: sp.Space, warm_start:
             node = node[part]["parameters"]
         old = node.get(parts[-1]) if isinstance(node.get(parts[-1]), dict) else {}
         node[parts[-1]] = param_spec(dim, old)
-    doc["stages"] = next_stages(sweep.stages[-1])
+    doc["stages"] = next_stages(last)
     doc.pop("warm_start", None)
     if warm_start is not None:
         doc["warm_start"] = warm_start
