@@ -357,8 +357,8 @@ def next_(root: str, output: str | None, warm_start: bool) -> None:
         for line in notes:
             click.echo(line, err=True)
         return
-    write(text, output)
-    for line in notes:
+    note = write(text, output)
+    for line in notes + ([note] if note else []):
         click.echo(line)
     click.echo(f"wrote {output}; run it with: hpsearch master start {output}")
 

@@ -224,6 +224,8 @@ class Doubled(torch.autograd.Function):  # x * 2, with a backward that may be br
 
 def model():
     net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    with torch.no_grad():
+        net[2].weight.mul_(LAST_SCALE)  # the last layer's initialization, huge on purpose in one test
     return nn.Sequential(net[0], nn.ReLU(), Lambda(), net[2])
 
 
@@ -266,8 +268,9 @@ workers: 1
 """
 
 
-def python_sweep(tmp: Path, backward: float, contracts: bool) -> Path:
-    write(tmp / "train.py", TRAIN_PY.replace("BACKWARD", str(backward)) + (CONTRACTS if contracts else ""))
+def python_sweep(tmp: Path, backward: float, contracts: bool, last_scale: float = 1.0) -> Path:
+    code = TRAIN_PY.replace("BACKWARD", str(backward)).replace("LAST_SCALE", str(last_scale))
+    write(tmp / "train.py", code + (CONTRACTS if contracts else ""))
     return write(tmp / "sweep.yaml", PY_SWEEP)
 
 
@@ -288,6 +291,14 @@ def test_python_wrong_backward_fails_the_gradient_check(tmp_path: Path) -> None:
     p = run_cli("check", str(f), cwd=tmp_path)
     assert p.returncode == 1
     assert any("gradient" in ln and "probably wrong" in ln for ln in lines(p.stdout, "FAIL")), p.stdout
+
+
+def test_python_huge_last_layer_fails_the_initial_loss_check(tmp_path: Path) -> None:
+    f = python_sweep(tmp_path, 2.0, contracts=True, last_scale=100.0)
+    p = run_cli("check", str(f), cwd=tmp_path)
+    assert p.returncode == 1
+    (fail,) = [ln for ln in lines(p.stdout, "FAIL") if "initial_loss" in ln]
+    assert "expected ln(10) = 2.303" in fail and "check the initialization or the last layer" in fail
 
 
 def test_python_without_contracts_skips_and_refuses_with_one_line(tmp_path: Path) -> None:

@@ -49,8 +49,9 @@ def next_sweep(root: str, warm_start: bool) -> tuple[str, list[str]]:
     return text, notes
 
 
-def write(text: str, path: str) -> None:
-    """Write the follow-up sweep file (atomically; its folder is created)."""
+def write(text: str, path: str) -> str | None:
+    """Write the follow-up sweep file (atomically; its folder is created). Returns a note when it
+    would not start from where it lies (relative data paths resolve from its own folder)."""
     p = Path(path)
     if p.is_dir():
         raise HpsearchError(f"-o {path}: is a directory; give a file name such as next.yaml")
@@ -59,3 +60,8 @@ def write(text: str, path: str) -> None:
     except OSError as e:
         raise HpsearchError(f"-o {path}: cannot create {p.parent}: {e.strerror}") from None
     atomic_write_bytes(p, text.encode())
+    try:
+        sweepfile.load(p)
+    except HpsearchError as e:
+        return f"note: {path} does not start as it is (move it beside the finished sweep's file?): {e}"
+    return None
