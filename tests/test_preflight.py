@@ -127,6 +127,7 @@ def test_a_huge_initialization_fails_the_initial_loss() -> None:
     assert pf.initial_loss_verdict(loss, 10, with_reg).status == pf.PASS
 
 
+@pytest.mark.slow  # up to 1,200 SGD steps; test_recipe_cli checks the same through the CLI
 def test_no_capacity_cannot_overfit_twenty_examples() -> None:
     assert pf.overfit_verdict(tp.overfit(tp.classifier_probe(P, ".", 0)), 20).status == pf.PASS
     tiny = tp.classifier_probe({**P, "hidden": [1]}, ".", 0)

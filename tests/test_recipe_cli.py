@@ -274,6 +274,7 @@ def python_sweep(tmp: Path, backward: float, contracts: bool, last_scale: float 
     return write(tmp / "sweep.yaml", PY_SWEEP)
 
 
+@pytest.mark.slow  # a sweep of its own: make test-slow
 def test_python_contract_checks_and_ensembles(tmp_path: Path) -> None:
     f = python_sweep(tmp_path, 2.0, contracts=True)
     p = run_cli("check", str(f), "--dir", str(tmp_path / "d"), cwd=tmp_path)
@@ -301,6 +302,7 @@ def test_python_huge_last_layer_fails_the_initial_loss_check(tmp_path: Path) -> 
     assert "expected ln(10) = 2.303" in fail and "check the initialization or the last layer" in fail
 
 
+@pytest.mark.slow  # a sweep of its own: make test-slow
 def test_python_without_contracts_skips_and_refuses_with_one_line(tmp_path: Path) -> None:
     f = python_sweep(tmp_path, 2.0, contracts=False)
     p = run_cli("check", str(f), "--dir", str(tmp_path / "d"), cwd=tmp_path)
@@ -364,6 +366,7 @@ def test_command_program_honours_the_check_flags(tmp_path: Path) -> None:
     assert "ln(2) = 0.6931" in p.stdout
 
 
+@pytest.mark.slow  # a sweep of its own: make test-slow
 def test_noop_sweep_has_nothing_to_ensemble(tmp_path: Path) -> None:
     f = write(
         tmp_path / "noop.yaml",
