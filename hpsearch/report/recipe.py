@@ -59,9 +59,10 @@ def ensemble_plot(doc: dict[str, Any]) -> Plot | None:
         return None
     fig = _figure()
     ax = fig.add_subplot()
-    for c in curves:
+    for i, c in enumerate(curves):  # line styles apart: equal curves (often the last two) stay visible
         ks = [p["k"] for p in c["points"]]
-        ax.plot(ks, [p["accuracy"] for p in c["points"]], marker="o", label=c["label"])
+        style = {"ls": ("-", "--", ":")[i % 3], "marker": "osv"[i % 3], "ms": 7 - 2 * (i % 3)}
+        ax.plot(ks, [p["accuracy"] for p in c["points"]], label=c["label"], **style)
     if doc.get("best_single") is not None:
         ax.axhline(doc["best_single"], color="#888", ls=":", lw=1, label="best single run")
     ax.set_xlabel("members in the ensemble (K)")
