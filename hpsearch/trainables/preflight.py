@@ -175,7 +175,8 @@ def python_probe(fn: Callable[[dict[str, Any]], Any], params: dict[str, Any], se
 def autograd_gradients(probe: Probe, seed: int) -> tuple[list[float], list[bool]]:
     """Gradient check of a model's backward (autograd, with any custom Function in it) in float64."""
     model, loss_fn = probe.make()
-    model = model.double().eval()
+    model = model.double()
+    model.eval()
     x, y = probe.X[:GRAD_BATCH].double(), probe.y[:GRAD_BATCH]
     params = [q for q in model.parameters() if q.requires_grad]
     loss = loss_fn(model(x), y)
