@@ -1,4 +1,5 @@
-"""Command line: `hpsearch master start|status|stop`, `hpsearch worker`, `hpsearch report`.
+"""Command line: `hpsearch master start|status|stop`, `hpsearch worker`, `hpsearch report`, and the
+recipe's `check`, `next`, `best`, `ensemble`.
 
 Commands are thin: they parse arguments and call the library. Every HpsearchError becomes one
 line on stderr and exit code 2 (the traceback only with --debug).
@@ -75,8 +76,11 @@ def main(debug: bool) -> None:
 
     \b
     Quick start:
+      hpsearch check sweeps/demo.yaml
       hpsearch master start sweeps/demo.yaml --dir runs/demo
       hpsearch report runs/demo
+      hpsearch ensemble runs/demo
+      hpsearch next runs/demo -o sweeps/demo-next.yaml
     """
 
 
@@ -320,6 +324,117 @@ def report(
     for note in notes if fmt != "table" else []:
         click.echo(f"note: {note}", err=True)
     pictures(data)
+
+
+@main.command()
+@click.argument("sweep_file", type=click.Path(dir_okay=False))
+@click.option(
+    "--dir",
+    "root",
+    type=click.Path(file_okay=False),
+    help="Sweep directory that receives preflight.json (default runs/<name>, as master start).",
+)
+@click.option(
+    "--write", "write", type=click.Path(dir_okay=False), help="Write the sweep file with the suggested lr range."
+)
+@friendly
+def check(sweep_file: str, root: str | None, write: str | None) -> None:
+    """Sanity checks before a sweep: steps 1-3 of the recipe.
+
+    \b
+    Examples:
+      hpsearch check sweeps/demo.yaml
+      hpsearch check sweeps/demo.yaml --write sweeps/demo-lr.yaml
+
+    On one configuration standing for stage 1: a gradient check of the backward pass
+    (float64 centred differences), the loss at initialization against ln(C), overfitting
+    20 examples, and a learning-rate range test that suggests stage 1's lr range. Prints a
+    verdict per check, writes DIR/preflight.json (shown by `hpsearch report --html` once the
+    sweep runs in DIR) and exits 1 when a check failed. Python trainables take part through
+    a `preflight(params)` function, command programs through environment flags (README,
+    "The recipe").
+    """
+    from hpsearch.recipe.check import run_check
+
+    sys.exit(run_check(sweep_file, root, write, click.echo))
+
+
+@main.command("next")
+@click.argument("root", type=click.Path(file_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the sweep file here (default: print it).")
+@click.option(
+    "--warm-start",
+    is_flag=True,
+    help="Carry ROOT's last-stage runs into the new sweep: ranked with its stage 1, they steer its first narrowing.",
+)
+@friendly
+def next_(root: str, output: str | None, warm_start: bool) -> None:
+    """Write the follow-up sweep of the sweep in ROOT (step 7: go back to a finer search).
+
+    \b
+    Examples:
+      hpsearch next runs/demo -o sweeps/demo-next.yaml
+      hpsearch next runs/demo -o sweeps/demo-next.yaml --warm-start
+      hpsearch master start sweeps/demo-next.yaml
+
+    Same trainable and settings; ranges narrowed around the last stage's top runs, with a
+    border value's side moved outward; two stages: the last stage's epochs, then twice as long.
+    """
+    from hpsearch.recipe.next import next_sweep, write
+
+    text, notes = next_sweep(root, warm_start)
+    if output is None:
+        click.echo(text, nl=False)
+        for line in notes:
+            click.echo(line, err=True)
+        return
+    note = write(text, output)
+    for line in notes + ([note] if note else []):
+        click.echo(line)
+    click.echo(f"wrote {output}; run it with: hpsearch master start {output}")
+
+
+@main.command()
+@click.argument("root", type=click.Path(file_okay=False))
+@click.option("--top", "-k", type=click.IntRange(min=1), default=1, show_default=True, help="How many configurations.")
+@click.option("--format", "fmt", type=click.Choice(["yaml", "json", "args"]), default="yaml", show_default=True)
+@friendly
+def best(root: str, top: int, fmt: str) -> None:
+    """Print the best configuration(s) of the sweep in ROOT with their checkpoint paths.
+
+    \b
+    Examples:
+      hpsearch best runs/demo
+      hpsearch best runs/demo --top 5 --format json
+      python train.py $(hpsearch best runs/demo --format args)
+
+    --format args prints one command line per configuration (--lr=0.034 --reg=2e-05).
+    """
+    from hpsearch.recipe.best import best_configs, render
+
+    click.echo(render(best_configs(root, top), fmt))
+
+
+@main.command()
+@click.argument("root", type=click.Path(file_okay=False))
+@click.option("--top", "-k", type=click.IntRange(min=1), default=5, show_default=True, help="Most members (Kmax).")
+@friendly
+def ensemble(root: str, top: int) -> None:
+    """Ensembles from the checkpoints of the sweep in ROOT, measured on the validation set.
+
+    \b
+    Example:
+      hpsearch ensemble runs/demo --top 5
+
+    Averages the predicted class probabilities of the top K configurations' best checkpoints,
+    and of the best run's last K checkpoints, for K = 1 .. --top; averages that run's
+    checkpoints' weights too. Writes ROOT/ensemble.json (the HTML report draws the curves).
+    Python trainables take part through a `predict(params, state)` function (README, "The recipe").
+    """
+    from hpsearch.recipe.ensemble import measure, text
+
+    click.echo(text(measure(root, top)))
+    click.echo(f"wrote {root}/ensemble.json (hpsearch report {root} --html draws the curves)", err=True)
 
 
 def _write_pictures(plots_dir: str | None, html_file: str | None, tb_dir: str | None, data: Any) -> None:

@@ -15,9 +15,9 @@ import pytest
 import hpsearch
 
 PKG = Path(hpsearch.__file__).parent
-# top to bottom; a module may import its own layer and those below (report and trainables are
-# independent siblings; errors and gcpause are the floor)
-LAYERS = [{"cli"}, {"run"}, {"report", "trainables"}, {"store"}, {"search"}, {"errors", "gcpause"}]
+# top to bottom; a module may import its own layer and those below (run and recipe, report and
+# trainables are independent siblings; errors and gcpause are the floor)
+LAYERS = [{"cli"}, {"run", "recipe"}, {"report", "trainables"}, {"store"}, {"search"}, {"errors", "gcpause"}]
 DISK_CALLS = {
     "open",
     "read_text",

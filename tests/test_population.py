@@ -215,3 +215,45 @@ def test_population_with_dropout_learns(tmp_path: Path) -> None:
     _, trials = make_trials(tmp_path, configs, epochs=3)
     fit_population([t.params for t in trials], trials)
     assert all(t.stop_reason is None and t.best > 0.85 for t in trials), [t.best for t in trials]
+
+
+SCHEDULED = [
+    {"lr": 0.05, "reg": 1e-4, "lr_schedule": "step", "lr_step": 2, "lr_drop": 0.3, "ema": 0.9},
+    {"lr": 0.02, "reg": 1e-3, "lr_schedule": "exponential", "lr_k": 0.5},
+    {"lr": 0.08, "reg": 1e-5, "lr_schedule": "inverse_time", "lr_k": 1.0, "ema": 0.99},
+]
+
+
+def test_schedules_and_ema_match_one_by_one(tmp_path: Path) -> None:
+    """lr schedules and the weights' running average give the same run in a population as alone."""
+    alone_store, alone = make_trials(tmp_path / "alone", SCHEDULED, epochs=3)
+    run_alone(alone)
+    pop_store, pop = make_trials(tmp_path / "pop", SCHEDULED, epochs=3)
+    fit_population([t.params for t in pop], pop)
+    for a, p in zip(alone, pop):
+        ma, mp = alone_store.metrics(a.id), pop_store.metrics(p.id)
+        assert [m["lr"] for m in ma] == pytest.approx([m["lr"] for m in mp], rel=1e-12)
+        for x, y in zip(ma, mp):
+            assert abs(x["val_acc"] - y["val_acc"]) <= VAL_ACC_TOL
+            assert y["val_loss"] == pytest.approx(x["val_loss"], rel=LOSS_RTOL)
+    # the step schedule drops the lr every 2 epochs; ema runs save their average beside the weights
+    assert [m["lr"] for m in alone_store.metrics(alone[0].id)] == pytest.approx([0.05, 0.05, 0.015])
+    for store, trials in ((alone_store, alone), (pop_store, pop)):
+        ckpts = [store.load_checkpoint(t.history[-1]["checkpoint"]) for t in trials]
+        assert ["ema_model" in c["state"] for c in ckpts] == [True, False, True]  # type: ignore[index]
+
+
+def test_ema_metrics_are_those_of_the_average(tmp_path: Path) -> None:
+    """val_acc of an ema run is the accuracy of the averaged weights its checkpoint holds."""
+    store, (t,) = make_trials(tmp_path, [{"lr": 0.05, "reg": 1e-4, "ema": 0.95}], epochs=2)
+    run_alone([t])
+    ckpt = store.load_checkpoint(t.history[-1]["checkpoint"])
+    assert ckpt is not None
+    Xtr, ytr, Xva, yva = classifier.tensors(t.params, t.source_dir, "cpu")
+    avg, raw = MLP(64, [100], 10, 0.0, None), MLP(64, [100], 10, 0.0, None)
+    avg.load_state_dict(ckpt["state"]["ema_model"])
+    raw.load_state_dict(ckpt["state"]["model"])
+    _, acc_avg = classifier.evaluate(avg, Xva, yva, 1e-4)
+    _, acc_raw = classifier.evaluate(raw, Xva, yva, 1e-4)
+    assert ckpt["metrics"]["val_acc"] == pytest.approx(acc_avg, abs=1e-9)
+    assert not torch.equal(avg.linears[0].weight, raw.linears[0].weight)

@@ -18,6 +18,7 @@ from hpsearch.report.diagnostics import CHECKS, Finding
 from hpsearch.report.importance import importance
 from hpsearch.report.picture import headline
 from hpsearch.report.plots import all_plots, png_bytes
+from hpsearch.report.recipe import ensemble_html, preflight_html
 from hpsearch.report.status import picture_of
 from hpsearch.report.sweepdata import SweepData
 from hpsearch.report.tables import format_value, ranking_columns
@@ -200,6 +201,8 @@ def render_html(data: SweepData) -> str:
 <p class="sub">{_e(desc)}</p>
 <p>{_e(status)}; ranked by <b>{_e(data.metric)}</b> ({_e(data.sweep.metric.goal)}).
 Directory <code>{_e(data.root)}</code>, report written {_e(time.strftime("%Y-%m-%d %H:%M:%S"))}.</p>
+<h2>Preflight</h2>
+{preflight_html(data.root)}
 <h2>Diagnostics</h2>
 {findings_list(data.findings(), data.checks())}
 <h2>Ranking</h2>
@@ -211,6 +214,8 @@ Directory <code>{_e(data.root)}</code>, report written {_e(time.strftime("%Y-%m-
 <h2>Ranges per stage</h2>
 {ranges_table(data)}
 {early_stopping_section(data)}
+<h2>Ensembles</h2>
+{ensemble_html(data.root)}
 </body></html>
 """
 

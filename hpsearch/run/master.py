@@ -215,7 +215,8 @@ class Master:
         else:
             if self.opts.resume:
                 raise HpsearchError(f"--resume: {self.root} is not a sweep directory (no journal.jsonl)")
-            if lay.root.exists() and any(lay.root.iterdir()):
+            # `hpsearch check` may have left its preflight.json: the sweep then runs beside it
+            if lay.root.exists() and any(p != lay.preflight for p in lay.root.iterdir()):
                 raise HpsearchError(f"{self.root} exists and is not empty, but holds no sweep; choose another --dir")
             try:
                 lay.ensure()
@@ -365,7 +366,7 @@ class Master:
         plan = (
             self._next_plan
             if self._next_plan is not None and self._next_plan.stage == k
-            else self._plan_stage(k, prev_space, runs_of(st, k - 1) if k > 1 else [], history=history_of(st, k))
+            else self._plan_stage(k, prev_space, self.ranking_runs(k - 1) if k > 1 else [], history=history_of(st, k))
         )
         doc = {
             "stage": k,
@@ -500,6 +501,15 @@ class Master:
     def _work_left(self, k: int) -> bool:
         return any(not t.state.is_finished for t in self.store.refresh().stage_trials(k))
 
+    def ranking_runs(self, k: int) -> list[stages.Run]:
+        """Stage k's runs; stage 1's are joined by a finished sweep's (`warm_start:`, run/warmstart.py)."""
+        runs = runs_of(self.store.state, k)
+        if k == 1 and self.sweep.warm_start:
+            from hpsearch.run.warmstart import warm_runs
+
+            runs = runs + warm_runs(self.sweep)
+        return runs
+
     def _best(self, st: SweepState, k: int) -> float | None:
         vals = [t.best for t in st.stage_trials(k) if t.best is not None and t.state is State.FINISHED]
         if not vals:
@@ -528,7 +538,7 @@ class Master:
     def finish_stage(self, k: int) -> None:
         planning_error: HpsearchError | None = None
         st = self.store.state
-        runs = runs_of(st, k)
+        runs = self.ranking_runs(k)
         ranked = stages.rank(runs, self.sweep.metric)
         space = sp.space_from_dict(st.stages[k]["space"])
         flags = stages.all_border_flags(
@@ -557,7 +567,7 @@ class Master:
             not_ranked=[
                 {"trial": r.trial, "status": r.status, "reason": st.trials[r.trial].reason}
                 for r in runs
-                if r.status not in stages.RANKED_STATUSES
+                if r.status not in stages.RANKED_STATUSES and r.trial in st.trials
             ],
             border_flags=[
                 {
@@ -596,7 +606,10 @@ class Master:
 
         line = best_line(self.store.state, self.sweep.metric)
         if line is not None:
-            self.out.say(f"Done. {line}. Full ranking: hpsearch report {self.root}")
+            self.out.say(
+                f"Done. {line}. Full ranking: hpsearch report {self.root}; "
+                f"the next sweep: hpsearch next {self.root} -o next.yaml"
+            )
 
 
 def ranges_text(old: sp.Space, new: sp.Space, k: int) -> str:
@@ -636,6 +649,10 @@ def check_trainable(sweep: Sweep) -> None:
 
         if not tpe.available():
             raise ConfigError([f"sampler: tpe needs Optuna, which is not installed: {tpe.INSTALL}"])
+    if sweep.warm_start:  # the finished sweep must be readable before this one starts
+        from hpsearch.run.warmstart import warm_runs
+
+        warm_runs(sweep)
     kind = sweep.trainable_kind
     if kind == "python":
         from hpsearch.trainables.python import load

@@ -18,6 +18,11 @@ CLASSIFIER_DEFAULTS: dict[str, object] = {
     "batch": 64,
     "momentum": 0.9,
     "lr_decay": 1.0,  # multiply lr by this after every epoch
+    "lr_schedule": "constant",  # constant | step | exponential | inverse_time (search/schedules.py)
+    "lr_drop": 0.5,  # step: multiply lr by this every lr_step epochs
+    "lr_step": 5,
+    "lr_k": 0.1,  # exponential: lr * exp(-lr_k * t); inverse_time: lr / (1 + lr_k * t)
+    "ema": 0.0,  # exponential moving average of the weights (0: off); evaluated with the average
     "init_scale": None,  # None: Kaiming/He init; a float: N(0, init_scale**2) weights
     "diverge_factor": 3.0,  # stop when a batch loss exceeds this times the first loss
     "val_fraction": 0.25,  # for data sets without a given validation split

@@ -24,6 +24,7 @@ from hpsearch.search import space as sp
 from hpsearch.search.builtins import BUILTINS, OPTIMIZERS, builtin_defaults
 from hpsearch.search.launcher_options import check_options
 from hpsearch.search.paramspec import is_int, is_num, yaml_number
+from hpsearch.search.schedules import schedule_problems
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 TOP_KEYS = {
@@ -51,6 +52,7 @@ TOP_KEYS = {
     "early_terminate",
     "enqueue",  # W&B's key, honoured: asha on W&B's hyperband bands (search/earlystop.py)
     "tensorboard",
+    "warm_start",
 }
 # keys W&B documents for sweep files (and W&B Launch's sweep scheduler) that hpsearch does not use
 WANDB_UNUSED = {
@@ -158,6 +160,8 @@ class Sweep:
         """The early-stopping rule of stage k (1-based): the stage's own, else the sweep's."""
         own = self.stages[k - 1].early_stop if 1 <= k <= len(self.stages) else None
         return own if own is not None else self.early_stop
+
+    warm_start: str | None = None  # a finished sweep's directory: its last stage's runs join stage 1's ranking
 
     @property
     def trainable_kind(self) -> str:
@@ -270,6 +274,7 @@ def parse(
             '(python: pass state= to trial.report; command: hand over "checkpoint" files); '
             "without it, it trains again from epoch 1"
         )
+    warm_start = _warm_start(raw.get("warm_start"), source_dir, problems, path_exists)
 
     if problems:
         raise ConfigError(problems, source)
@@ -299,6 +304,7 @@ def parse(
         warnings=tuple(warnings),
         early_stop=early_stop,
         enqueue=enqueue,
+        warm_start=warm_start,
     )
 
 
@@ -327,6 +333,20 @@ def _tensorboard(v: Any, source_dir: str, problems: list[str]) -> str | None:
         problems.append(f"tensorboard: must be true or a folder for TensorBoard's event files, got {v!r}")
         return None
     return v if Path(v).is_absolute() else str(Path(source_dir) / v)
+
+
+def _warm_start(ws: Any, source_dir: str, problems: list[str], path_exists: Callable[[str], bool] | None) -> str | None:
+    """`warm_start: DIR`: a finished sweep's directory (relative to the sweep file's folder), whose
+    last stage's runs join this sweep's first ranking (`hpsearch next --warm-start` writes it)."""
+    if ws is None:
+        return None
+    if not isinstance(ws, str) or not ws:
+        problems.append(f"warm_start: must be the path of a sweep directory, got {ws!r}")
+        return None
+    full = ws if ws.startswith("/") else f"{source_dir.rstrip('/')}/{ws}"
+    if path_exists is not None and not path_exists(f"{full}/journal.jsonl"):
+        problems.append(f"warm_start: no sweep directory at {full!r} (no journal.jsonl)")
+    return full
 
 
 def _int(raw: dict, key: str, default: int, problems: list[str], minimum: int) -> int:
@@ -452,6 +472,7 @@ def _check_builtin_settings(t: dict[str, Any], space: sp.Space, problems: list[s
         opt = t.get("optimizer", "momentum")
         if "optimizer" not in space and opt not in OPTIMIZERS:
             problems.append(f"trainable.optimizer: must be one of {', '.join(OPTIMIZERS)}, got {opt!r}")
+        problems.extend(schedule_problems(t, space))
 
 
 def _launcher(launcher: Any, problems: list[str]) -> dict[str, Any]:

@@ -92,6 +92,8 @@ RANKED_STATUSES = frozenset({USABLE, "pruned"})
 # span one interval: `margin` x their span would shrink a range around noise. Below this, ranges
 # are kept (moved only past a flagged border) and the plan says why.
 MIN_TO_NARROW = 3
+
+WARM = "warm:"  # prefix of the trial and config ids of runs carried in from another sweep (warm_start)
 # How far a flagged side moves past its old edge, as a fraction of the range's width (in its own
 # scale). A best value on the border says the optimum may lie well outside: 0.1 moved a 2-decade
 # lr range by 0.2 decades a stage, too little to reach it at equal budget (bench quality, out of range).
@@ -403,6 +405,7 @@ def _promoted_trials(stage: Stage, ranked: list[Ranked], by_trial: dict[str, Run
 def _promoted(stage: Stage, ranked: list[Ranked]) -> list[Ranked]:
     if not stage.promote:
         return []
+    ranked = [r for r in ranked if not r.config.startswith(WARM)]  # their checkpoints live in another sweep
     # an int is a count; a float is a fraction (config accepts floats only in (0, 1]), so 1.0 means all
     n = stage.promote if isinstance(stage.promote, int) else math.ceil(stage.promote * len(ranked))
     return ranked[:n]

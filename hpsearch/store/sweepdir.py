@@ -97,6 +97,8 @@ class Layout:
         self.master = self.root / "master.json"
         self.master_log = self.root / "master.log"  # a master started with --detach (or after SIGHUP) writes here
         self.source = self.root / "source.json"
+        self.preflight = self.root / "preflight.json"  # `hpsearch check`: verdicts and the lr range test
+        self.ensemble = self.root / "ensemble.json"  # `hpsearch ensemble`: accuracy curves of ensembles
 
     def stage_file(self, k: int) -> Path:
         return self.stages / f"stage-{k}.json"

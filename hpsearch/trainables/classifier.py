@@ -7,6 +7,7 @@ because the notes this tool follows say ~1e-3 is healthy.
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import Any, cast
 
@@ -14,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from hpsearch.search.schedules import lr_at
 from hpsearch.trainables import data
 from hpsearch.trainables.trial import Trial
 
@@ -80,11 +82,11 @@ def tensors(p: dict[str, Any], source_dir: str, device: str) -> tuple[torch.Tens
 
 
 @torch.no_grad()
-def evaluate(model: MLP, X: torch.Tensor, y: torch.Tensor, reg: float) -> tuple[float, float]:
+def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, reg: float) -> tuple[float, float]:
     """(loss incl. L2, accuracy) in eval mode."""
     model.eval()
     logits = model(X)
-    loss = F.cross_entropy(logits, y) + reg * model.l2()
+    loss = F.cross_entropy(logits, y) + reg * cast(MLP, model).l2()
     return float(loss), float((logits.argmax(1) == y).float().mean())
 
 
@@ -94,19 +96,24 @@ def fit(p: dict[str, Any], trial: Trial) -> None:
     Xtr, ytr, Xva, yva = tensors(p, trial.source_dir, device)
     n_classes = int(max(int(ytr.max()), int(yva.max())) + 1)
     model = MLP(Xtr.shape[1], hidden_sizes(p["hidden"]), n_classes, p["dropout"], p.get("init_scale")).to(device)
-    lr, reg, batch = float(p["lr"]), float(p["reg"]), int(p["batch"])
-    opt = make_optimizer(p["optimizer"], model.parameters(), lr, float(p["momentum"]))
+    reg, batch = float(p["reg"]), int(p["batch"])
+    opt = make_optimizer(p["optimizer"], model.parameters(), float(p["lr"]), float(p["momentum"]))
+    ema = float(p.get("ema") or 0.0)
+    average = copy.deepcopy(model) if ema else None  # the weights' running average, evaluated instead
+    averaged = False  # the average starts as a copy of the weights after the first step
     first_loss = None
     if trial.resume_state:
         model.load_state_dict(trial.resume_state["model"])
         opt.load_state_dict(trial.resume_state["optimizer"])
         first_loss = trial.resume_state.get("first_loss")
-    decay = float(p.get("lr_decay", 1.0))
+        if average is not None and "ema_model" in trial.resume_state:
+            average.load_state_dict(trial.resume_state["ema_model"])
+            averaged = True
     gen = torch.Generator().manual_seed(trial.seed)
     W0 = model.linears[0].weight
     for epoch in trial.epoch_range:
         for group in opt.param_groups:  # schedule from the epoch number, so resuming is exact
-            group["lr"] = lr * decay ** (epoch - 1)
+            group["lr"] = lr_at(p, epoch)
         gen.manual_seed(trial.seed * 1000 + epoch)
         t0 = time.perf_counter()
         model.train()
@@ -123,6 +130,9 @@ def fit(p: dict[str, Any], trial: Trial) -> None:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if average is not None:
+                update_average(average, model, ema if averaged else 0.0)
+                averaged = True
             value = loss.item()
             losses.append(value)
             if first_loss is None:
@@ -133,9 +143,12 @@ def fit(p: dict[str, Any], trial: Trial) -> None:
                 )
         # update-to-weight ratio of the first layer, measured on the epoch's last step
         ratio = float((W0.detach() - before).norm() / (before.norm() + 1e-12))
-        train_loss, train_acc = evaluate(model, Xtr, ytr, reg)
-        val_loss, val_acc = evaluate(model, Xva, yva, reg)
+        judged = average if average is not None else model
+        train_loss, train_acc = evaluate(judged, Xtr, ytr, reg)
+        val_loss, val_acc = evaluate(judged, Xva, yva, reg)
         state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "first_loss": first_loss}
+        if average is not None:
+            state["ema_model"] = average.state_dict()
         trial.report(
             epoch,
             state=state,
@@ -149,6 +162,17 @@ def fit(p: dict[str, Any], trial: Trial) -> None:
             eval_train_loss=train_loss,
             extras={"losses": subsample(losses, 50)},
         )
+
+
+@torch.no_grad()
+def update_average(average: nn.Module, model: nn.Module, decay: float) -> None:
+    """average = decay * average + (1 - decay) * model, parameter by parameter (decay 0 copies).
+
+    The exponential moving average of the weights (Polyak averaging with a forgetting factor),
+    the "running average of the parameters" of the CS231n notes; as torch.optim.swa_utils'
+    EMA, the average starts as a copy of the weights after the first step."""
+    for a, w in zip(average.parameters(), model.parameters()):
+        a.lerp_(w, 1.0 - decay)
 
 
 def subsample(xs: list[float], n: int) -> list[float]:

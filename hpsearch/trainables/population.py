@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from hpsearch.errors import StopTrial, failure_record
+from hpsearch.search.schedules import lr_at
 from hpsearch.trainables import classifier as single
 from hpsearch.trainables.trial import Trial
 
@@ -77,6 +78,46 @@ def _col(values: list[float], device: str) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float32, device=device).view(-1, 1, 1)  # [K, 1, 1]
 
 
+@torch.no_grad()
+def batched_forward_backward(
+    P: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor, drop_p: torch.Tensor | None
+) -> torch.Tensor:
+    """Population.forward_backward for weights P ([W0 [K,in,out], b0 [K,1,out], ...]); dropout
+    probabilities drop_p [K, 1, 1] or None. Writes P[i].grad; returns the mean cross-entropy [K].
+    Any float dtype: `hpsearch check` runs it in float64 for the gradient check."""
+    n_layers = len(P) // 2
+    inputs, drops = [], []  # each layer's input; each hidden layer's dropout mask
+    h = x
+    for li in range(n_layers):
+        W, bias = P[2 * li], P[2 * li + 1]
+        inputs.append(h)
+        h = torch.baddbmm(bias, h, W)
+        if li < n_layers - 1:
+            h.relu_()
+            if drop_p is not None:
+                keep = 1 - drop_p
+                drop = (torch.rand_like(h) < keep).to(h.dtype).div_(keep)
+                h.mul_(drop)
+                drops.append(drop)
+    B = y.shape[1]
+    # classes on dim 1 ([K, C, B]): log_softmax over a short last dim is several times slower
+    logp = torch.log_softmax(h.transpose(1, 2), dim=1)  # [K, C, B]
+    ce = -logp.gather(1, y.unsqueeze(1)).squeeze(1).mean(1)  # [K]
+    dz = logp.exp_()
+    dz.scatter_add_(1, y.unsqueeze(1), torch.full_like(dz[:, :1], -1.0))
+    dz = dz.div_(B).transpose(1, 2)  # [K, B, C] view
+    for li in range(n_layers - 1, -1, -1):
+        W = P[2 * li]
+        P[2 * li].grad = torch.bmm(inputs[li].transpose(1, 2), dz)  # [K, in, out]
+        P[2 * li + 1].grad = dz.sum(1, keepdim=True)  # [K, 1, out]
+        if li:
+            # ReLU's backward (one fused op, as autograd does it): pass where the layer's output > 0
+            dz = torch.ops.aten.threshold_backward(torch.bmm(dz, W.transpose(1, 2)), inputs[li], 0)
+            if drops:
+                dz.mul_(drops[li - 1])
+    return ce
+
+
 class Population:
     """One group of members with equal architecture; `fit` trains them all epoch by epoch."""
 
@@ -91,7 +132,8 @@ class Population:
         self.batch, self.opt_name = int(p0["batch"]), str(p0["optimizer"])
         self.max_batches = p0.get("max_batches")
         self.lr = _col([float(p["lr"]) for p in self.params], dev)
-        self.decay = _col([float(p.get("lr_decay", 1.0)) for p in self.params], dev)
+        self.ema = _col([float(p.get("ema") or 0.0) for p in self.params], dev)
+        self.any_ema = any(float(p.get("ema") or 0.0) > 0 for p in self.params)
         self.reg = torch.tensor([float(p["reg"]) for p in self.params], device=dev)  # [K]
         self.mom = _col([float(p["momentum"]) for p in self.params], dev)
         self.drop = _col([float(p["dropout"]) for p in self.params], dev)
@@ -100,6 +142,7 @@ class Population:
         self.first_loss: list[float | None] = []
         self.P: list[torch.Tensor] = []  # [W0 [K,in,out], b0 [K,1,out], W1, b1, ...]
         self.S: dict[str, list[torch.Tensor]] = {}  # optimizer state per parameter, same layout
+        self.A: list[torch.Tensor] = []  # the weights' running average (ema), same layout; [] without ema
         self._init_members()
 
     # -- members' starting point ---------------------------------------------------------------
@@ -108,6 +151,7 @@ class Population:
         per_layer_W: list[list[torch.Tensor]] = []
         per_layer_b: list[list[torch.Tensor]] = []
         states: list[dict[int, dict[str, Any]]] = []
+        averages: list[list[torch.Tensor] | None] = []
         for p, t in zip(self.params, self.trials):
             torch.manual_seed(t.seed)
             m = single.MLP(self.Xtr.shape[1], self.hidden, self.n_classes, p["dropout"], p.get("init_scale"))
@@ -117,6 +161,8 @@ class Population:
                 m.load_state_dict(t.resume_state["model"])
                 opt_state = t.resume_state["optimizer"].get("state", {})
                 first = t.resume_state.get("first_loss")
+            average = t.resume_state.get("ema_model") if t.resume_state else None
+            averages.append(None if average is None else list(average.values()))  # W, b, W, b ... as P
             self.first_loss.append(first)
             states.append(opt_state)
             per_layer_W.append([layer.weight.detach().t() for layer in m.linears])  # [out,in] -> [in,out]
@@ -138,6 +184,15 @@ class Population:
             self.S[key] = bufs
         steps = [float(st.get(0, {}).get("step", 0.0)) for st in states]
         self.step = _col(steps, self.device)
+        # 1 where a member's average already runs (resumed), 0 where its first step starts it as a copy
+        self.averaged = _col([float(a is not None) for a in averages], self.device)
+        if self.any_ema:
+            for j, P in enumerate(self.P):
+                rows = [
+                    P[k] if a is None else (a[j].t() if j % 2 == 0 else a[j].view(1, -1))
+                    for k, a in enumerate(averages)
+                ]
+                self.A.append(torch.stack([r.to(self.device) for r in rows]).contiguous())
 
     def _state_keys(self) -> tuple[str, ...]:
         return {
@@ -149,11 +204,12 @@ class Population:
         }[self.opt_name]
 
     # -- forward and update ----------------------------------------------------------------------
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Evaluation forward pass (no dropout). x: [B, D], shared by all members -> [K, B, C]."""
-        n_layers = len(self.P) // 2
+    def logits(self, x: torch.Tensor, P: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Evaluation forward pass (no dropout) with weights P (default self.P). x: [B, D] -> [K, B, C]."""
+        P = self.P if P is None else P
+        n_layers = len(P) // 2
         for li in range(n_layers):
-            W, b = self.P[2 * li], self.P[2 * li + 1]
+            W, b = P[2 * li], P[2 * li + 1]
             x = torch.baddbmm(b, x, W) if x.dim() == 3 else torch.matmul(x, W).add_(b)
             if li < n_layers - 1:
                 x.relu_()
@@ -167,40 +223,18 @@ class Population:
         tiny batched matmuls; the backward of a ReLU MLP with softmax cross-entropy is short:
         dlogits = (softmax - onehot) / B, then per layer dW = a^T dz, db = sum dz, dz = (dz W^T) * [a > 0] * dropout.
         """
-        n_layers = len(self.P) // 2
-        inputs, drops = [], []  # each layer's input; each hidden layer's dropout mask
-        h = x
-        for li in range(n_layers):
-            W, bias = self.P[2 * li], self.P[2 * li + 1]
-            inputs.append(h)
-            h = torch.baddbmm(bias, h, W)
-            if li < n_layers - 1:
-                h.relu_()
-                if self.any_dropout:
-                    keep = 1 - self.drop
-                    drop = (torch.rand_like(h) < keep).to(h.dtype).div_(keep)
-                    h.mul_(drop)
-                    drops.append(drop)
-        B = y.shape[1]
-        # classes on dim 1 ([K, C, B]): log_softmax over a short last dim is several times slower
-        logp = torch.log_softmax(h.transpose(1, 2), dim=1)  # [K, C, B]
-        ce = -logp.gather(1, y.unsqueeze(1)).squeeze(1).mean(1)  # [K]
-        dz = logp.exp_()
-        dz.scatter_add_(1, y.unsqueeze(1), torch.full_like(dz[:, :1], -1.0))
-        dz = dz.div_(B).transpose(1, 2)  # [K, B, C] view
-        for li in range(n_layers - 1, -1, -1):
-            W = self.P[2 * li]
-            self.P[2 * li].grad = torch.bmm(inputs[li].transpose(1, 2), dz)  # [K, in, out]
-            self.P[2 * li + 1].grad = dz.sum(1, keepdim=True)  # [K, 1, out]
-            if li:
-                # ReLU's backward (one fused op, as autograd does it): pass where the layer's output > 0
-                dz = torch.ops.aten.threshold_backward(torch.bmm(dz, W.transpose(1, 2)), inputs[li], 0)
-                if drops:
-                    dz.mul_(drops[li - 1])
-        return ce
+        return batched_forward_backward(self.P, x, y, self.drop if self.any_dropout else None)
 
-    def l2(self) -> torch.Tensor:  # [K]
-        return sum((W**2).sum((1, 2)) for W in self.P[0::2])  # type: ignore[return-value]
+    def l2(self, P: list[torch.Tensor] | None = None) -> torch.Tensor:  # [K]
+        return sum((W**2).sum((1, 2)) for W in (self.P if P is None else P)[0::2])  # type: ignore[return-value]
+
+    @torch.no_grad()
+    def update_average(self) -> None:
+        """A = ema * A + (1 - ema) * P per member, as classifier.update_average (a first step copies)."""
+        weight = 1 - self.ema * self.averaged  # [K, 1, 1]
+        for A, P in zip(self.A, self.P):
+            A.lerp_(P, weight)
+        self.averaged.fill_(1.0)
 
     @torch.no_grad()
     def update(self, lr: torch.Tensor) -> None:
@@ -245,7 +279,8 @@ class Population:
 
     def _epoch(self, epoch: int) -> None:
         K, dev = len(self.trials), self.device
-        lr = self.lr * self.decay ** (epoch - 1)  # schedule from the epoch number, as alone
+        lrs = [lr_at(p, epoch) for p in self.params]  # schedule from the epoch number, as alone
+        lr = _col(lrs, dev)
         start = time.perf_counter()
         # each member's own batch order: the permutation classifier.fit draws for this seed and epoch
         gen = torch.Generator()
@@ -265,13 +300,14 @@ class Population:
             data_loss = self.forward_backward(self.Xtr[idx], self.ytr[idx])  # [K]; fills P.grad
             losses.append(data_loss + self.reg * self.l2())  # the L2 gradient is added in update()
             self.update(lr)
+            if self.any_ema:
+                self.update_average()
         L = torch.stack(losses).cpu().tolist()  # [n_batches][K]
         after = self.P[0].detach()
         ratio = ((after - before).flatten(1).norm(dim=1) / (before.flatten(1).norm(dim=1) + 1e-12)).tolist()
         train_loss, train_acc = self.evaluate(self.Xtr, self.ytr)
         val_loss, val_acc = self.evaluate(self.Xva, self.yva)
         seconds = (time.perf_counter() - start) / K  # each member's share of the epoch
-        lrs = [float(p["lr"]) * float(p.get("lr_decay", 1.0)) ** (epoch - 1) for p in self.params]
         keep = []
         for k, t in enumerate(self.trials):
             try:
@@ -312,16 +348,17 @@ class Population:
         In chunks of rows: all members' activations for a whole data set ([K, N, hidden], 17 MB at
         K = 32 on digits) would leave the cache, and evaluation then cost more than training."""
         K, N = len(self.trials), len(X)
+        P = self.A if self.any_ema else self.P  # judged by the running average, as classifier.fit
         widest = max(P.shape[-1] for P in self.P[0::2])
         rows = max(1, EVAL_CHUNK_FLOATS // (K * widest))
         ce_sum = torch.zeros(K, device=X.device)
         correct = torch.zeros(K, device=X.device)
         for a in range(0, N, rows):
-            logits = self.logits(X[a : a + rows]).transpose(1, 2)  # [K, C, n]: classes off the last dim (faster)
+            logits = self.logits(X[a : a + rows], P).transpose(1, 2)  # [K, C, n]: classes off the last dim (faster)
             yc = y[a : a + rows]
             ce_sum += F.cross_entropy(logits, yc.expand(K, -1), reduction="none").sum(1)
             correct += (logits.argmax(1) == yc).sum(1)
-        loss = ce_sum / N + self.reg * self.l2()
+        loss = ce_sum / N + self.reg * self.l2(P)
         return loss.tolist(), (correct / N).tolist()
 
     def member_state(self, k: int, lr: float) -> dict[str, Any]:
@@ -346,11 +383,17 @@ class Population:
         group = {**self._group_template(), "lr": lr, "params": list(range(len(self.P)))}
         if "momentum" in group and self.opt_name in ("momentum", "nesterov"):
             group["momentum"] = float(self.mom[k])
-        return {
+        out = {
             "model": model,
             "optimizer": {"state": state, "param_groups": [group]},
             "first_loss": self.first_loss[k],
         }
+        if float(self.params[k].get("ema") or 0.0) > 0:
+            out["ema_model"] = OrderedDict(
+                (name, (A[k].detach().t() if j % 2 == 0 else A[k].detach().view(-1)).contiguous().clone().cpu())
+                for j, (name, A) in enumerate(zip(model, self.A))
+            )
+        return out
 
     def _group_template(self) -> dict[str, Any]:
         """torch.optim's own param_group keys for this optimizer (so load_state_dict accepts it)."""
@@ -370,5 +413,7 @@ class Population:
         self.first_loss = [self.first_loss[k] for k in keep]
         self.P = [P.index_select(0, idx).contiguous() for P in self.P]
         self.S = {key: [b.index_select(0, idx).contiguous() for b in bufs] for key, bufs in self.S.items()}
-        for name in ("lr", "decay", "reg", "mom", "drop", "step"):
+        self.A = [A.index_select(0, idx).contiguous() for A in self.A]
+        self.any_ema = any(float(p.get("ema") or 0.0) > 0 for p in self.params)
+        for name in ("lr", "ema", "averaged", "reg", "mom", "drop", "step"):
             setattr(self, name, getattr(self, name).index_select(0, idx))

@@ -1,0 +1,67 @@
+"""`hpsearch next DIR`: write the follow-up sweep of a finished one (step 7 of the recipe)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+from hpsearch.errors import HpsearchError
+from hpsearch.report.frames import open_sweep
+from hpsearch.search import followup, stages
+from hpsearch.search import space as sp
+from hpsearch.store import sweepfile
+from hpsearch.store.atomic import atomic_write_bytes
+
+
+def next_sweep(root: str, warm_start: bool) -> tuple[str, list[str]]:
+    """(the follow-up sweep file's text, lines saying what changed) for the sweep in `root`.
+
+    Raises:
+        StoreError: `root` is not a sweep directory. HpsearchError: no stage has finished yet.
+    """
+    store, sweep = open_sweep(root)
+    st = store.state
+    done = sorted(st.stages_done)
+    if not done:
+        raise HpsearchError(f"{root}: no stage has finished yet; the follow-up starts from a finished stage")
+    k = done[-1]
+    last_space = sp.space_from_dict(st.stages[k]["space"])
+    runs = stages.runs_from(st.stage_trials(k))
+    space, flags, ranked = followup.next_space(sweep, last_space, runs)
+    raw = yaml.safe_load(store.layout.sweep_yaml.read_text()) or {}
+    doc = followup.followup_doc(raw, sweep, space, sweep.stages[k - 1], os.path.abspath(root) if warm_start else None)
+    sweepfile.parse(doc, source_dir=sweep.source_dir)  # what we write must start: a bug here is ours
+    head = [
+        f"# written by hpsearch next {root}: the follow-up of {sweep.name!r}, from stage {k}'s ranking",
+        f"# ({len(ranked)} ranked configuration(s)); the sweep file's folder was {sweep.source_dir}",
+    ]
+    text = "\n".join(head) + "\n" + yaml.safe_dump(doc, sort_keys=False, width=100)
+    notes = [f"Ranges from stage {k} of {sweep.name} (old -> new):"]
+    width = max((len(n) for n in last_space), default=4)
+    for name, dim in last_space.items():
+        if sp.is_searched(dim):
+            notes.append(f"  {name.ljust(width)}  {dim.describe():<32} -> {space[name].describe()}")
+    notes += [f"Border: {f.message}" for f in flags]
+    if warm_start:
+        notes.append(f"Warm start: stage {k}'s {len(ranked)} ranked run(s) join the first stage's ranking")
+    return text, notes
+
+
+def write(text: str, path: str) -> str | None:
+    """Write the follow-up sweep file (atomically; its folder is created). Returns a note when it
+    would not start from where it lies (relative data paths resolve from its own folder)."""
+    p = Path(path)
+    if p.is_dir():
+        raise HpsearchError(f"-o {path}: is a directory; give a file name such as next.yaml")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise HpsearchError(f"-o {path}: cannot create {p.parent}: {e.strerror}") from None
+    atomic_write_bytes(p, text.encode())
+    try:
+        sweepfile.load(p)
+    except HpsearchError as e:
+        return f"note: {path} does not start as it is (move it beside the finished sweep's file?): {e}"
+    return None

@@ -1,0 +1,115 @@
+"""The follow-up sweep of a finished one (step 7 of the recipe: "go back to step 5"), pure.
+
+From the last stage's runs: the ranges narrowed around its top runs, with the border moves of
+a stage boundary applied (a best value on a border moves that side outward, as between stages),
+and stages suited to continue: a first stage at the last stage's epochs (its runs and the new
+ones compare at equal training), then a finer one trained twice as long.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+from hpsearch.search import space as sp
+from hpsearch.search import stages
+from hpsearch.search.config import Stage, Sweep
+
+
+def next_space(
+    sweep: Sweep, last_space: sp.Space, runs: list[stages.Run]
+) -> tuple[sp.Space, list[stages.BorderFlag], list[stages.Ranked]]:
+    """(ranges, border flags, ranking) for the follow-up from the last stage's ranges and runs.
+
+    Narrowed as `stages.plan_stage` narrows between stages, around the top 20% (at least 3);
+    with no finished run the ranges stay."""
+    ranked = stages.rank(runs, sweep.metric)
+    if not ranked:
+        return dict(last_space), [], []
+    flags = stages.border_flags(last_space, ranked[0].params, sweep.border, sweep.on_border)
+    top = ranked[: stages.top_count(Stage(trials=1, epochs=1), len(ranked))]
+    space = {
+        name: stages.narrow(dim, [r.params[name] for r in top], [f for f in flags if f.param == name], sweep.margin)
+        for name, dim in last_space.items()
+    }
+    return space, flags, ranked
+
+
+def next_stages(last: Stage) -> list[dict[str, Any]]:
+    """Stage 1 at the last stage's epochs (at least 10 trials); stage 2 half as many, trained twice as long."""
+    first = max(10, last.trials)
+    return [
+        {"trials": first, "epochs": last.epochs},
+        {"trials": max(3, math.ceil(first / 2)), "epochs": 2 * last.epochs, "top": max(3, math.ceil(first / 5))},
+    ]
+
+
+def param_spec(dim: sp.Dim, old: dict[str, Any]) -> dict[str, Any]:
+    """A parameter's sweep-file form (W&B spellings) for a range; `old` (its spec in the finished
+    sweep) keeps its hard `bounds`, `on_border` and anything the range cannot express."""
+    keep = {k: v for k, v in old.items() if k in ("bounds", "on_border")}
+    if isinstance(dim, sp.Numeric):
+        if dim.log:
+            name = "q_log_uniform_values" if dim.q and not dim.integer else "log_uniform_values"
+            name = "int_log_uniform_values" if dim.integer else name
+        else:
+            name = "int_uniform" if dim.integer else "q_uniform" if dim.q else "uniform"
+        lo, hi = (int(dim.low), int(dim.high)) if dim.integer else (_short(dim.low), _short(dim.high))
+        spec: dict[str, Any] = {"distribution": name, "min": lo, "max": hi}
+        if dim.q and not dim.integer:
+            spec["q"] = dim.q
+        return {**spec, **keep}
+    if isinstance(dim, sp.Categorical):
+        return {"values": list(dim.values)}
+    if isinstance(dim, sp.Normal):
+        name = ("q_" if dim.q else "") + ("log_normal" if dim.log else "normal")
+        return {
+            "distribution": name,
+            "mu": _short(dim.mu),
+            "sigma": _short(dim.sigma),
+            **({"q": dim.q} if dim.q else {}),
+        }
+    return dict(old)
+
+
+def _short(x: float) -> float:
+    """Six significant digits: exact enough for a range's edge, readable in a sweep file."""
+    return float(f"{x:.6g}")
+
+
+def followup_doc(
+    raw: dict[str, Any], sweep: Sweep, space: sp.Space, last: Stage, warm_start: str | None = None
+) -> dict[str, Any]:
+    """The follow-up sweep file: `raw` with the new ranges, stages continuing from `last` (the
+    last finished stage), a new name and seed; with `warm_start` (the finished sweep's directory)
+    that stage's runs join the first ranking."""
+    doc = copy.deepcopy(raw)
+    doc["name"] = f"{sweep.name}-next"
+    doc["seed"] = int(sweep.seed) + 1  # fresh samples, not the finished sweep's again
+    doc["description"] = f"follow-up of {sweep.name}: ranges from its last stage's ranking (hpsearch next)"
+    params = doc.setdefault("parameters", {})
+    for name, dim in space.items():
+        if not sp.is_searched(dim):
+            continue
+        node, parts = params, name.split(".")
+        for part in parts[:-1]:
+            node = node[part]["parameters"]
+        old = node.get(parts[-1]) if isinstance(node.get(parts[-1]), dict) else {}
+        node[parts[-1]] = param_spec(dim, old)
+    doc["stages"] = next_stages(last)
+    doc.pop("warm_start", None)
+    if warm_start is not None:
+        doc["warm_start"] = warm_start
+    return doc
+
+
+def warm_runs(runs: list[stages.Run], space: sp.Space) -> list[stages.Run]:
+    """A finished sweep's runs as warm-start runs of a new one: finished ones that have a value for
+    every parameter the new sweep searches, their ids prefixed with `stages.WARM` (never promoted)."""
+    names = [n for n, d in space.items() if sp.is_searched(d)]
+    return [
+        r._replace(trial=stages.WARM + r.trial, config=stages.WARM + r.config)
+        for r in runs
+        if r.status == stages.USABLE and all(n in r.params for n in names)
+    ]

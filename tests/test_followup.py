@@ -1,0 +1,121 @@
+"""The follow-up sweep and the ensemble's members, pure: ranges, stages, warm runs, members."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hpsearch.search import followup, stages
+from hpsearch.search import space as sp
+from hpsearch.search.config import Stage, parse
+from hpsearch.search.ensemble import top_configs
+from hpsearch.search.paramspec import parse_parameters
+
+RAW = {
+    "name": "s",
+    "metric": {"name": "val_acc", "goal": "maximize"},
+    "trainable": {"builtin": "noop"},
+    "parameters": {
+        "lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1.0},
+        "drop": {"distribution": "uniform", "min": 0.0, "max": 0.8, "bounds": [0, 0.9]},
+        "width": {"distribution": "int_log_uniform_values", "min": 8, "max": 512},
+        "opt": {"values": ["sgd", "adam", "rmsprop"]},
+        "nested": {"parameters": {"m": {"distribution": "uniform", "min": 0.5, "max": 0.99}}},
+    },
+    "stages": [{"trials": 12, "epochs": 1}, {"trials": 6, "epochs": 4}],
+}
+
+
+def run(i: int, best: float, **params) -> stages.Run:
+    return stages.Run(f"s2-t{i:04d}", f"s2-t{i:04d}", params, "finished", best, 4, i)
+
+
+@given(
+    low=st.floats(1e-6, 1.0),
+    decades=st.floats(0.1, 6),
+    integer=st.booleans(),
+    log=st.booleans(),
+)
+def test_param_spec_reads_back_as_the_same_range(low: float, decades: float, integer: bool, log: bool) -> None:
+    hi = low * 10**decades
+    if integer:
+        low, hi = float(max(1, round(low * 100))), float(max(2, round(hi * 100) + 1))
+    dim = sp.Numeric(low, hi, log=log, integer=integer, bounds=(0.0, 1e9))
+    problems: list[str] = []
+    back = parse_parameters({"x": followup.param_spec(dim, {"bounds": [0.0, 1e9]})}, problems, [])["x"]
+    assert problems == []
+    assert isinstance(back, sp.Numeric) and (back.log, back.integer) == (log, integer)
+    assert back.low == pytest.approx(dim.low, rel=1e-5) and back.high == pytest.approx(dim.high, rel=1e-5)
+    assert back.bounds == (0.0, 1e9)
+
+
+def test_follow_up_narrows_moves_flagged_edges_and_continues() -> None:
+    sweep = parse(RAW)
+    last = dict(sweep.space)
+    runs = [
+        run(0, 0.95, lr=1.1e-4, drop=0.4, width=64, opt="adam", **{"nested.m": 0.9}),  # best lr on the low edge
+        run(1, 0.93, lr=3e-4, drop=0.35, width=90, opt="adam", **{"nested.m": 0.8}),
+        run(2, 0.92, lr=2e-4, drop=0.45, width=70, opt="sgd", **{"nested.m": 0.85}),
+        run(3, 0.10, lr=0.9, drop=0.1, width=500, opt="rmsprop", **{"nested.m": 0.6}),
+    ]
+    space, flags, ranked = followup.next_space(sweep, last, runs)
+    assert [r.config for r in ranked][:3] == ["s2-t0000", "s2-t0001", "s2-t0002"]
+    assert {(f.param, f.side) for f in flags} == {("lr", "low")}
+    assert space["lr"].low < 1e-4  # moved past the flagged edge
+    assert 0.0 < space["drop"].low < 0.35 and 0.45 < space["drop"].high < 0.8  # narrowed around the top 3
+    assert set(space["opt"].values) == {"sgd", "adam"}
+    doc = followup.followup_doc(RAW, sweep, space, sweep.stages[-1], warm_start="/runs/s")
+    new = parse(doc)  # a valid sweep file
+    assert new.name == "s-next" and new.seed == sweep.seed + 1 and doc["warm_start"] == "/runs/s"
+    assert new.space["drop"].bounds == (0, 0.9) and "m" in doc["parameters"]["nested"]["parameters"]
+    assert [(s.trials, s.epochs) for s in new.stages] == [(10, 4), (5, 8)]
+    assert RAW["parameters"]["lr"]["min"] == 1e-4  # the finished sweep's mapping is left alone
+
+
+def test_no_finished_run_keeps_the_ranges() -> None:
+    sweep = parse(RAW)
+    space, flags, ranked = followup.next_space(sweep, dict(sweep.space), [])
+    assert space == dict(sweep.space) and flags == [] and ranked == []
+
+
+@given(st.integers(1, 40), st.integers(1, 300))
+def test_next_stages_continue_at_equal_then_double_epochs(trials: int, epochs: int) -> None:
+    first, second = followup.next_stages(Stage(trials=trials, epochs=epochs))
+    assert first["epochs"] == epochs and second["epochs"] == 2 * epochs
+    assert first["trials"] >= 10 and 3 <= second["trials"] <= first["trials"]
+
+
+def test_warm_runs_are_finished_complete_and_marked() -> None:
+    space = {"lr": sp.Numeric(1e-3, 1.0, log=True), "k": sp.Constant(3)}
+    runs = [
+        run(0, 0.9, lr=0.1),
+        stages.Run("s2-t0001", "s2-t0001", {"lr": 0.2}, "diverged", None, None, 1),
+        run(2, 0.8, other=1),  # lacks lr: cannot steer lr's narrowing
+    ]
+    warm = followup.warm_runs(runs, space)
+    assert [(r.trial, r.config) for r in warm] == [("warm:s2-t0000", "warm:s2-t0000")]
+
+
+def test_warm_runs_are_ranked_but_never_promoted() -> None:
+    sweep = parse({**RAW, "stages": [{"trials": 2, "epochs": 1}, {"trials": 0, "epochs": 2, "promote": 2}]})
+    own = [run(0, 0.5, lr=0.01, drop=0.1, width=16, opt="sgd", **{"nested.m": 0.7})]
+    own = [r._replace(trial="s1-t0000", config="s1-t0000") for r in own]
+    warm = followup.warm_runs([run(1, 0.99, lr=0.02, drop=0.2, width=32, opt="adam", **{"nested.m": 0.8})], sweep.space)
+    plan = stages.plan_stage(sweep, 2, dict(sweep.space), own + warm)
+    assert [r.config for r in plan.ranked] == ["warm:s2-t0001", "s1-t0000"]
+    assert [t["parent"] for t in plan.trials] == ["s1-t0000"]
+
+
+def test_ensemble_members_one_per_config_in_ranking_order() -> None:
+    ranked = [
+        ("s2-t0001-r0", "s2-t0001", "a.pt"),
+        ("s2-t0001-r1", "s2-t0001", "b.pt"),  # a repeat of the same configuration
+        ("s2-t0003", "s2-t0003", "gone.pt"),  # deleted
+        ("s2-t0004", "s2-t0004", None),  # no checkpoint
+        ("s1-t0002", "s1-t0002", "c.pt"),
+        ("s1-t0005", "s1-t0005", "d.pt"),
+    ]
+    members = top_configs(ranked, 3, lambda name: name != "gone.pt")
+    assert members == [("s2-t0001-r0", "a.pt"), ("s1-t0002", "c.pt"), ("s1-t0005", "d.pt")]
+    assert top_configs(ranked, 1, lambda name: True) == [("s2-t0001-r0", "a.pt")]
