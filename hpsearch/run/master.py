@@ -43,6 +43,11 @@ def runs_of(state: SweepState, k: int) -> list[stages.Run]:
     return stages.runs_from(state.stage_trials(k))
 
 
+def runs_before(state: SweepState, k: int) -> list[stages.Run]:
+    """The runs of every stage before k: what the next plan keeps its incumbents from."""
+    return [r for j in range(1, k) for r in runs_of(state, j)]
+
+
 def counts_of(state: SweepState, k: int) -> dict[str, int]:
     c: dict[str, int] = {}
     for t in state.stage_trials(k):
@@ -169,7 +174,9 @@ class Master:
         plan = (
             self._next_plan
             if self._next_plan is not None and self._next_plan.stage == k
-            else stages.plan_stage(self.sweep, k, prev_space, runs_of(st, k - 1) if k > 1 else [])
+            else stages.plan_stage(
+                self.sweep, k, prev_space, runs_of(st, k - 1) if k > 1 else [], history=runs_before(st, k)
+            )
         )
         doc = {
             "stage": k,
@@ -321,7 +328,7 @@ class Master:
         if k < len(self.sweep.stages):
             # the next ranges are a pure function of this stage's runs: compute them for the record
             # (kept for plan(k + 1): the same pure function of the same runs, computed once)
-            self._next_plan = stages.plan_stage(self.sweep, k + 1, space, runs, ranked)
+            self._next_plan = stages.plan_stage(self.sweep, k + 1, space, runs, ranked, runs_before(st, k + 1))
             doc["next_ranges"] = sp.space_to_dict(self._next_plan.space)
         atomic_write_json(self.store.layout.stage_file(k), doc)
         self.store.journal.append([{"ev": "stage_done", "stage": k}])

@@ -21,6 +21,8 @@ from hpsearch.search import space as sp
 from hpsearch.search.builtins import BUILTINS, OPTIMIZERS, builtin_defaults
 from hpsearch.search.launcher_options import check_options
 from hpsearch.search.paramspec import is_int, is_num, parse_parameters, yaml_number
+from hpsearch.search.sampler import DEFAULT as DEFAULT_METHOD
+from hpsearch.search.sampler import METHODS
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 TOP_KEYS = {
@@ -43,8 +45,9 @@ TOP_KEYS = {
     "keep_top",
     "max_failures",
     "lock",
+    "method",
 }
-WANDB_UNUSED = {"method", "program", "command", "early_terminate", "project", "entity", "run_cap"}
+WANDB_UNUSED = {"program", "command", "early_terminate", "project", "entity", "run_cap"}
 STAGE_KEYS = {"trials", "epochs", "top", "promote", "repeats", "name"}
 METRIC_KEYS = {"name", "goal", "target"}
 SLURM_KEYS = {
@@ -101,6 +104,7 @@ class Sweep:
     keep_top: int | None = None
     max_failures: int = 5
     lock: str = "auto"
+    method: str = DEFAULT_METHOD  # where a stage's draws fall: random | sobol | lhs (search/sampler.py)
     description: str = ""
     source_dir: str = "."
     warnings: tuple[str, ...] = ()
@@ -150,10 +154,7 @@ def parse(
         )
     for key in raw:
         if key in WANDB_UNUSED:
-            if not (key == "method" and raw[key] == "random"):
-                warnings.append(
-                    f"W&B key '{key}' is not used by hpsearch (it always runs staged random search); ignored"
-                )
+            warnings.append(f"W&B key '{key}' is not used by hpsearch (it always runs staged random search); ignored")
         elif key not in TOP_KEYS:
             problems.append(f"unknown key '{key}' (valid keys: {', '.join(sorted(TOP_KEYS))})")
 
@@ -187,6 +188,7 @@ def parse(
     lock = raw.get("lock", "auto")
     if lock not in ("auto", "hard", "soft"):
         problems.append(f"lock: must be auto, hard or soft, got {lock!r}")
+    method = _method(raw.get("method", DEFAULT_METHOD), warnings, problems)
     if trainable and trainable.get("builtin") in BUILTINS:
         _check_builtin_settings(trainable, space, problems)
 
@@ -211,10 +213,22 @@ def parse(
         keep_top=keep_top,
         max_failures=max_failures,
         lock=lock,
+        method=method,
         description=str(raw.get("description", "")),
         source_dir=source_dir,
         warnings=tuple(warnings),
     )
+
+
+def _method(method: Any, warnings: list[str], problems: list[str]) -> str:
+    """`method:` names the sampler; W&B's grid and bayes are accepted with a warning (the default runs)."""
+    if method in METHODS:
+        return str(method)
+    if method in ("grid", "bayes"):
+        warnings.append(f"W&B key 'method': {method} is not an hpsearch sampler; each stage samples with {DEFAULT_METHOD}")
+    else:
+        problems.append(f"method: must be one of {', '.join(METHODS)}, got {method!r}")
+    return DEFAULT_METHOD
 
 
 def _int(raw: dict, key: str, default: int, problems: list[str], minimum: int) -> int:

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from hpsearch.gcpause import bulk
+from hpsearch.search import evidence, sampler
 from hpsearch.search import space as sp
 from hpsearch.search.config import Metric, Stage, Sweep
 
@@ -206,14 +207,25 @@ class StagePlan:
 
 
 def plan_stage(
-    sweep: Sweep, k: int, prev_space: sp.Space | None, prev_runs: list[Run], ranked: list[Ranked] | None = None
+    sweep: Sweep,
+    k: int,
+    prev_space: sp.Space | None,
+    prev_runs: list[Run],
+    ranked: list[Ranked] | None = None,
+    history: list[Run] | None = None,
 ) -> StagePlan:
     """Plan stage k (1-based): its ranges and trials, from the sweep and the previous stage's runs
-    (`ranked`: their ranking, when the caller has it already)."""
+    (`ranked`: their ranking, when the caller has it already). `history`: the runs of every earlier
+    stage (default: the previous stage's); its best configurations stay inside every range and are
+    the ones promoted, and its diverged runs cut the learning rate's range (`search.evidence`)."""
     stage = sweep.stages[k - 1]
     space, flags = dict(sweep.space), []
+    history = prev_runs if history is None else history
+    seeds = {r.trial: r.seed for r in history}
+    overall: list[Ranked] = []
     if k > 1 and prev_space is not None:
         ranked = rank(prev_runs, sweep.metric) if ranked is None else ranked
+        overall = ranked if history is prev_runs else rank(history, sweep.metric)
         if ranked:
             n = top_count(stage, len(ranked))
             flags = border_flags(prev_space, ranked[0].params, sweep.border, sweep.on_border)
@@ -222,12 +234,23 @@ def plan_stage(
             for name, dim in prev_space.items():
                 own = [f for f in flags if f.param == name]
                 space[name] = narrow(dim, [r.params[name] for r in top], own, sweep.margin)
+            space = evidence.refine(
+                prev_space,
+                space,
+                sweep.space,
+                {name: [r.params[name] for r in top] for name in prev_space},
+                {f.param: {g.side for g in flags if g.param == f.param and g.extends} for f in flags if f.extends},
+                history,
+                evidence.incumbents(overall, n, seeds),
+                sweep.margin,
+                EXTEND,
+            )
         else:
             space = dict(prev_space)  # nothing finished: keep the ranges
     ranked = ranked or []
     trials = []
-    by_trial = {r.trial: r for r in prev_runs}
-    for parent in _promoted(stage, ranked):
+    by_trial = {r.trial: r for r in history}
+    for parent in _promoted(stage, evidence.incumbents(overall, len(overall), seeds), sweep, len(ranked)):
         for r, tid in enumerate(parent.trials):
             run = by_trial[tid]
             trials.append(
@@ -240,7 +263,7 @@ def plan_stage(
                     repeats=len(parent.trials),
                 )
             )
-    for i, (params, seed) in enumerate(sp.sample_stage(space, sweep.seed, k, stage.trials)):
+    for i, (params, seed) in enumerate(sampler.sample_stage(space, sweep.seed, k, stage.trials, sweep.method)):
         for r in range(stage.repeats):
             trials.append(
                 dict(params=params, seed=(seed + 1_000_003 * r) % (2**31 - 1), group=i, repeat=r, repeats=stage.repeats)
@@ -248,12 +271,24 @@ def plan_stage(
     return StagePlan(k, space, _name_trials(k, trials, stage.epochs), flags, ranked)
 
 
-def _promoted(stage: Stage, ranked: list[Ranked]) -> list[Ranked]:
+def _promoted(stage: Stage, ranked: list[Ranked], sweep: Sweep | None = None, n_prev: int | None = None) -> list[Ranked]:
+    """The best configurations of every earlier stage (`ranked`, one per parameter set), up to
+    `promote` of them (a fraction counts the previous stage's `n_prev` ranked configurations)."""
     if not stage.promote:
         return []
+    # a configuration of an earlier stage than the previous one is promoted only when it still
+    # has epochs to train (the previous stage's are promoted as before)
+    n_prev = len(ranked) if n_prev is None else n_prev
+    if sweep is not None:
+        k = max((evidence.stage_of(r.trials[0]) for r in ranked), default=0)
+        ranked = [r for r in ranked if (s := evidence.stage_of(r.trials[0])) >= k or _epochs(sweep, s) < stage.epochs]
     # an int is a count; a float is a fraction (config accepts floats only in (0, 1]), so 1.0 means all
-    n = stage.promote if isinstance(stage.promote, int) else math.ceil(stage.promote * len(ranked))
+    n = stage.promote if isinstance(stage.promote, int) else math.ceil(stage.promote * n_prev)
     return ranked[:n]
+
+
+def _epochs(sweep: Sweep, k: int) -> int:
+    return sweep.stages[k - 1].epochs if 1 <= k <= len(sweep.stages) else 0
 
 
 def _name_trials(k: int, trials: list[dict[str, Any]], epochs: int) -> list[dict[str, Any]]:
