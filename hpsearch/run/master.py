@@ -18,7 +18,7 @@ from hpsearch.errors import HpsearchError
 from hpsearch.report.picture import latest_lines, running_trials
 from hpsearch.run.launchers import Launcher, LaunchSpec, gpu_count
 from hpsearch.run.progress import Progress
-from hpsearch.search import config, stages
+from hpsearch.search import budget, config, stages
 from hpsearch.search import space as sp
 from hpsearch.search.config import Sweep
 from hpsearch.store import sweepfile
@@ -141,6 +141,8 @@ class Master:
         self.open_directory()
         for w in self.sweep.warnings:
             self.out.say(f"warning: {w}")
+        if self.sweep.budget is not None:  # the plan, before anything runs (stages: auto planned it)
+            self.out.say(budget_plan_text(self.sweep))
         self._signals()
         st = self.store.refresh()
         if not self.opts.no_workers:
@@ -353,6 +355,11 @@ class Master:
                 f"({best['trial']}, checkpoint {ckpt}). "
                 f"Full ranking: hpsearch report {self.root}"
             )
+
+
+def budget_plan_text(sweep: Sweep) -> str:
+    how = "planned from the budget (stages: auto)" if sweep.auto else "as written"
+    return f"{budget.describe(sweep.stages, sweep.budget)}\n  ({how}; draws: {sweep.method})"
 
 
 def ranges_text(old: sp.Space, new: sp.Space, k: int) -> str:

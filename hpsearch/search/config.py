@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hpsearch.errors import ConfigError
+from hpsearch.search import budget as bp
 from hpsearch.search import space as sp
 from hpsearch.search.builtins import BUILTINS, OPTIMIZERS, builtin_defaults
 from hpsearch.search.launcher_options import check_options
@@ -46,6 +47,8 @@ TOP_KEYS = {
     "max_failures",
     "lock",
     "method",
+    "budget",
+    "epochs",
 }
 WANDB_UNUSED = {"program", "command", "early_terminate", "project", "entity", "run_cap"}
 STAGE_KEYS = {"trials", "epochs", "top", "promote", "repeats", "name"}
@@ -105,6 +108,8 @@ class Sweep:
     max_failures: int = 5
     lock: str = "auto"
     method: str = DEFAULT_METHOD  # where a stage's draws fall: random | sobol | lhs (search/sampler.py)
+    budget: int | None = None  # epochs to train in all; the stages never exceed it (search/budget.py)
+    auto: bool = False  # `stages: auto`: the stages were planned from the budget
     description: str = ""
     source_dir: str = "."
     warnings: tuple[str, ...] = ()
@@ -165,7 +170,16 @@ def parse(
     seed = _int(raw, "seed", 0, problems, minimum=0)
     trainable = _trainable(raw.get("trainable"), source_dir, problems, path_exists)
     space = parse_parameters(raw.get("parameters", {}), problems, warnings)
-    stages = _stages(raw.get("stages"), problems)
+    budget = raw.get("budget")
+    if budget is not None and (not is_int(budget) or budget < 1):
+        problems.append(f"budget: must be a number of epochs (an integer >= 1), got {budget!r}")
+        budget = None
+    auto = raw.get("stages") == "auto"
+    stages = _auto_stages(raw, budget, problems) if auto else _stages(raw.get("stages"), problems)
+    if "epochs" in raw and not auto:
+        problems.append("epochs: is read only with stages: auto (the epochs a good run needs)")
+    if budget is not None and stages and not auto and bp.cost(stages) > budget:
+        problems.append(f"stages: train up to {bp.cost(stages)} epochs, over the budget of {budget}")
     workers = _int(raw, "workers", 1, problems, minimum=1)
     launcher = _launcher(raw.get("launcher", {"type": "local"}), problems)
     border = _float(raw, "border", 0.1, problems, 0.0, 0.5)
@@ -214,6 +228,8 @@ def parse(
         max_failures=max_failures,
         lock=lock,
         method=method,
+        budget=budget,
+        auto=auto,
         description=str(raw.get("description", "")),
         source_dir=source_dir,
         warnings=tuple(warnings),
@@ -352,12 +368,30 @@ def _launcher(launcher: Any, problems: list[str]) -> dict[str, Any]:
     return launcher
 
 
+def _auto_stages(raw: dict, budget: int | None, problems: list[str]) -> list[Stage]:
+    """`stages: auto`: the plan of `search.budget.plan` for `budget:` and `epochs:` (a good run's epochs)."""
+    epochs = raw.get("epochs")
+    n = len(problems)
+    if budget is None:
+        problems.append("stages: auto needs budget: (the epochs to train in all), e.g. budget: 200")
+    if not is_int(epochs) or epochs < 1:
+        problems.append(f"stages: auto needs epochs: (the epochs a good run needs, an integer >= 1), got {epochs!r}")
+    if len(problems) > n or budget is None:
+        return []
+    try:
+        planned = bp.plan(budget, epochs)
+    except ValueError as e:
+        problems.append(str(e))
+        return []
+    return [Stage(trials=s.trials, epochs=s.epochs, top=s.top, promote=s.promote, repeats=s.repeats) for s in planned]
+
+
 def _stages(stages: Any, problems: list[str]) -> list[Stage]:
     if stages is None:
         problems.append("stages: missing; e.g. [{trials: 60, epochs: 1}, {trials: 30, epochs: 5, top: 10}]")
         return []
     if not isinstance(stages, list) or not stages:
-        problems.append(f"stages: must be a non-empty list of {{trials: N, epochs: E}}, got {stages!r}")
+        problems.append(f"stages: must be a non-empty list of {{trials: N, epochs: E}} or auto, got {stages!r}")
         return []
     out = []
     for i, s in enumerate(stages, 1):

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from hpsearch.gcpause import bulk
-from hpsearch.search import evidence, sampler
+from hpsearch.search import budget, evidence, sampler
 from hpsearch.search import space as sp
 from hpsearch.search.config import Metric, Stage, Sweep
 
@@ -250,7 +250,11 @@ def plan_stage(
     ranked = ranked or []
     trials = []
     by_trial = {r.trial: r for r in history}
-    for parent in _promoted(stage, evidence.incumbents(overall, len(overall), seeds), sweep, len(ranked)):
+    promoted = _promoted(stage, evidence.incumbents(overall, len(overall), seeds), sweep, len(ranked))
+    fresh = stage.trials
+    if sweep.budget is not None:
+        promoted, fresh = _within_budget(sweep, k, promoted)
+    for parent in promoted:
         for r, tid in enumerate(parent.trials):
             run = by_trial[tid]
             trials.append(
@@ -263,7 +267,7 @@ def plan_stage(
                     repeats=len(parent.trials),
                 )
             )
-    for i, (params, seed) in enumerate(sampler.sample_stage(space, sweep.seed, k, stage.trials, sweep.method)):
+    for i, (params, seed) in enumerate(sampler.sample_stage(space, sweep.seed, k, fresh, sweep.method)):
         for r in range(stage.repeats):
             trials.append(
                 dict(params=params, seed=(seed + 1_000_003 * r) % (2**31 - 1), group=i, repeat=r, repeats=stage.repeats)
@@ -285,6 +289,21 @@ def _promoted(stage: Stage, ranked: list[Ranked], sweep: Sweep | None = None, n_
     # an int is a count; a float is a fraction (config accepts floats only in (0, 1]), so 1.0 means all
     n = stage.promote if isinstance(stage.promote, int) else math.ceil(stage.promote * n_prev)
     return ranked[:n]
+
+
+def _within_budget(sweep: Sweep, k: int, promoted: list[Ranked]) -> tuple[list[Ranked], int]:
+    """Promotions and fresh trials that keep stage k within what the plan counted for it: an incumbent
+    of an earlier stage than the previous one has more epochs to train, paid for with fresh trials
+    (or, in a stage without them, left out for a cheaper one)."""
+    stage = sweep.stages[k - 1]
+    allowance = budget.cost(sweep.stages[:k]) - budget.cost(sweep.stages[: k - 1])
+    kept, spent = [], 0
+    for p in promoted:
+        c = len(p.trials) * max(0, stage.epochs - _epochs(sweep, evidence.stage_of(p.trials[0])))
+        if spent + c <= allowance:
+            kept.append(p)
+            spent += c
+    return kept, budget.fresh_within(stage, allowance, spent)
 
 
 def _epochs(sweep: Sweep, k: int) -> int:
