@@ -7,13 +7,13 @@ Pure. `stages.plan_stage` narrows each range around the previous stage's top run
    fixed amount, `stages.EXTEND`) when the top runs' median sits on the flagged edge, less as the
    median lies further inside, at least MIN_MOVE of the width. A lone lucky best run on the border,
    with the other top runs well inside, no longer throws the range half its width outward.
-2. The region where most runs diverged is left out (`divergence.cap`, the threshold the
-   diagnostics report), unless an incumbent finished there.
-3. The incumbents are kept (`keep_incumbents`): every range still holds the values of the best
+2. The incumbents are kept (`keep_incumbents`): every range still holds the values of the best
    configurations found in ANY earlier stage, padded like a narrowed range, so a stage whose draws
    were unlucky cannot steer the search away from a better region found before it. This is the
    elitism of evolutionary search (De Jong 1975) and the incumbent of SMAC/BOHB (Hutter et al. 2011,
    Falkner et al. 2018), applied to ranges: the next stage always samples around the best so far.
+3. The region where most runs diverged is left out (`divergence.cap`, the threshold the
+   diagnostics report), padding included, unless an incumbent finished there.
 """
 
 from __future__ import annotations
@@ -158,9 +158,10 @@ def refine(
         if isinstance(old, sp.Numeric) and name in extending:
             dim = moved(old, dim, top_values.get(name, []), extending[name], extend)
         keep = [r.params[name] for r in best if name in r.params]
-        if name in caps and isinstance(dim, sp.Numeric):
+        dim = keep_incumbents(dim, original.get(name, dim), keep, margin)
+        if name in caps and isinstance(dim, sp.Numeric):  # after the padding: it never reaches past the cap
             dim = divergence.cap(dim, caps[name], [float(v) for v in keep])
-        out[name] = keep_incumbents(dim, original.get(name, dim), keep, margin)
+        out[name] = dim
     return out
 
 
