@@ -102,9 +102,7 @@ def hpsearch_best(root: Path, doc: dict[str, Any]) -> tuple[float, int]:
     return max(bests, default=0.0), spent
 
 
-def run_cell(
-    tmp: Path, task: tk.Task | None, budget: int, case: str, seed: int, method: str
-) -> tuple[float, int]:
+def run_cell(tmp: Path, task: tk.Task | None, budget: int, case: str, seed: int, method: str) -> tuple[float, int]:
     """One (task, budget, case, seed, method): the score (best val_acc; synthetic: the true value of the
     best report, so regret = optimum - score) and the epochs trained."""
     if task is None:

@@ -118,7 +118,9 @@ def replay(sweep: Any, inst: Instance) -> tuple[float, int]:
                     best, true = v, inst.value(t["params"], e)
             done[t["trial"]] = (e, best, true)
             runs.append(
-                stages.Run(t["trial"], t["config"], t["params"], status, best if status == "finished" else None, e, t["seed"])
+                stages.Run(
+                    t["trial"], t["config"], t["params"], status, best if status == "finished" else None, e, t["seed"]
+                )
             )
         history += runs
         prev_space, prev_runs = plan.space, runs
@@ -163,7 +165,9 @@ def optuna_run(inst: Instance, case: str, budget: int, seed: int, method: str) -
     if method in ("tpe", "random"):
         study.optimize(objective, n_trials=budget // EPOCHS)
     else:
-        study.optimize(objective, n_trials=100 * budget, callbacks=[lambda s, t: s.stop() if spent[0] >= budget else None])
+        study.optimize(
+            objective, n_trials=100 * budget, callbacks=[lambda s, t: s.stop() if spent[0] >= budget else None]
+        )
     return best[0][1], spent[0]
 
 
@@ -172,9 +176,7 @@ def make_study(method: str, seed: int, epochs: int) -> Any:
     import optuna
 
     sampler = (
-        optuna.samplers.TPESampler(seed=seed)
-        if method.startswith("tpe")
-        else optuna.samplers.RandomSampler(seed=seed)
+        optuna.samplers.TPESampler(seed=seed) if method.startswith("tpe") else optuna.samplers.RandomSampler(seed=seed)
     )
     pruner: optuna.pruners.BasePruner = optuna.pruners.NopPruner()
     if method.endswith("hyperband"):

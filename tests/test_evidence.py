@@ -37,7 +37,9 @@ def sweep(stages_: list[dict], lr=(1e-5, 1.0), **extra):
 
 # -- the issue's sweep: a lucky stage-1 run on the border, an unlucky stage 2 -------------------
 def issue_case():
-    sw = sweep([{"trials": 16, "epochs": 1}, {"trials": 8, "epochs": 3, "top": 5}, {"trials": 4, "epochs": 6, "top": 3}])
+    sw = sweep(
+        [{"trials": 16, "epochs": 1}, {"trials": 8, "epochs": 3, "top": 5}, {"trials": 4, "epochs": 6, "top": 3}]
+    )
     s1 = [
         run(1, 0, 0.918, lr=0.34, reg=1e-4),  # the sweep's best: near the top of [1e-5, 1]
         run(1, 1, 0.80, lr=0.012, reg=1e-3),

@@ -241,7 +241,9 @@ def _method(method: Any, warnings: list[str], problems: list[str]) -> str:
     if method in METHODS:
         return str(method)
     if method in ("grid", "bayes"):
-        warnings.append(f"W&B key 'method': {method} is not an hpsearch sampler; each stage samples with {DEFAULT_METHOD}")
+        warnings.append(
+            f"W&B key 'method': {method} is not an hpsearch sampler; each stage samples with {DEFAULT_METHOD}"
+        )
     else:
         problems.append(f"method: must be one of {', '.join(METHODS)}, got {method!r}")
     return DEFAULT_METHOD
@@ -370,7 +372,7 @@ def _launcher(launcher: Any, problems: list[str]) -> dict[str, Any]:
 
 def _auto_stages(raw: dict, budget: int | None, problems: list[str]) -> list[Stage]:
     """`stages: auto`: the plan of `search.budget.plan` for `budget:` and `epochs:` (a good run's epochs)."""
-    epochs = raw.get("epochs")
+    epochs: Any = raw.get("epochs")
     n = len(problems)
     if budget is None:
         problems.append("stages: auto needs budget: (the epochs to train in all), e.g. budget: 200")

@@ -62,7 +62,9 @@ def unit_points(method: str, d: int, n: int, seed: int, stage: int) -> np.ndarra
     return np.clip(pts, 0.0, np.nextafter(1.0, 0.0))
 
 
-def sample_stage(space: sp.Space, seed: int, stage: int, n: int, method: str = "random") -> list[tuple[dict[str, Any], int]]:
+def sample_stage(
+    space: sp.Space, seed: int, stage: int, n: int, method: str = "random"
+) -> list[tuple[dict[str, Any], int]]:
     """n (params, trial_seed) pairs for a stage, drawn with `method` (see METHODS).
 
     "random" is exactly `space.sample_stage` (so existing plans are unchanged); the other methods

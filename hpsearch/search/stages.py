@@ -275,7 +275,9 @@ def plan_stage(
     return StagePlan(k, space, _name_trials(k, trials, stage.epochs), flags, ranked)
 
 
-def _promoted(stage: Stage, ranked: list[Ranked], sweep: Sweep | None = None, n_prev: int | None = None) -> list[Ranked]:
+def _promoted(
+    stage: Stage, ranked: list[Ranked], sweep: Sweep | None = None, n_prev: int | None = None
+) -> list[Ranked]:
     """The best configurations of every earlier stage (`ranked`, one per parameter set), up to
     `promote` of them (a fraction counts the previous stage's `n_prev` ranked configurations)."""
     if not stage.promote:
