@@ -6,10 +6,10 @@ Optimization", JMLR 18, Algorithm 1, with the reduction factor eta = 3 it recomm
 
 - the stages train to epochs r_i = R * eta^(i - s) (rounded, at least 1), i = 0..s, where R is the
   epochs a good run needs (`epochs:`) and s = ceil(log_eta R): stage 1 trains 1 epoch, the last R;
-- each middle stage continues (promotes) the best KEEP of the previous stage's configurations from
-  their checkpoints, as successive halving does, and spends what is left of its share on fresh
-  trials sampled in the narrowed ranges (the coarse-to-fine part); the last stage spends its whole
-  share continuing the best configurations found so far (the incumbents of every stage);
+- each middle stage continues (promotes) the best KEEP of the configurations so far from their
+  checkpoints, as successive halving does, at least the incumbent, and spends what is left of its
+  share on fresh trials sampled in the narrowed ranges (the coarse-to-fine part); the last stage
+  spends its whole share continuing the best configurations found so far (the incumbents);
 - the first stage gets FIRST_SHARE of the budget, the others split the rest equally (Hyperband
   gives every rung of a bracket about the same budget); what is left over buys more stage-1 trials.
 
@@ -29,7 +29,10 @@ from typing import Any
 
 ETA = 3
 FIRST_SHARE = 0.4
-KEEP = 1 / ETA**2
+# Measured (bench quality, synthetic family, 30 seeds, budgets 64 and 200, three range cases): with
+# FIRST_SHARE 0.4, KEEP 0 (the incumbent alone) scored a median and worst seed at least as good as
+# KEEP 1/9 and 1/3 in all six cells; FIRST_SHARE 0.25 was better in range, worse out of range.
+KEEP = 0.0
 
 
 @dataclass(frozen=True)
