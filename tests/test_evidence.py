@@ -197,3 +197,13 @@ def test_plan_keeps_the_best_run_of_any_stage_in_the_next_range(rows, split):
         lr = plan.space["lr"]
         assert lr.low <= best * (1 + 1e-9) and best <= lr.high * (1 + 1e-9)
         assert 0 < lr.low < lr.high
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 64), st.integers(1, 64), st.lists(st.integers(1, 4096), min_size=1, max_size=5), st.floats(0, 3))
+def test_keep_incumbents_keeps_an_integer_log_range_valid(a, w, values, margin):
+    dim = sp.Numeric(a, a + w, log=True, integer=True)
+    kept = evidence.keep_incumbents(dim, dim, values, margin)
+    assert isinstance(kept, sp.Numeric) and 1 <= kept.low < kept.high
+    assert float(kept.low).is_integer() and float(kept.high).is_integer()
+    assert all(kept.low <= v <= kept.high for v in values)

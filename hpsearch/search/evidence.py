@@ -47,7 +47,9 @@ def border_move(dim: sp.Numeric, top_values: Sequence[Any], side: str, extend: f
     return max(MIN_MOVE, frac) * width
 
 
-def moved(old: sp.Numeric, narrowed: sp.Dim, top_values: Sequence[Any], sides: set[str], extend: float) -> sp.Dim:
+def moved(
+    old: sp.Numeric, narrowed: sp.Dim, top_values: Sequence[Any], sides: set[str], extend: float, margin: float
+) -> sp.Dim:
     """The narrowed range with each flagged side pulled back to `border_move` past the old edge.
 
     `stages.narrow` moved a flagged side by `extend` of the width (within the range's limits); the
@@ -59,10 +61,10 @@ def moved(old: sp.Numeric, narrowed: sp.Dim, top_values: Sequence[Any], sides: s
     t = [old.warp(v) for v in top_values]
     low, high = narrowed.low, narrowed.high
     if "high" in sides:
-        pad = max(0.25 * (max(t) - min(t)), 0.05 * width)
+        pad = max(margin * (max(t) - min(t)), 0.05 * width)
         high = min(high, old.unwarp(hi_old + max(border_move(old, top_values, "high", extend), pad)))
     if "low" in sides:
-        pad = max(0.25 * (max(t) - min(t)), 0.05 * width)
+        pad = max(margin * (max(t) - min(t)), 0.05 * width)
         low = max(low, old.unwarp(lo_old - max(border_move(old, top_values, "low", extend), pad)))
     if narrowed.integer:
         low, high = math.floor(low), math.ceil(high)
@@ -126,6 +128,10 @@ def keep_incumbents(dim: sp.Dim, original: sp.Dim, values: Sequence[Any], margin
     low, high = max(low, floor), min(high, ceil)
     if dim.integer:
         low, high = math.floor(low), math.ceil(high)
+        if dim.log:
+            low = max(low, 1)  # an integer log range stays >= 1
+    if dim.log and low <= 0:
+        low = min(min(values), dim.low)
     return _numeric(dim, low, high) if high > low else dim
 
 
@@ -156,7 +162,7 @@ def refine(
     for name, dim in narrowed.items():
         old = prev_space.get(name)
         if isinstance(old, sp.Numeric) and name in extending:
-            dim = moved(old, dim, top_values.get(name, []), extending[name], extend)
+            dim = moved(old, dim, top_values.get(name, []), extending[name], extend, margin)
         keep = [r.params[name] for r in best if name in r.params]
         dim = keep_incumbents(dim, original.get(name, dim), keep, margin)
         if name in caps and isinstance(dim, sp.Numeric):  # after the padding: it never reaches past the cap
