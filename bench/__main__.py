@@ -27,11 +27,13 @@ def main() -> None:
     q.add_argument("--tasks", help="comma-separated: synthetic, noisy_digits_mlp, digits_convnet, ...")
     q.add_argument("--budgets", help="comma-separated: small, medium")
     q.add_argument("--cases", help="comma-separated: in_range, best_below, best_above")
+    q.add_argument("--methods", help="comma-separated methods besides hpsearch's default (default: all)")
     args = ap.parse_args()
     quality = {
         "seeds": args.seeds,
         "synthetic_seeds": args.synthetic_seeds,
         **{k: getattr(args, k).split(",") if getattr(args, k) else None for k in ("tasks", "budgets", "cases")},
+        "only": args.methods.split(",") if args.methods else None,
     }
     chosen = args.sections or list(SECTIONS)
     results = []

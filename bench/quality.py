@@ -18,7 +18,7 @@ Per cell: median, worst seed and 10th percentile of each method; the margin of h
 over the best peer; three goals: median >= the best peer's median, worst seed >= the best peer's
 worst seed, and out of range every seed above every peer's median.
 
-`python -m bench quality [--seeds N] [--tasks a,b] [--budgets small,medium] [--cases in_range,...]`;
+`python -m bench quality [--seeds N] [--tasks a,b] [--budgets small,medium] [--cases in_range,...] [--methods a,b]`;
 `--quick`: the synthetic family only (20 seeds) and the noisy-digits MLP at the small budget (3 seeds).
 """
 
@@ -223,6 +223,7 @@ def run(
     budgets: list[str] | None = None,
     cases: list[str] | None = None,
     synthetic_seeds: int | None = None,
+    only: list[str] | None = None,
 ) -> Section:
     import torch
 
@@ -233,7 +234,7 @@ def run(
     cases = cases or list(CASES)
     n_seeds = seeds or (3 if quick else 10)
     n_syn = synthetic_seeds or (20 if quick else 50)
-    ms = methods()
+    ms = tuple(m for m in methods() if only is None or m in only or m == DEFAULT)
     from hpsearch.search import budget as bp
     from hpsearch.search.sampler import DEFAULT as SAMPLER
 
@@ -257,6 +258,11 @@ def run(
                             score, epochs = run_cell(tmp, task, BUDGETS[b], case, seed, m)
                             scores[m].append(score)
                             spent[m].append(epochs)
+                        if task is not None:  # a slow cell shows its progress seed by seed
+                            s.say(
+                                f"  {name}/{b}/{case} seed {seed}: "
+                                + ", ".join(f"{m} {v[-1]:.4f}" for m, v in scores.items())
+                            )
                     if task is None:  # scores as regret would read upside down: keep "higher is better"
                         s.figures.setdefault("synthetic_optimum", {})[f"{b}/{case}"] = [
                             syn.Instance.draw(i).optimum() for i in range(n_syn)
