@@ -66,10 +66,10 @@ def test_stage_two_moves_less_when_only_a_lone_best_run_sits_on_the_border():
     sw, s1, p2, _ = issue_case()
     lr = p2.space["lr"]
     # the old rule moved the top edge half the width (2.5 decades) to 316; the top runs' median
-    # (0.02) lies 1.7 of the 5 decades inside, so the edge moves 0.5 * (1 - 2 * 1.7 / 5) of the width
+    # (0.02) lies 1.7 of the 5 decades inside, so the edge moves 0.5 * (1 - FALL * 1.7 / 5) of the width
     inside = -math.log10(0.02) / 5
-    assert lr.high == pytest.approx(10 ** (5 * 0.5 * (1 - 2 * inside)))
-    assert lr.high < 10
+    assert lr.high == pytest.approx(10 ** (5 * 0.5 * (1 - evidence.FALL * inside)))
+    assert lr.high < 100
     assert lr.low <= 0.005  # the top runs' region is kept
     assert [f.side for f in p2.flags if f.param == "lr"] == ["high"]
 
@@ -115,8 +115,12 @@ def test_border_move_follows_the_top_runs_median():
     dim = sp.Numeric(1e-5, 1.0, log=True)  # 5 decades
     at_edge = [0.9, 0.8, 0.7]
     inside = [0.9, 1e-3, 1e-3]
-    assert evidence.border_move(dim, at_edge, "high", 0.5) == pytest.approx(5 * 0.5 * (1 - 2 * (-math.log10(0.8) / 5)))
-    assert evidence.border_move(dim, inside, "high", 0.5) == pytest.approx(5 * evidence.MIN_MOVE)
+    fall = evidence.FALL
+    assert evidence.border_move(dim, at_edge, "high", 0.5) == pytest.approx(5 * 0.5 * (1 - fall * -math.log10(0.8) / 5))
+    assert evidence.border_move(dim, inside, "high", 0.5) == pytest.approx(
+        5 * max(evidence.MIN_MOVE, 0.5 * (1 - fall * 0.6))
+    )
+    assert evidence.border_move(dim, [1e-5, 1e-5, 1e-5], "high", 0.5) == pytest.approx(5 * evidence.MIN_MOVE)
     assert evidence.border_move(dim, [1e-5, 2e-5], "low", 0.5) > evidence.border_move(dim, [1e-5, 1e-2], "low", 0.5)
 
 
