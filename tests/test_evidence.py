@@ -211,3 +211,19 @@ def test_keep_incumbents_keeps_an_integer_log_range_valid(a, w, values, margin):
     assert isinstance(kept, sp.Numeric) and 1 <= kept.low < kept.high
     assert float(kept.low).is_integer() and float(kept.high).is_integer()
     assert all(kept.low <= v <= kept.high for v in values)
+
+
+def test_an_integer_log_range_moved_down_stays_at_least_one():
+    sw = parse(
+        {
+            "trainable": "noop",
+            "parameters": {"width": {"distribution": "int_log_uniform_values", "min": 2, "max": 512}},
+            "stages": [{"trials": 8, "epochs": 1}, {"trials": 4, "epochs": 2}],
+            "method": "random",
+        }
+    )
+    s1 = [run(1, i, 0.9 - 0.1 * i, width=w) for i, w in enumerate([2, 2, 3, 2, 400])]
+    plan = stages.plan_stage(sw, 2, sw.space, s1, history=s1)
+    width = plan.space["width"]
+    assert width.low >= 1 and width.low < 2 < width.high  # moved down past 2, but never to 0
+    assert all(t["params"]["width"] >= 1 for t in plan.trials)

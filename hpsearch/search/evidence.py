@@ -169,12 +169,21 @@ def refine(
         old = prev_space.get(name)
         if isinstance(old, sp.Numeric) and name in extending:
             dim = moved(old, dim, top_values.get(name, []), extending[name], extend, margin)
+        dim = _positive(dim)
         keep = [r.params[name] for r in best if name in r.params]
         dim = keep_incumbents(dim, original.get(name, dim), keep, margin)
         if name in caps and isinstance(dim, sp.Numeric):  # after the padding: it never reaches past the cap
             dim = divergence.cap(dim, caps[name], [float(v) for v in keep])
         out[name] = dim
     return out
+
+
+def _positive(dim: sp.Dim) -> sp.Dim:
+    """An integer log range moved down to 0 (floor of a value below 1) starts at 1 again: log ranges
+    stay positive, and a log-uniform integer needs at least 1."""
+    if not isinstance(dim, sp.Numeric) or not dim.log or not dim.integer or dim.low >= 1:
+        return dim
+    return _numeric(dim, 1, max(dim.high, 2))
 
 
 def _numeric(dim: sp.Numeric, low: float, high: float) -> sp.Numeric:
