@@ -21,13 +21,27 @@ def main() -> None:
         help=f"any of {', '.join(SECTIONS)} (default: all)",
     )
     ap.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats (a few minutes)")
+    q = ap.add_argument_group("quality")
+    q.add_argument("--seeds", type=int, help="seeds per cell of the real tasks (default 10)")
+    q.add_argument("--synthetic-seeds", type=int, help="seeds per cell of the synthetic family (default 50)")
+    q.add_argument("--tasks", help="comma-separated: synthetic, noisy_digits_mlp, digits_convnet, ...")
+    q.add_argument("--budgets", help="comma-separated: small, medium")
+    q.add_argument("--cases", help="comma-separated: in_range, best_below, best_above")
+    q.add_argument("--methods", help="comma-separated methods besides hpsearch's default (default: all)")
     args = ap.parse_args()
+    quality = {
+        "seeds": args.seeds,
+        "synthetic_seeds": args.synthetic_seeds,
+        **{k: getattr(args, k).split(",") if getattr(args, k) else None for k in ("tasks", "budgets", "cases")},
+        "only": args.methods.split(",") if args.methods else None,
+    }
     chosen = args.sections or list(SECTIONS)
     results = []
     t0 = time.perf_counter()
     for name in chosen:
         start = time.perf_counter()
-        section = importlib.import_module(f"bench.{name}").run(quick=args.quick)
+        extra = quality if name == "quality" else {}
+        section = importlib.import_module(f"bench.{name}").run(quick=args.quick, **extra)
         section.figures["section_seconds"] = round(time.perf_counter() - start, 1)
         results.append(section)
     path = write_results(results, args.quick)

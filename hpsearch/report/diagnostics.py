@@ -32,6 +32,7 @@ from typing import Any
 import pandas as pd
 
 from hpsearch.report.failures import reason_key
+from hpsearch.search.divergence import LR_NAMES, divergence_threshold  # the rule lives with the range cut
 from hpsearch.search.space import fmt
 
 OVERFIT_GAP = 0.10
@@ -39,9 +40,6 @@ UNDERFIT_GAP = 0.03
 UNDERFIT_ACC = 0.80
 RATIO_LOW, RATIO_HEALTHY, RATIO_HIGH = 1e-4, 1e-3, 1e-2
 LOSS_FALL = 0.95
-DIVERGED_MOST = 0.5
-DIVERGED_MIN = 2
-LR_NAMES = ("lr", "learning_rate", "lr0")
 # name parts that make a metric held-out (or training)
 HELD_OUT = ("val", "valid", "validation", "eval", "evaluation", "test", "dev", "holdout")
 TRAIN = ("train", "training")
@@ -125,19 +123,6 @@ def lr_column(runs: pd.DataFrame) -> str | None:
         if f"p.{name}" in runs.columns:
             return f"p.{name}"
     return None
-
-
-def divergence_threshold(lrs: list[float], diverged: list[bool]) -> float | None:
-    """Smallest diverged lr above which most runs diverged (see the module docstring), or None."""
-    pairs = sorted(zip(lrs, diverged))
-    found, n_div = None, 0
-    # one pass from the top: counts of runs (and diverged ones) at or above each lr; O(n log n)
-    for i in range(len(pairs) - 1, -1, -1):
-        lr, d = pairs[i]
-        n_div += d
-        if d and n_div >= DIVERGED_MIN and n_div / (len(pairs) - i) > DIVERGED_MOST:
-            found = lr
-    return found
 
 
 def diverged_findings(runs: pd.DataFrame) -> list[Finding]:

@@ -22,7 +22,7 @@ from hpsearch.report.failures import failure_text, no_usable_run, same_error_ear
 from hpsearch.report.picture import latest_lines, running_trials
 from hpsearch.run.launchers import Launcher, LaunchSpec, gpu_count
 from hpsearch.run.progress import Progress
-from hpsearch.search import config, stages
+from hpsearch.search import budget, config, stages
 from hpsearch.search import space as sp
 from hpsearch.search.config import Sweep
 from hpsearch.store import sweepfile
@@ -61,7 +61,8 @@ def runs_of(state: SweepState, k: int) -> list[stages.Run]:
 
 
 def history_of(state: SweepState, k: int) -> list[stages.Run]:
-    """The runs of every stage before k, in trial order (what a `sampler: tpe` stage is told)."""
+    """The runs of every stage before k, in trial order: the plan keeps their incumbents inside
+    its ranges, and a `sampler: tpe` stage is told them."""
     return stages.runs_from([t for j in sorted(state.stages) if j < k for t in state.stage_trials(j)])
 
 
@@ -279,6 +280,8 @@ class Master:
                 return code  # the parent: the sweep runs on in the child
         for w in self.sweep.warnings:
             self.out.say(f"warning: {w}")
+        if self.sweep.budget is not None:  # the plan, before anything runs (stages: auto planned it)
+            self.out.say(budget_plan_text(self.sweep))
         self._signals()
         beats = threading.Thread(target=self._beat_loop, daemon=True)
         beats.start()
@@ -610,6 +613,11 @@ class Master:
                 f"Done. {line}. Full ranking: hpsearch report {self.root}; "
                 f"the next sweep: hpsearch next {self.root} -o next.yaml"
             )
+
+
+def budget_plan_text(sweep: Sweep) -> str:
+    how = "planned from the budget (stages: auto)" if sweep.auto else "as written"
+    return f"{budget.describe(sweep.stages, sweep.budget)}\n  ({how}; draws: {sweep.method})"
 
 
 def ranges_text(old: sp.Space, new: sp.Space, k: int) -> str:

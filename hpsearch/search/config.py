@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hpsearch.errors import ConfigError
+from hpsearch.search import budget as bp
 from hpsearch.search import conditional as cond
 from hpsearch.search import earlystop as es
 from hpsearch.search import enqueue as eq
@@ -24,6 +25,8 @@ from hpsearch.search import space as sp
 from hpsearch.search.builtins import BUILTINS, OPTIMIZERS, builtin_defaults
 from hpsearch.search.launcher_options import check_options
 from hpsearch.search.paramspec import is_int, is_num, yaml_number
+from hpsearch.search.sampler import DEFAULT as DEFAULT_METHOD
+from hpsearch.search.sampler import METHODS
 from hpsearch.search.schedules import schedule_problems
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -53,10 +56,12 @@ TOP_KEYS = {
     "enqueue",  # W&B's key, honoured: asha on W&B's hyperband bands (search/earlystop.py)
     "tensorboard",
     "warm_start",
+    "method",
+    "budget",
+    "epochs",
 }
 # keys W&B documents for sweep files (and W&B Launch's sweep scheduler) that hpsearch does not use
 WANDB_UNUSED = {
-    "method",
     "program",
     "command",
     "project",
@@ -150,6 +155,9 @@ class Sweep:
     lock: str = "auto"
     epoch_timeout: float | None = None  # seconds an epoch may take before its trial is timed out
     tensorboard: str | None = None  # live TensorBoard folder: "" = <sweep dir>/tensorboard; else absolute
+    method: str = DEFAULT_METHOD  # where a stage's draws fall: random | sobol | lhs (search/sampler.py)
+    budget: int | None = None  # epochs to train in all; the stages never exceed it (search/budget.py)
+    auto: bool = False  # `stages: auto`: the stages were planned from the budget
     description: str = ""
     source_dir: str = "."
     warnings: tuple[str, ...] = ()
@@ -208,10 +216,7 @@ def parse(
         )
     for key in raw:
         if key in WANDB_UNUSED:
-            if not (key == "method" and raw[key] == "random"):
-                warnings.append(
-                    f"W&B key '{key}' is not used by hpsearch (it always runs staged random search); ignored"
-                )
+            warnings.append(f"W&B key '{key}' is not used by hpsearch (it always runs staged random search); ignored")
         elif key not in TOP_KEYS:
             problems.append(f"unknown key '{key}' (valid keys: {', '.join(sorted(TOP_KEYS))})")
 
@@ -222,7 +227,16 @@ def parse(
     seed = _int(raw, "seed", 0, problems, minimum=0)
     trainable = _trainable(raw.get("trainable"), source_dir, problems, path_exists)
     space = cond.parse_space(raw.get("parameters", {}), problems, warnings)  # plain and conditional
-    stages = _stages(raw.get("stages"), problems)
+    budget = raw.get("budget")
+    if budget is not None and (not is_int(budget) or budget < 1):
+        problems.append(f"budget: must be a number of epochs (an integer >= 1), got {budget!r}")
+        budget = None
+    auto = raw.get("stages") == "auto"
+    stages = _auto_stages(raw, budget, problems) if auto else _stages(raw.get("stages"), problems)
+    if "epochs" in raw and not auto:
+        problems.append("epochs: is read only with stages: auto (the epochs a good run needs)")
+    if budget is not None and stages and not auto and bp.cost(stages) > budget:
+        problems.append(f"stages: train up to {bp.cost(stages)} epochs, over the budget of {budget}")
     early_stop = _early_stop(raw, problems)
     enqueue = eq.parse(raw.get("enqueue"), space, stages[0].trials if stages else None, problems, warnings)
     for i, st in enumerate(stages, 1):
@@ -263,6 +277,7 @@ def parse(
     lock = raw.get("lock", "auto")
     if lock not in ("auto", "hard", "soft"):
         problems.append(f"lock: must be auto, hard or soft, got {lock!r}")
+    method = _method(raw.get("method", DEFAULT_METHOD), warnings, problems)
     if trainable and trainable.get("builtin") in BUILTINS:
         _check_builtin_settings(trainable, space, problems)
     tensorboard = _tensorboard(raw.get("tensorboard"), source_dir, problems)
@@ -299,6 +314,9 @@ def parse(
         lock=lock,
         epoch_timeout=float(epoch_timeout) if epoch_timeout is not None else None,
         tensorboard=tensorboard,
+        method=method,
+        budget=budget,
+        auto=auto,
         description=str(raw.get("description", "")),
         source_dir=source_dir,
         warnings=tuple(warnings),
@@ -347,6 +365,19 @@ def _warm_start(ws: Any, source_dir: str, problems: list[str], path_exists: Call
     if path_exists is not None and not path_exists(f"{full}/journal.jsonl"):
         problems.append(f"warm_start: no sweep directory at {full!r} (no journal.jsonl)")
     return full
+
+
+def _method(method: Any, warnings: list[str], problems: list[str]) -> str:
+    """`method:` names the sampler; W&B's grid and bayes are accepted with a warning (the default runs)."""
+    if method in METHODS:
+        return str(method)
+    if method in ("grid", "bayes"):
+        warnings.append(
+            f"W&B key 'method': {method} is not an hpsearch sampler; each stage samples with {DEFAULT_METHOD}"
+        )
+    else:
+        problems.append(f"method: must be one of {', '.join(METHODS)}, got {method!r}")
+    return DEFAULT_METHOD
 
 
 def _int(raw: dict, key: str, default: int, problems: list[str], minimum: int) -> int:
@@ -495,12 +526,30 @@ def _launcher(launcher: Any, problems: list[str]) -> dict[str, Any]:
     return launcher
 
 
+def _auto_stages(raw: dict, budget: int | None, problems: list[str]) -> list[Stage]:
+    """`stages: auto`: the plan of `search.budget.plan` for `budget:` and `epochs:` (a good run's epochs)."""
+    epochs: Any = raw.get("epochs")
+    n = len(problems)
+    if budget is None:
+        problems.append("stages: auto needs budget: (the epochs to train in all), e.g. budget: 200")
+    if not is_int(epochs) or epochs < 1:
+        problems.append(f"stages: auto needs epochs: (the epochs a good run needs, an integer >= 1), got {epochs!r}")
+    if len(problems) > n or budget is None:
+        return []
+    try:
+        planned = bp.plan(budget, epochs)
+    except ValueError as e:
+        problems.append(str(e))
+        return []
+    return [Stage(trials=s.trials, epochs=s.epochs, top=s.top, promote=s.promote, repeats=s.repeats) for s in planned]
+
+
 def _stages(stages: Any, problems: list[str]) -> list[Stage]:
     if stages is None:
         problems.append("stages: missing; e.g. [{trials: 60, epochs: 1}, {trials: 30, epochs: 5, top: 10}]")
         return []
     if not isinstance(stages, list) or not stages:
-        problems.append(f"stages: must be a non-empty list of {{trials: N, epochs: E}}, got {stages!r}")
+        problems.append(f"stages: must be a non-empty list of {{trials: N, epochs: E}} or auto, got {stages!r}")
         return []
     out = []
     for i, s in enumerate(stages, 1):

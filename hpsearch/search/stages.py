@@ -13,9 +13,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from hpsearch.gcpause import bulk
+from hpsearch.search import budget, evidence, sampler, sampling
 from hpsearch.search import conditional as cond
 from hpsearch.search import enqueue as eq
-from hpsearch.search import sampling
 from hpsearch.search import space as sp
 from hpsearch.search.config import Metric, Stage, Sweep
 
@@ -268,6 +268,22 @@ def narrow(dim: sp.Dim, top_values: list[Any], flags: list[BorderFlag], margin: 
     return new if valid_range(new) else dim
 
 
+def _legal(dim: sp.Dim, fallback: sp.Dim) -> sp.Dim:
+    """A range the evidence rules gave (search/evidence.py), held to `narrow`'s guarantees: within
+    its limits, on its grid (multiples of q, or integers), and valid (`valid_range`); else `fallback`
+    (the narrowed range, which holds them already)."""
+    if not isinstance(dim, sp.Numeric):
+        return dim
+    floor, ceil = _limits(dim)
+    low, high = max(dim.low, floor), min(dim.high, ceil)
+    if dim.integer or dim.q:
+        low, high = _snap(dim, low, high, {"low", "high"})
+    new = sp.Numeric(
+        float(low), float(high), log=dim.log, integer=dim.integer, q=dim.q, bounds=dim.bounds, on_border=dim.on_border
+    )
+    return new if valid_range(new) else fallback
+
+
 def valid_range(dim: sp.Numeric) -> bool:
     """Whether a numeric range can be sampled and flagged: finite, low < high, > 0 on a log scale,
     two points at least when integer or quantized, inside its hard bounds."""
@@ -315,13 +331,19 @@ def plan_stage(
     history: list[Run] | None = None,
 ) -> StagePlan:
     """Plan stage k (1-based): its ranges and trials, from the sweep and the previous stage's runs
-    (`ranked`: their ranking, when the caller has it already; `history`: the runs of every earlier
-    stage, which a `sampler: tpe` stage is told)."""
+    (`ranked`: their ranking, when the caller has it already). `history`: the runs of every earlier
+    stage (default: the previous stage's); its best configurations stay inside every range and are
+    the ones promoted, its diverged runs cut the learning rate's range (`search.evidence`), and a
+    `sampler: tpe` stage is told them."""
     stage = sweep.stages[k - 1]
     space, flags = dict(sweep.space), []
     notes: list[str] = []
+    history = prev_runs if history is None else history
+    seeds = {r.trial: r.seed for r in history}
+    overall: list[Ranked] = []
     if k > 1 and prev_space is not None:
         ranked = rank(prev_runs, sweep.metric) if ranked is None else ranked
+        overall = ranked if history is prev_runs else rank(history, sweep.metric)
         if ranked:
             n = top_count(stage, len(ranked))
             flags = all_border_flags(prev_space, ranked, sweep.border, sweep.on_border)
@@ -342,22 +364,48 @@ def plan_stage(
                     f"{MIN_TO_NARROW}: the ranges are kept"
                     + (f", moved only past the flagged border of {', '.join(moved)}" if moved else "")
                 )
+            narrowed = space
+            refined = evidence.refine(
+                prev_space,
+                narrowed,
+                sweep.space,
+                {name: branch_top_values(name, ranked, top, stage) for name in prev_space},
+                {f.param: {g.side for g in flags if g.param == f.param and g.extends} for f in flags if f.extends},
+                history,
+                evidence.incumbents(overall, n, seeds),
+                sweep.margin,
+                EXTEND,
+            )
+            space = {name: _legal(dim, narrowed[name]) for name, dim in refined.items()}
         else:
             space = dict(prev_space)  # nothing finished: keep the ranges
     ranked = ranked or []
-    trials = _promoted_trials(stage, ranked, {r.trial: r for r in prev_runs})
-    distinct = sampling.sample_stage(space, sweep.seed, k, stage.trials, exclude=[t["params"] for t in trials])
-    if distinct.available is not None:
+    by_trial = {r.trial: r for r in [*history, *prev_runs]}
+    # (one candidate per lineage, only when the stage promotes: 100,000 runs would cost ~0.3 s)
+    candidates = evidence.incumbents(overall, len(overall), seeds) if stage.promote else []
+    promoted = _promoted(stage, candidates, sweep, len(ranked))
+    fresh = stage.trials
+    if sweep.budget is not None:
+        promoted, fresh = _within_budget(sweep, k, promoted)
+    trials = _promoted_trials(stage, promoted, by_trial)
+    exclude = [t["params"] for t in trials]
+    available = None
+    if sweep.method == "random" or sampling.space_size(space) is not None:
+        # random draws, distinct while a fully discrete space has unseen configurations (search/sampling.py)
+        distinct = sampling.sample_stage(space, sweep.seed, k, fresh, exclude=exclude)
+        available, draws = distinct.available, list(distinct)
+    else:  # low-discrepancy points (search/sampler.py), the random sampler's trial seeds
+        draws = sampler.sample_stage(space, sweep.seed, k, fresh, sweep.method)
+    if available is not None:
         notes.append(
-            f"stage {k}: the search space holds {distinct.available} configuration(s) not yet in the stage; "
-            f"each is tried once: {len(distinct)} of the {stage.trials} trial(s) asked for "
+            f"stage {k}: the search space holds {available} configuration(s) not yet in the stage; "
+            f"each is tried once: {len(draws)} of the {fresh} trial(s) asked for "
             f"(repeats: trains a configuration with more seeds)"
         )
-    draws: list[tuple[dict[str, Any], int]] = list(distinct)
-    if stage.sampler == "tpe" and stage.trials:
+    if stage.sampler == "tpe" and fresh:
         from hpsearch.search import tpe  # imports Optuna: only for a stage that asks for it
 
-        told = [(r.params, r.best) for r in history or [] if r.status in RANKED_STATUSES and r.best is not None]
+        told = [(r.params, r.best) for r in history if r.status in RANKED_STATUSES and r.best is not None]
         draws = tpe.suggest(space, draws, told, sweep.metric.goal == "maximize", sweep.seed, k)
     # stage 1 runs the enqueued configurations first, on the first draws (the seeds' stream is kept)
     known = eq.apply(space, draws, sweep.enqueue if k == 1 else ())
@@ -378,13 +426,13 @@ def plan_stage(
     return StagePlan(k, space, _name_trials(k, trials, stage.epochs), flags, ranked, notes)
 
 
-def _promoted_trials(stage: Stage, ranked: list[Ranked], by_trial: dict[str, Run]) -> list[dict[str, Any]]:
-    """The trials that continue the previous stage's best configurations, `stage.repeats` of each,
-    like every fresh configuration of the stage (so means over repeats compare like with like):
-    its first finished repeats continue from their checkpoints; missing ones start afresh with
-    new seeds (a configuration promoted from a stage without repeats gains seeds)."""
+def _promoted_trials(stage: Stage, promoted: list[Ranked], by_trial: dict[str, Run]) -> list[dict[str, Any]]:
+    """The trials that continue the `promoted` configurations (see `_promoted`), `stage.repeats` of
+    each, like every fresh configuration of the stage (so means over repeats compare like with
+    like): its first finished repeats continue from their checkpoints; missing ones start afresh
+    with new seeds (a configuration promoted from a stage without repeats gains seeds)."""
     trials: list[dict[str, Any]] = []
-    for parent in _promoted(stage, ranked):
+    for parent in promoted:
         runs = sorted((by_trial[tid] for tid in parent.trials), key=lambda run: run.trial)[: stage.repeats]
         used = {run.seed for run in runs}
         for r in range(stage.repeats):
@@ -402,13 +450,45 @@ def _promoted_trials(stage: Stage, ranked: list[Ranked], by_trial: dict[str, Run
     return trials
 
 
-def _promoted(stage: Stage, ranked: list[Ranked]) -> list[Ranked]:
+def _promoted(
+    stage: Stage, ranked: list[Ranked], sweep: Sweep | None = None, n_prev: int | None = None
+) -> list[Ranked]:
+    """The best configurations of every earlier stage (`ranked`, one per parameter set), up to
+    `promote` of them (a fraction counts the previous stage's `n_prev` ranked configurations)."""
     if not stage.promote:
         return []
     ranked = [r for r in ranked if not r.config.startswith(WARM)]  # their checkpoints live in another sweep
+    # a configuration of an earlier stage than the previous one is promoted only when it still
+    # has epochs to train (the previous stage's are promoted as before)
+    n_prev = len(ranked) if n_prev is None else n_prev
+    if sweep is not None:
+        k = max((evidence.stage_of(r.trials[0]) for r in ranked), default=0)
+        ranked = [r for r in ranked if (s := evidence.stage_of(r.trials[0])) >= k or _epochs(sweep, s) < stage.epochs]
     # an int is a count; a float is a fraction (config accepts floats only in (0, 1]), so 1.0 means all
-    n = stage.promote if isinstance(stage.promote, int) else math.ceil(stage.promote * len(ranked))
+    n = stage.promote if isinstance(stage.promote, int) else math.ceil(stage.promote * n_prev)
     return ranked[:n]
+
+
+def _within_budget(sweep: Sweep, k: int, promoted: list[Ranked]) -> tuple[list[Ranked], int]:
+    """Promotions and fresh trials that keep stage k within what the plan counted for it: an incumbent
+    of an earlier stage than the previous one has more epochs to train, paid for with fresh trials
+    (or, in a stage without them, left out for a cheaper one)."""
+    stage = sweep.stages[k - 1]
+    allowance = budget.cost(sweep.stages[:k]) - budget.cost(sweep.stages[: k - 1])
+    kept, spent = [], 0
+    for p in promoted:
+        # its first repeats continue (the epochs they lack); seeds it gains train the whole stage
+        going_on = min(len(p.trials), stage.repeats)
+        c = going_on * max(0, stage.epochs - _epochs(sweep, evidence.stage_of(p.trials[0])))
+        c += (stage.repeats - going_on) * stage.epochs
+        if spent + c <= allowance:
+            kept.append(p)
+            spent += c
+    return kept, budget.fresh_within(stage, allowance, spent)
+
+
+def _epochs(sweep: Sweep, k: int) -> int:
+    return sweep.stages[k - 1].epochs if 1 <= k <= len(sweep.stages) else 0
 
 
 def _name_trials(k: int, trials: list[dict[str, Any]], epochs: int) -> list[dict[str, Any]]:

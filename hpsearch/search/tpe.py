@@ -63,7 +63,7 @@ def suggest(
 
     Args:
         space: the stage's ranges (conditional keys included).
-        draws: `space.sample_stage`'s (draw, trial seed) pairs; their seeds are kept, and the values
+        draws: `sampling.sample_stage`'s (draw, trial seed) pairs; their seeds are kept, and the values
             of normal, beta and constant dimensions too.
         history: (parameters under plain names, best metric) of earlier trials of the sweep.
         maximize: the metric's goal.

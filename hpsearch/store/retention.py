@@ -37,7 +37,13 @@ def protected(state: SweepState, sweep: Any, next_plan: stages.StagePlan | None 
         plan = (
             next_plan
             if next_plan is not None and next_plan.stage == nxt
-            else stages.plan_stage(sweep, nxt, sp.space_from_dict(state.stages[done]["space"]), runs(state, done))
+            else stages.plan_stage(
+                sweep,
+                nxt,
+                sp.space_from_dict(state.stages[done]["space"]),
+                runs(state, done),
+                history=[r for j in range(1, nxt) for r in runs(state, j)],
+            )
         )
         keep.update(t["parent"] for t in plan.trials if t.get("parent"))
     return keep

@@ -1,0 +1,146 @@
+"""`budget: B` with `stages: auto`: plan the stages from a budget of training epochs, as Hyperband plans a bracket.
+
+Pure. The rule follows successive halving inside one Hyperband bracket (Li, Jamieson, DeSalvo,
+Rostamizadeh & Talwalkar 2018, "Hyperband: A Novel Bandit-Based Approach to Hyperparameter
+Optimization", JMLR 18, Algorithm 1, with the reduction factor eta = 3 it recommends):
+
+- the stages train to epochs r_i = R * eta^(i - s) (rounded, at least 1), i = 0..s, where R is the
+  epochs a good run needs (`epochs:`) and s = ceil(log_eta R): stage 1 trains 1 epoch, the last R;
+- each middle stage continues (promotes) the best KEEP of the configurations so far from their
+  checkpoints, as successive halving does, at least the incumbent, and spends what is left of its
+  share on fresh trials sampled in the narrowed ranges (the coarse-to-fine part); the last stage
+  spends its whole share continuing the best configurations found so far (the incumbents);
+- the first stage gets FIRST_SHARE of the budget, the others split the rest equally (Hyperband
+  gives every rung of a bracket about the same budget); what is left over buys more stage-1 trials.
+
+FIRST_SHARE and KEEP were chosen by the quality suite (`python -m bench quality`, README "Performance").
+`cost` counts a plan's epochs the way the benchmark does, and `plan` never exceeds the budget
+(tests/test_budget.py, property-based). Incumbents of earlier stages promoted later cost more
+epochs than a previous stage's run; `stages.plan_stage` then drops fresh trials to pay for them
+(`fresh_within`), so a sweep with a budget never trains more epochs than the budget.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+ETA = 3
+FIRST_SHARE = 0.4
+# Measured (bench quality, synthetic family, 30 seeds, budgets 64 and 200, three range cases): with
+# FIRST_SHARE 0.4, KEEP 0 (the incumbent alone) scored a median and worst seed at least as good as
+# KEEP 1/9 and 1/3 in all six cells; FIRST_SHARE 0.25 was better in range, worse out of range.
+KEEP = 0.0
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One planned stage, with `config.Stage`'s fields (config turns it into one: config imports this module)."""
+
+    trials: int
+    epochs: int
+    top: int | None = None
+    promote: float = 0
+    repeats: int = 1
+
+
+def rungs(epochs: int, eta: int = ETA) -> list[int]:
+    """The epochs each stage trains to: R * eta^(i - s), i = 0..s, rounded, distinct, from 1 to R."""
+    s = math.ceil(math.log(epochs, eta) - 1e-9) if epochs > 1 else 0
+    out: list[int] = []
+    for i in range(s + 1):
+        r = max(1, round(epochs * eta ** (i - s)))
+        if not out or r > out[-1]:
+            out.append(r)
+    return out
+
+
+def plan(
+    budget: int, epochs: int, eta: int = ETA, first_share: float = FIRST_SHARE, keep: float = KEEP
+) -> tuple[Stage, ...]:
+    """Stages for `budget` epochs when a good run needs `epochs` (see the module docstring).
+
+    Args:
+        budget: epochs to train in all; epochs: what a good run needs (R).
+        eta: the ratio between two stages' epochs (Hyperband's reduction factor).
+        first_share: the first stage's share of the budget.
+        keep: the fraction of a stage's configurations a middle stage promotes (the rest of its
+            share draws fresh trials in the narrowed ranges); the last stage spends its whole share
+            on promotions.
+
+    Raises:
+        ValueError: the budget cannot train even one run for `epochs` epochs.
+    """
+    if budget < epochs:
+        raise ValueError(f"budget: {budget} epochs cannot train one run for {epochs} epochs (epochs:)")
+    rs = rungs(epochs, eta)
+    if len(rs) == 1 or budget < 2 * epochs:
+        return (Stage(trials=budget // epochs, epochs=epochs),)
+    rest = (budget - first_share * budget) / (len(rs) - 1)
+    shares = [first_share * budget] + [rest] * (len(rs) - 1)
+    n = [max(eta, int(shares[0] // rs[0]))]
+    stages = [Stage(trials=n[0], epochs=rs[0])]
+    for i in range(1, len(rs)):
+        step = rs[i] - rs[i - 1]
+        last = i == len(rs) - 1
+        want = n[-1] if last else math.ceil(keep * n[-1])
+        promote = max(1, min(want, int(shares[i] // step)))
+        fresh = 0 if last else max(0, int((shares[i] - promote * step) // rs[i]))
+        stages.append(Stage(trials=fresh, epochs=rs[i], promote=promote))
+        n.append(fresh + promote)
+    stages = _fit(stages, budget)
+    spare = budget - cost(stages)
+    if spare > 0:  # more coarse draws: the cheapest way to cover the ranges
+        stages[0] = Stage(trials=stages[0].trials + spare // rs[0], epochs=rs[0])
+    return tuple(stages)
+
+
+def _fit(stages: list[Stage], budget: int) -> list[Stage]:
+    """Trim fresh trials (latest stages first, then the first stage's) until the plan fits the budget."""
+    stages = list(stages)
+    while cost(stages) > budget:
+        for i in range(len(stages) - 1, -1, -1):
+            s = stages[i]
+            if s.trials > (0 if s.promote else 1):
+                stages[i] = Stage(trials=s.trials - 1, epochs=s.epochs, top=s.top, promote=s.promote)
+                break
+        else:
+            last = stages[-1]
+            if not isinstance(last.promote, int) or last.promote <= 1:
+                raise ValueError("budget: too small for this plan")
+            stages[-1] = Stage(trials=last.trials, epochs=last.epochs, top=last.top, promote=last.promote - 1)
+    return stages
+
+
+def cost(stages: Sequence[Any]) -> int:
+    """Epochs a plan trains at most: fresh trials from epoch 1, promoted ones past the previous stage's epochs
+    (a fractional `promote` counts as every configuration of the previous stage)."""
+    total, before, n_before = 0, 0, 0
+    for s in stages:
+        promote = s.promote if isinstance(s.promote, int) else math.ceil(s.promote * n_before)
+        total += s.trials * s.repeats * s.epochs + int(promote) * s.repeats * max(0, s.epochs - before)
+        before, n_before = s.epochs, s.trials + int(promote)
+    return total
+
+
+def fresh_within(stage: Any, planned_cost: int, promoted_cost: int) -> int:
+    """Fresh trials a stage may still draw once its promoted runs cost `promoted_cost` epochs, so that
+    the stage spends no more than `planned_cost` (what `cost` counted for it)."""
+    left = planned_cost - promoted_cost
+    return max(0, min(stage.trials, left // (stage.epochs * stage.repeats)))
+
+
+def describe(stages: Sequence[Any], budget: int | None) -> str:
+    """The plan as printed before a sweep runs: one line per stage, then the total."""
+    lines = [f"Plan: {len(stages)} stage(s)" + (f" for a budget of {budget} epochs" if budget else "")]
+    for k, s in enumerate(stages, 1):
+        parts = [f"{s.trials} trial(s) x {s.epochs} epoch(s)"]
+        if s.promote:
+            parts.append(f"+ {s.promote} promoted")
+        if s.top:
+            parts.append(f"ranges from the top {s.top}")
+        lines.append(f"  stage {k}: " + ", ".join(parts))
+    lines.append(f"  at most {cost(stages)} epochs in all")
+    return "\n".join(lines)

@@ -1,0 +1,132 @@
+"""`budget:` and `stages: auto`: the planner never exceeds the budget, at plan time and as the sweep runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import run_cli, write_sweep
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hpsearch.errors import ConfigError
+from hpsearch.search import budget as bp
+from hpsearch.search import stages
+from hpsearch.search.config import parse
+
+
+def auto_sweep(budget: int, epochs: int, **extra) -> dict:
+    return {
+        "trainable": "noop",
+        "parameters": {
+            "lr": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1.0},
+            "metric_value": {"min": 0.1, "max": 0.9},
+        },
+        "stages": "auto",
+        "budget": budget,
+        "epochs": epochs,
+        **extra,
+    }
+
+
+def test_rungs_follow_hyperband_with_eta_3():
+    assert bp.rungs(1) == [1]
+    assert bp.rungs(8) == [1, 3, 8]
+    assert bp.rungs(9) == [1, 3, 9]
+    assert bp.rungs(27) == [1, 3, 9, 27]
+    assert bp.rungs(20) == [1, 2, 7, 20]
+
+
+def test_plan_for_a_first_time_user():
+    plan = bp.plan(64, 8)
+    assert [s.epochs for s in plan] == [1, 3, 8]
+    assert plan[0].trials > plan[1].trials > plan[2].trials == 0
+    assert plan[1].promote and plan[2].promote
+    assert bp.cost(plan) == 64
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 3000), st.integers(1, 60), st.floats(0.05, 0.9), st.floats(0.0, 1.0))
+def test_plan_never_exceeds_the_budget(budget, epochs, first_share, keep):
+    if budget < epochs:
+        with pytest.raises(ValueError):
+            bp.plan(budget, epochs, first_share=first_share, keep=keep)
+        return
+    plan = bp.plan(budget, epochs, first_share=first_share, keep=keep)
+    assert bp.cost(plan) <= budget
+    assert plan[-1].epochs == epochs and plan[0].trials >= 1
+    assert all(a.epochs < b.epochs for a, b in zip(plan, plan[1:]))
+    assert all(s.trials >= 0 and (s.trials or s.promote) for s in plan)
+    # the budget is used: what is left cannot pay for one more stage-1 trial
+    assert budget - bp.cost(plan) < plan[0].epochs
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(20, 400),
+    st.sampled_from([3, 6, 8, 9, 12]),
+    st.randoms(use_true_random=False),
+)
+def test_a_running_sweep_never_trains_past_its_budget(budget, epochs, rnd):
+    """Replays the master's calls with random outcomes (some diverged, earlier incumbents promoted late)
+    and counts epochs as the benchmark does: fresh trials from epoch 1, promoted ones past their parent's."""
+    if budget < epochs:
+        return
+    sw = parse(auto_sweep(budget, epochs))
+    done: dict[str, int] = {}
+    history: list[stages.Run] = []
+    prev_space, prev_runs, spent = None, [], 0
+    for k in range(1, len(sw.stages) + 1):
+        plan = stages.plan_stage(sw, k, prev_space, prev_runs, None, history)
+        runs = []
+        for t in plan.trials:
+            start = done[t["parent"]] if t.get("parent") else 0
+            spent += t["epochs"] - start
+            done[t["trial"]] = t["epochs"]
+            status = "diverged" if rnd.random() < 0.1 else "finished"
+            # early stages sometimes hold the best: later promotions reach back to them
+            best = rnd.random() * (1.3 if k == 1 else 1.0)
+            runs.append(stages.Run(t["trial"], t["config"], t["params"], status, best, 1, t["seed"]))
+        history += runs
+        prev_space, prev_runs = plan.space, runs
+    assert spent <= budget
+
+
+def test_stages_auto_and_budget_are_validated_at_the_door():
+    s = parse(auto_sweep(64, 8))
+    assert s.auto and s.budget == 64 and [x.epochs for x in s.stages] == [1, 3, 8]
+    with pytest.raises(ConfigError) as e:
+        parse({**auto_sweep(64, 8), "budget": None, "epochs": 0})
+    assert "stages: auto needs budget:" in str(e.value) and "stages: auto needs epochs:" in str(e.value)
+    with pytest.raises(ConfigError, match="cannot train one run for 8 epochs"):
+        parse(auto_sweep(5, 8))
+    explicit = {**auto_sweep(64, 8), "stages": [{"trials": 30, "epochs": 3}]}
+    del explicit["epochs"]
+    with pytest.raises(ConfigError, match="train up to 90 epochs, over the budget of 64"):
+        parse(explicit)
+    assert parse({**explicit, "budget": 90}).budget == 90
+    with pytest.raises(ConfigError, match="epochs: is read only with stages: auto"):
+        parse({**explicit, "budget": 90, "epochs": 8})
+
+
+def test_cli_prints_the_plan_before_it_runs_and_stays_within_budget(tmp_path):
+    doc = {**auto_sweep(40, 6), "name": "auto", "workers": 1, "heartbeat": 0.2, "stale_after": 2}
+    f = write_sweep(tmp_path, doc)
+    p = run_cli("master", "start", str(f), "--dir", str(tmp_path / "run"), check=True)
+    out = p.stdout
+    assert "Plan: 3 stage(s) for a budget of 40 epochs" in out
+    assert "planned from the budget (stages: auto)" in out
+    assert out.index("Plan:") < out.index("Stage 1/3")
+    assert "stage 1: " in out and "at most 40 epochs in all" in out
+    results = [
+        json.loads(line) for line in (tmp_path / "run" / "journal.jsonl").read_text().splitlines() if '"result"' in line
+    ]
+    planned = {
+        t["trial"]: t
+        for line in (tmp_path / "run" / "journal.jsonl").read_text().splitlines()
+        if '"ev":"stage"' in line
+        for t in json.loads(line)["trials"]
+    }
+    done = {r["trial"]: r["epochs_done"] for r in results}
+    trained = sum(n - (done[planned[t]["parent"]] if planned[t].get("parent") else 0) for t, n in done.items())
+    assert 0 < trained <= 40

@@ -1,0 +1,229 @@
+"""Next ranges follow the evidence: incumbents kept, border moves by the top runs, the divergence region cut."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hpsearch.search import divergence, evidence, stages
+from hpsearch.search import space as sp
+from hpsearch.search.config import Metric, parse
+
+MAX = Metric("val_acc", "maximize")
+
+
+def run(stage: int, i: int, best: float | None, status: str = "finished", seed: int | None = None, **params):
+    tid = f"s{stage}-t{i:04d}"
+    return stages.Run(tid, tid, params, status, best, 1, seed if seed is not None else 1000 * stage + i)
+
+
+def sweep(stages_: list[dict], lr=(1e-5, 1.0), **extra):
+    return parse(
+        {
+            "trainable": "noop",
+            "parameters": {
+                "lr": {"distribution": "log_uniform_values", "min": lr[0], "max": lr[1]},
+                "reg": {"distribution": "log_uniform_values", "min": 1e-6, "max": 0.1},
+            },
+            "stages": stages_,
+            "method": "random",
+            **extra,
+        }
+    )
+
+
+# -- the issue's sweep: a lucky stage-1 run on the border, an unlucky stage 2 -------------------
+def issue_case():
+    sw = sweep(
+        [{"trials": 16, "epochs": 1}, {"trials": 8, "epochs": 3, "top": 5}, {"trials": 4, "epochs": 6, "top": 3}]
+    )
+    s1 = [
+        run(1, 0, 0.918, lr=0.34, reg=1e-4),  # the sweep's best: near the top of [1e-5, 1]
+        run(1, 1, 0.80, lr=0.012, reg=1e-3),
+        run(1, 2, 0.78, lr=0.02, reg=1e-5),
+        run(1, 3, 0.70, lr=0.005, reg=1e-2),
+        run(1, 4, 0.60, lr=0.05, reg=1e-4),
+        *[run(1, 5 + i, 0.2 + 0.01 * i, lr=10 ** (-5 + 0.3 * i), reg=1e-3) for i in range(9)],
+        run(1, 14, None, "diverged", lr=0.9, reg=1e-3),
+    ]
+    p2 = stages.plan_stage(sw, 2, sw.space, s1, history=s1)
+    s2 = [
+        run(2, 0, 0.84, lr=0.004, reg=1e-4),
+        run(2, 1, 0.83, lr=0.006, reg=1e-4),
+        run(2, 2, 0.82, lr=0.01, reg=1e-3),
+        run(2, 3, 0.80, lr=0.008, reg=1e-3),
+        run(2, 4, 0.75, lr=0.012, reg=1e-3),
+        run(2, 5, None, "diverged", lr=2.5, reg=1e-4),
+        run(2, 6, None, "diverged", lr=4.0, reg=1e-4),
+    ]
+    return sw, s1, p2, s2
+
+
+def test_stage_two_moves_less_when_only_a_lone_best_run_sits_on_the_border():
+    sw, s1, p2, _ = issue_case()
+    lr = p2.space["lr"]
+    # the old rule moved the top edge half the width (2.5 decades) to 316; the top runs' median
+    # (0.02) lies 1.7 of the 5 decades inside, so the edge moves 0.5 * (1 - FALL * 1.7 / 5) of the width
+    inside = -math.log10(0.02) / 5
+    assert lr.high == pytest.approx(10 ** (5 * 0.5 * (1 - evidence.FALL * inside)))
+    assert lr.high < 100
+    assert lr.low <= 0.005  # the top runs' region is kept
+    assert [f.side for f in p2.flags if f.param == "lr"] == ["high"]
+
+
+def test_incumbent_of_an_earlier_stage_stays_inside_every_later_range():
+    sw, s1, p2, s2 = issue_case()
+    p3 = stages.plan_stage(sw, 3, p2.space, s2, history=s1 + s2)
+    lr = p3.space["lr"]
+    # stage 2's best (0.84) lies near 4e-3, but the sweep's best (0.918, stage 1) had lr 0.34
+    assert lr.low <= 0.004 and lr.high >= 0.34
+    # without the history, stage 3 narrows around stage 2 alone and loses it (the issue's bug)
+    assert stages.plan_stage(sw, 3, p2.space, s2).space["lr"].high < 0.34
+
+
+def test_divergence_region_is_cut_from_the_next_range():
+    sw, s1, p2, s2 = issue_case()
+    p3 = stages.plan_stage(sw, 3, p2.space, s2, history=s1 + s2)
+    # lr 0.9, 2.5 and 4.0 diverged: the threshold is 0.9 (all runs at or above it diverged)
+    assert divergence.thresholds(p2.space, s1 + s2) == {"lr": 0.9}
+    assert p3.space["lr"].high <= 0.9
+
+
+def test_promotion_takes_the_best_of_every_earlier_stage():
+    sw = sweep([{"trials": 6, "epochs": 1}, {"trials": 4, "epochs": 3}, {"trials": 0, "epochs": 8, "promote": 2}])
+    s1 = [run(1, i, 0.5 + 0.01 * i, lr=10 ** (-4 + 0.5 * i), reg=1e-3) for i in range(6)]
+    s1[0] = run(1, 0, 0.95, lr=1e-3, reg=1e-3)  # better than anything stage 2 found
+    s2 = [run(2, i, 0.6 + 0.01 * i, lr=10 ** (-3 + 0.2 * i), reg=1e-3) for i in range(4)]
+    p3 = stages.plan_stage(sw, 3, sw.space, s2, history=s1 + s2)
+    assert [t["parent"] for t in p3.trials] == ["s1-t0000", "s2-t0003"]
+    # the previous stage only, as before, without a history
+    assert [t["parent"] for t in stages.plan_stage(sw, 3, sw.space, s2).trials] == ["s2-t0003", "s2-t0002"]
+
+
+def test_a_promoted_child_and_its_parent_count_once():
+    s1 = [run(1, 0, 0.9, lr=0.1), run(1, 1, 0.5, lr=0.2)]
+    child = stages.Run("s2-t0000", "s2-t0000", {"lr": 0.1}, "finished", 0.9, 2, s1[0].seed)
+    ranked = stages.rank([*s1, child], MAX)
+    inc = evidence.incumbents(ranked, 5, {r.trial: r.seed for r in [*s1, child]})
+    assert [r.config for r in inc] == ["s2-t0000", "s1-t0001"]  # tie: the later stage's, trained longer
+
+
+def test_border_move_follows_the_top_runs_median():
+    dim = sp.Numeric(1e-5, 1.0, log=True)  # 5 decades
+    at_edge = [0.9, 0.8, 0.7]
+    inside = [0.9, 1e-3, 1e-3]
+    fall = evidence.FALL
+    assert evidence.border_move(dim, at_edge, "high", 0.5) == pytest.approx(5 * 0.5 * (1 - fall * -math.log10(0.8) / 5))
+    assert evidence.border_move(dim, inside, "high", 0.5) == pytest.approx(
+        5 * max(evidence.MIN_MOVE, 0.5 * (1 - fall * 0.6))
+    )
+    assert evidence.border_move(dim, [1e-5, 1e-5, 1e-5], "high", 0.5) == pytest.approx(5 * evidence.MIN_MOVE)
+    assert evidence.border_move(dim, [1e-5, 2e-5], "low", 0.5) > evidence.border_move(dim, [1e-5, 1e-2], "low", 0.5)
+
+
+def test_cap_slides_a_range_lying_wholly_above_the_threshold_below_it():
+    dim = sp.Numeric(0.1, 10.0, log=True)
+    capped = divergence.cap(dim, 0.05, [])
+    assert capped.high == pytest.approx(0.05) and capped.low == pytest.approx(5e-4)
+    assert divergence.cap(dim, 0.5, [2.0]).high == 2.0  # an incumbent that finished at 2.0 stays
+    assert divergence.cap(dim, 20.0, []) is dim
+
+
+# -- properties of the range arithmetic ----------------------------------------------------------
+finite = st.floats(min_value=-6, max_value=3, allow_nan=False)
+
+
+@st.composite
+def log_range_and_values(draw):
+    a, b = sorted([draw(finite), draw(finite)])
+    if b - a < 0.1:
+        b = a + 0.1
+    dim = sp.Numeric(10**a, 10**b, log=True)
+    values = draw(st.lists(st.floats(min_value=-7, max_value=4), min_size=1, max_size=6))
+    return dim, [10**v for v in values]
+
+
+@settings(max_examples=200, deadline=None)
+@given(log_range_and_values(), st.floats(min_value=0, max_value=2))
+def test_keep_incumbents_always_holds_every_incumbent(case, margin):
+    dim, values = case
+    kept = evidence.keep_incumbents(dim, dim, values, margin)
+    assert isinstance(kept, sp.Numeric) and 0 < kept.low < kept.high
+    assert kept.low <= dim.low * (1 + 1e-9) and kept.high >= dim.high * (1 - 1e-9)
+    for v in values:
+        assert kept.low <= v * (1 + 1e-9) and v <= kept.high * (1 + 1e-9)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(0.0, 0.9), st.floats(0.05, 1.0), st.lists(st.floats(0.0, 1.0), min_size=1, max_size=5))
+def test_keep_incumbents_never_crosses_hard_bounds_or_zero(lo, width, values):
+    dim = sp.Numeric(lo, min(lo + width, 1.0) if lo + width > lo else lo + 0.05, bounds=(0.0, 1.0))
+    kept = evidence.keep_incumbents(dim, dim, values, 0.5)
+    assert isinstance(kept, sp.Numeric) and 0.0 <= kept.low < kept.high <= 1.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(log_range_and_values(), st.sampled_from(["low", "high"]))
+def test_border_move_lies_between_the_minimum_and_the_old_rule(case, side):
+    dim, values = case
+    width = math.log10(dim.high) - math.log10(dim.low)
+    move = evidence.border_move(dim, values, side, 0.5)
+    assert evidence.MIN_MOVE * width - 1e-9 <= move <= 0.5 * width + 1e-9
+
+
+@settings(max_examples=200, deadline=None)
+@given(log_range_and_values(), st.floats(min_value=-7, max_value=4))
+def test_divergence_cap_gives_a_valid_range_under_the_threshold_or_an_incumbent(case, t):
+    dim, values = case
+    capped = divergence.cap(dim, 10**t, values[:1])
+    assert 0 < capped.low < capped.high
+    assert capped.high <= max(10**t, values[0], dim.low) * (1 + 1e-9) or capped is dim
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(-6, 0), st.floats(0.0, 1.0), st.booleans()), min_size=3, max_size=30),
+    st.integers(0, 3),
+)
+def test_plan_keeps_the_best_run_of_any_stage_in_the_next_range(rows, split):
+    """Whatever the runs, every lr and reg of the sweep's best configuration lies in the next stage's range."""
+    sw = sweep([{"trials": 8, "epochs": 1}, {"trials": 8, "epochs": 2}, {"trials": 4, "epochs": 4}], lr=(1e-6, 1.0))
+    s1 = [run(1, i, acc, "diverged" if d else "finished", lr=10**x, reg=1e-3) for i, (x, acc, d) in enumerate(rows)]
+    p2 = stages.plan_stage(sw, 2, sw.space, s1, history=s1)
+    s2 = [run(2, 0, 0.5, lr=p2.space["lr"].low, reg=1e-3)]
+    p3 = stages.plan_stage(sw, 3, p2.space, s2, history=s1 + s2)
+    ranked = stages.rank(s1 + s2, MAX)
+    best = ranked[0].params["lr"]
+    for plan in (p2, p3):
+        lr = plan.space["lr"]
+        assert lr.low <= best * (1 + 1e-9) and best <= lr.high * (1 + 1e-9)
+        assert 0 < lr.low < lr.high
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 64), st.integers(1, 64), st.lists(st.integers(1, 4096), min_size=1, max_size=5), st.floats(0, 3))
+def test_keep_incumbents_keeps_an_integer_log_range_valid(a, w, values, margin):
+    dim = sp.Numeric(a, a + w, log=True, integer=True)
+    kept = evidence.keep_incumbents(dim, dim, values, margin)
+    assert isinstance(kept, sp.Numeric) and 1 <= kept.low < kept.high
+    assert float(kept.low).is_integer() and float(kept.high).is_integer()
+    assert all(kept.low <= v <= kept.high for v in values)
+
+
+def test_an_integer_log_range_moved_down_stays_at_least_one():
+    sw = parse(
+        {
+            "trainable": "noop",
+            "parameters": {"width": {"distribution": "int_log_uniform_values", "min": 2, "max": 512}},
+            "stages": [{"trials": 8, "epochs": 1}, {"trials": 4, "epochs": 2}],
+            "method": "random",
+        }
+    )
+    s1 = [run(1, i, 0.9 - 0.1 * i, width=w) for i, w in enumerate([2, 2, 3, 2, 400])]
+    plan = stages.plan_stage(sw, 2, sw.space, s1, history=s1)
+    width = plan.space["width"]
+    assert width.low >= 1 and width.low < 2 < width.high  # moved down past 2, but never to 0
+    assert all(t["params"]["width"] >= 1 for t in plan.trials)
