@@ -266,9 +266,9 @@ def test_a_pruned_trial_stops_keeps_its_epochs_and_checkpoints(tmp_path: Path) -
     for rec in recs:
         store.trial_files_ready(rec)
     first, second = (Trial(store, rec, params={}, metric="val_acc", goal="maximize", early_stop=rule) for rec in recs)
-    first.report(1, val_acc=0.9)
+    first.report(1, state={"epoch": 1}, val_acc=0.9)  # state: a checkpoint is written only with one
     with pytest.raises(StopTrial, match="pruned at epoch 1 by asha"):
-        second.report(1, val_acc=0.2)
+        second.report(1, state={"epoch": 1}, val_acc=0.2)
     assert second.stop_reason == "pruned" and "not in the top 1 of 2" in (second.prune_reason or "")
     assert (tmp_path / "checkpoints" / second.history[-1]["checkpoint"]).is_file()
     assert [line["epoch"] for line in store.metrics(second.id)] == [1]
@@ -276,8 +276,8 @@ def test_a_pruned_trial_stops_keeps_its_epochs_and_checkpoints(tmp_path: Path) -
 
 def test_a_requeued_trial_keeps_its_first_decision_at_a_rung(tmp_path: Path) -> None:
     t = _trial(tmp_path, es.EarlyStop("median", 1, min_trials=0))
-    t.report(1, val_acc=0.4)
-    release(t)  # its worker vanished: requeued, attempt 2 re-reports epoch 1
+    t.report(1, state={"epoch": 1}, val_acc=0.4)  # resumable: attempt 2 goes on from epoch 1
+    release(t)  # its worker vanished: requeued
     rec = t.store.claim("w2")[0]
     t2 = Trial(t.store, rec, params={}, metric="val_acc", goal="maximize", early_stop=t._early_stop)
     t2.report(2, val_acc=0.1)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import run_cli, write, write_sweep
+from helpers import noop_sweep, run_cli, write, write_sweep
 
 from hpsearch.errors import ConfigError
 from hpsearch.search import space as sp
@@ -75,7 +75,7 @@ def test_a_name_given_nested_and_dotted_is_refused() -> None:
         parse({**sweep_doc(), "parameters": params})
 
 
-@pytest.mark.parametrize("key", ["scheduler", "description", "job", "run_cap", "early_terminate", "entity"])
+@pytest.mark.parametrize("key", ["scheduler", "description", "job", "run_cap", "entity"])  # early_terminate: honoured
 def test_wandb_keys_we_do_not_use_are_accepted(key: str) -> None:
     s = parse({**sweep_doc(), key: {"job": "x"} if key != "description" else "text"})
     assert key == "description" or any(f"'{key}'" in w for w in s.warnings)
@@ -187,3 +187,31 @@ def test_a_python_trainable_with_a_slashed_metric_writes_file_safe_checkpoints(t
         assert c is not None and c.metric == "val/loss" and c.value == pytest.approx(x["val/loss"], abs=5e-5)
         assert x["checkpoint"] in names
     assert "val/loss" in run_cli("report", "run", cwd=tmp_path).stdout
+
+
+# -- found by a new user's trial: W&B's goal default, and the name of an unnamed sweep -----------
+def test_a_metric_without_goal_is_minimized_as_wandb_does_and_says_so() -> None:
+    s = parse({"metric": {"name": "loss"}, "trainable": {"builtin": "noop"}, "stages": [{"trials": 1, "epochs": 1}]})
+    assert s.metric.goal == "minimize"
+    assert any(w.startswith("metric.goal: not given") and "'loss' is minimized" in w for w in s.warnings)
+    # with the goal given, or with no metric block at all (the built-in val_acc), nothing is said
+    given = parse(
+        {
+            "metric": {"name": "acc", "goal": "maximize"},
+            "trainable": {"builtin": "noop"},
+            "stages": [{"trials": 1, "epochs": 1}],
+        }
+    )
+    assert given.metric.goal == "maximize" and not any("metric.goal" in w for w in given.warnings)
+    default = parse({"trainable": {"builtin": "noop"}, "stages": [{"trials": 1, "epochs": 1}]})
+    assert (default.metric.name, default.metric.goal) == ("val_acc", "maximize")
+
+
+def test_a_sweep_file_without_name_is_named_after_its_file_by_every_reader(tmp_path: Path) -> None:
+    text = noop_sweep(trials=2, epochs=1, workers=1).replace("name: faults\n", "")
+    write_sweep(tmp_path, text, "mysweep.yaml")
+    r = run_cli("master", "start", "mysweep.yaml", "--dir", "run", cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(run_cli("report", "run", "--format", "json", cwd=tmp_path, check=True).stdout)
+    assert doc["sweep"] == "mysweep"
+    assert "mysweep" in run_cli("master", "status", "run", cwd=tmp_path, check=True).stdout

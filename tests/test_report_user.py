@@ -40,13 +40,15 @@ def done(tmp_path_factory):
 
 def test_done_line_gives_the_best_parameters(done):
     root, out = done
-    line = r"Done\. Best val_acc (\S+) \((s\d-t\d{4}): lr=(\S+), width=(\d+), act=(\w+); checkpoint (\S+)\)"
+    # the best configuration of the last stage (README "Repeats"), with its parameters and checkpoint
+    line = r"Done\. Best val_acc (\S+): (s\d-t\d{4}) of stage 2, lr=(\S+), width=(\d+), act=(\w+); checkpoint (\S+?)\. "
     m = re.search(line, out)
     assert m, out[-600:]
     sw = hpsearch.open(str(root))
-    best = sw.best
-    assert m.group(2) == best["trial"] and m.group(5) == best["params"]["act"]
-    assert int(m.group(4)) == best["params"]["width"] and m.group(3) == fmt(best["params"]["lr"])
+    best = sw.runs[sw.runs["stage"] == 2].iloc[0]  # the ranked runs of stage 2, best first
+    assert m.group(2) == best["trial"] and m.group(5) == best["p.act"]
+    assert int(m.group(4)) == best["p.width"] and m.group(3) == fmt(best["p.lr"])
+    assert float(m.group(1)) == pytest.approx(best["val_acc"], abs=5e-5)
     assert (root / "checkpoints" / m.group(6)).is_file()
 
 

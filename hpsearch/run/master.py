@@ -230,7 +230,7 @@ class Master:
         lay.ensure()
 
     def _write_sweep_yaml(self) -> None:
-        self.store.write_sweep(self.raw_text, self.sweep.source_dir)
+        self.store.write_sweep(self.raw_text, self.sweep.source_dir, self.sweep.name)
 
     # -- workers -----------------------------------------------------------------------------
     def make_launcher(self) -> Launcher:

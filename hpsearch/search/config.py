@@ -223,7 +223,7 @@ def parse(
     name = raw.get("name", default_name)
     if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
         problems.append(f"name: must be letters, digits, '.', '_' or '-' (no '/' or '..'), got {name!r}")
-    metric = _metric(raw.get("metric", {}), problems)
+    metric = _metric(raw.get("metric", {}), problems, warnings)
     seed = _int(raw, "seed", 0, problems, minimum=0)
     trainable = _trainable(raw.get("trainable"), source_dir, problems, path_exists)
     space = cond.parse_space(raw.get("parameters", {}), problems, warnings)  # plain and conditional
@@ -398,7 +398,10 @@ def _float(raw: dict, key: str, default: float, problems: list[str], lo: float, 
     return float(v)
 
 
-def _metric(m: Any, problems: list[str]) -> Metric:
+def _metric(m: Any, problems: list[str], warnings: list[str]) -> Metric:
+    """`metric: {name, goal}`. Without the block: val_acc, maximized (the built-in classifier's).
+    A block without `goal` minimizes, as W&B does ("Default is minimize", W&B sweep configuration
+    docs), and says so at start."""
     if not isinstance(m, dict):
         problems.append(f"metric: must be a mapping like {{name: val_acc, goal: maximize}}, got {m!r}")
         return Metric()
@@ -406,7 +409,11 @@ def _metric(m: Any, problems: list[str]) -> Metric:
         if k not in METRIC_KEYS:
             problems.append(f"metric: unknown key '{k}' (valid keys: goal, name, target)")
     name = m.get("name", "val_acc")
-    goal = m.get("goal", "maximize")
+    goal = m.get("goal", "minimize" if m else "maximize")  # no block: the built-in val_acc
+    if "goal" not in m and m:
+        warnings.append(
+            f"metric.goal: not given, so {name!r} is minimized (W&B's default); write goal: maximize to maximize it"
+        )
     if not isinstance(name, str) or not name.strip() or len(name) > 100 or not name.isprintable():
         problems.append(
             f"metric.name: must be a key of the metrics you report, 1-100 printable characters "

@@ -192,10 +192,11 @@ class Store:
         return self.journal.refresh()
 
     # -- the sweep file ----------------------------------------------------------------------
-    def write_sweep(self, text: str, source_dir: str) -> None:
-        """Keep the sweep file verbatim, and where it came from (relative paths resolve there)."""
+    def write_sweep(self, text: str, source_dir: str, name: str | None = None) -> None:
+        """Keep the sweep file verbatim, where it came from (relative paths resolve there) and the
+        sweep's name (a file without `name:` is named after the file, which sweep.yaml is not)."""
         atomic_write_bytes(self.layout.sweep_yaml, text.encode())
-        atomic_write_json(self.layout.source, {"source_dir": source_dir})
+        atomic_write_json(self.layout.source, {"source_dir": source_dir, "name": name})
 
     def load_sweep(self) -> Any:
         """The sweep as started (not the file in sweeps/, which may have changed since)."""
@@ -207,7 +208,9 @@ class Store:
                 "(hpsearch master start SWEEP.yaml --dir DIR) to restore it"
             )
         src = read_json(self.layout.source) or {}
-        sweep, _ = sweepfile.load(self.layout.sweep_yaml, source_dir=src.get("source_dir"))
+        sweep, _ = sweepfile.load(
+            self.layout.sweep_yaml, source_dir=src.get("source_dir"), default_name=src.get("name")
+        )
         return sweep
 
     # -- trials --------------------------------------------------------------------------

@@ -39,8 +39,11 @@ def read_yaml(text: str) -> Any:
     return yaml.load(text, Loader=SweepLoader)  # noqa: S506 (SweepLoader is a SafeLoader)
 
 
-def load(path: str | Path, source_dir: str | None = None) -> tuple[Sweep, dict[str, Any]]:
-    """Read and validate a sweep file. Returns the Sweep and the raw mapping (kept verbatim)."""
+def load(
+    path: str | Path, source_dir: str | None = None, default_name: str | None = None
+) -> tuple[Sweep, dict[str, Any]]:
+    """Read and validate a sweep file. Returns the Sweep and the raw mapping (kept verbatim).
+    A file without `name:` is named `default_name`, else after the file (its stem)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -57,7 +60,7 @@ def load(path: str | Path, source_dir: str | None = None) -> tuple[Sweep, dict[s
         raise ConfigError([f"not valid YAML: {where}{problem}"], str(path)) from None
     raw = raw if raw is not None else {}
     source_dir = source_dir or str(path.resolve().parent)
-    return parse(raw, source_dir=source_dir, default_name=path.stem, source=str(path)), raw
+    return parse(raw, source_dir=source_dir, default_name=default_name or path.stem, source=str(path)), raw
 
 
 def parse(raw: Any, source_dir: str = ".", default_name: str = "sweep", source: str = "sweep file") -> Sweep:
