@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import events, metrics, run_cli, write, write_sweep
+from helpers import events, metrics, run_cli, spawn, wait_for, write, write_sweep
 
 from hpsearch.search import earlystop as es
 from hpsearch.store import sweepfile
@@ -246,10 +246,27 @@ def test_four_workers_decide_consistently_from_the_journal(tmp_path: Path) -> No
         **NOOP,
         "stages": [{"trials": 40, "epochs": 5}],
         "early_stop": {"type": "median", "min_trials": 1},
-        "workers": 4,
     }
-    d, _ = start(tmp_path, doc)
+    f = write_sweep(tmp_path, yaml.safe_dump(doc, sort_keys=False))
+    d = tmp_path / "run"
+    # four workers started by hand, 10 trials each at most: every one of them decides (on a busy
+    # machine one worker the master started could claim all 40 before the others have imported torch)
+    master = spawn("master", "start", str(f), "--dir", str(d), "--no-workers", capture=True)
+    try:
+        wait_for(
+            lambda: (d / "journal.jsonl").exists() and any(e["ev"] == "stage" for e in events(d)),
+            120,
+            "stage 1 planned",
+            proc=master,
+        )
+        workers = [spawn("worker", "--dir", str(d), "--max-trials", "10") for _ in range(4)]
+        for w in workers:
+            assert w.wait(timeout=300) == 0
+        out, err = master.communicate(timeout=300)
+        assert master.returncode == 0, out[-3000:] + err[-3000:]
+    finally:
+        if master.poll() is None:
+            master.kill()
     state = check_journal(d)
-    workers = {t.worker for t in state.trials.values()}
-    assert len(workers) >= 2  # decided by several processes
+    assert len({t.worker for t in state.trials.values()}) == 4  # decided by four processes
     assert "pruned" in statuses(state).values() and Store(d).refresh().done
