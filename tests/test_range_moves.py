@@ -244,3 +244,15 @@ def test_a_planning_error_is_one_line_and_the_directory_stays_resumable(tmp_path
     evs = [json.loads(x)["ev"] for x in journal.read_text().splitlines()]
     assert evs.count("stage_done") == 1 and evs.count("stage") == 1  # stage 1 recorded done, no stage 2
     assert run_cli("report", "run", cwd=tmp_path).returncode == 0
+
+
+def test_a_grid_range_at_its_lowest_grid_point_is_not_flagged_to_move() -> None:
+    """q_uniform {min: 16, max: 128, q: 16}: positive integers stay >= 1, and the first multiple of
+    16 at or above 1 is 16 itself, so the range cannot move down: the flag must not say it will
+    (found by a user: 'the next stage extends the range downward', and the range stayed)."""
+    dim = sp.Numeric(16, 128, integer=True, q=16)
+    flag = stages.border_flags({"width": dim}, {"width": 16}, 0.1)[0]
+    assert flag.side == "low" and not flag.extends
+    assert stages.narrow(dim, [16], [flag], 0.25).low == 16
+    moving = sp.Numeric(32, 128, integer=True, q=16)  # one grid point below remains: it may move
+    assert stages.border_flags({"width": moving}, {"width": 32}, 0.1)[0].extends

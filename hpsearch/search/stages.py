@@ -182,6 +182,10 @@ def _can_extend(dim: sp.Numeric, side: str, on_border: str) -> bool:
     if on_border == "keep" or dim.on_border == "keep":  # the sweep's setting, or the parameter's own
         return False
     floor, ceil = _limits(dim)
+    if dim.q or dim.integer:  # the farthest grid points (multiples of q, or integers) within the limits
+        step = dim.q or 1.0
+        first, last = sp.grid_span(floor, ceil, step)
+        floor, ceil = float(sp.on_grid(first, step)), float(sp.on_grid(last, step))
     return dim.low > floor if side == "low" else dim.high < ceil
 
 
