@@ -17,6 +17,7 @@ from `scipy.stats.qmc` (a well-kept implementation; imported only when used, ~0.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -64,19 +65,27 @@ def unit_points(method: str, d: int, n: int, seed: int, stage: int) -> np.ndarra
 
 
 def sample_stage(
-    space: sp.Space, seed: int, stage: int, n: int, method: str = "random"
-) -> list[tuple[dict[str, Any], int]]:
+    space: sp.Space,
+    seed: int,
+    stage: int,
+    n: int,
+    method: str = "random",
+    exclude: Iterable[dict[str, Any]] = (),
+) -> sampling.StageDraws:
     """n (params, trial_seed) pairs for a stage, drawn with `method` (see METHODS).
 
-    "random" is exactly `sampling.sample_stage` (so existing plans are unchanged); the other
-    methods take their points from `unit_points` and keep the random sampler's trial seeds.
+    "random", and any method on a space of only discrete parameters, is `sampling.sample_stage`:
+    random draws, no configuration twice in the stage and none of `exclude` (the configurations
+    promoted into it); its `available` says when the space ran out. The other methods take their
+    points from `unit_points` and keep the random sampler's trial seeds (so plans with `random`
+    are unchanged, and a method moves the points, never the seeds).
     """
-    drawn: list[tuple[dict[str, Any], int]] = list(sampling.sample_stage(space, seed, stage, n))
-    if method == "random":
+    drawn = sampling.sample_stage(space, seed, stage, n, exclude=exclude)
+    if method == "random" or sampling.space_size(space) is not None:
         return drawn
     searched = [name for name, dim in space.items() if sp.is_searched(dim)]
     pts = unit_points(method, len(searched), n, seed, stage)
-    out = []
+    out = sampling.StageDraws()
     for i, (_, trial_seed) in enumerate(drawn):
         at = dict(zip(searched, pts[i]))
         params = {name: dim.from_unit(float(at.get(name, 0.0))) for name, dim in space.items()}

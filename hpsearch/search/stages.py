@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from hpsearch.gcpause import bulk
-from hpsearch.search import budget, evidence, sampler, sampling
+from hpsearch.search import budget, evidence, sampler
 from hpsearch.search import conditional as cond
 from hpsearch.search import enqueue as eq
 from hpsearch.search import space as sp
@@ -392,20 +392,14 @@ def plan_stage(
     if sweep.budget is not None:
         promoted, fresh = _within_budget(sweep, k, promoted)
     trials = _promoted_trials(stage, promoted, by_trial)
-    exclude = [t["params"] for t in trials]
-    available = None
-    if sweep.method == "random" or sampling.space_size(space) is not None:
-        # random draws, distinct while a fully discrete space has unseen configurations (search/sampling.py)
-        distinct = sampling.sample_stage(space, sweep.seed, k, fresh, exclude=exclude)
-        available, draws = distinct.available, list(distinct)
-    else:  # low-discrepancy points (search/sampler.py), the random sampler's trial seeds
-        draws = sampler.sample_stage(space, sweep.seed, k, fresh, sweep.method)
-    if available is not None:
+    drawn = sampler.sample_stage(space, sweep.seed, k, fresh, sweep.method, exclude=[t["params"] for t in trials])
+    if drawn.available is not None:
         notes.append(
-            f"stage {k}: the search space holds {available} configuration(s) not yet in the stage; "
-            f"each is tried once: {len(draws)} of the {fresh} trial(s) asked for "
+            f"stage {k}: the search space holds {drawn.available} configuration(s) not yet in the stage; "
+            f"each is tried once: {len(drawn)} of the {fresh} trial(s) asked for "
             f"(repeats: trains a configuration with more seeds)"
         )
+    draws: list[tuple[dict[str, Any], int]] = list(drawn)
     if stage.sampler == "tpe" and fresh:
         from hpsearch.search import tpe  # imports Optuna: only for a stage that asks for it
 
