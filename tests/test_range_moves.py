@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 from helpers import run_cli, write, write_sweep
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from hpsearch.search import space as sp
@@ -108,6 +108,15 @@ def check_samplable(name: str, dim: sp.Dim, rng: np.random.Generator) -> None:
     on_border=st.sampled_from(["extend", "keep"]),
     edge=st.sampled_from(["low", "high", "inside", "both"]),
 )
+@example(
+    spec={"distribution": "q_uniform", "min": 3.895157008479603e-82, "max": 1.0, "q": 1},
+    seed=0,
+    n_top=1,
+    border=0.5,
+    margin=0.0,
+    on_border="keep",
+    edge="low",
+)  # found by CI: a bound within the grid tolerance of point 0
 def test_every_next_range_is_valid_and_samplable(
     spec: dict[str, Any], seed: int, n_top: int, border: float, margin: float, on_border: str, edge: str
 ) -> None:
@@ -129,7 +138,13 @@ def test_every_next_range_is_valid_and_samplable(
         check_samplable("p", nxt, rng)
         for f in flags:
             if not f.extends and isinstance(nxt, sp.Numeric):  # a side that may not move stays put
-                assert (nxt.low >= dim.low - 1e-9 * abs(dim.low)) if f.side == "low" else True
+                # a quantized bound is a grid point: 3.9e-82 with q = 1 is point 0 (sp.GRID_TOL), and
+                # both ranges draw the same values, so snapping it to 0 does not move it
+                grid = sp.GRID_TOL * (dim.q or 0)
+                if f.side == "low":
+                    assert nxt.low >= dim.low - max(1e-9 * abs(dim.low), grid)
+                else:
+                    assert nxt.high <= dim.high + max(1e-9 * abs(dim.high), grid)
         dim = nxt
 
 

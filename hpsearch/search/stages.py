@@ -261,8 +261,9 @@ def narrow(dim: sp.Dim, top_values: list[Any], flags: list[BorderFlag], margin: 
     floor, ceil = _limits(dim)
     # clip in the range's own scale first: 10 ** 400 would overflow before a clip in values could act
     w_floor, w_ceil = dim.warp(floor), dim.warp(ceil)
-    low = dim.unwarp(min(max(lo, w_floor), w_ceil))
-    high = dim.unwarp(min(max(hi, w_floor), w_ceil))
+    # a side that stays where it was keeps its value exactly: 10 ** log10(x) can differ from x
+    low = dim.low if lo == lo_old else dim.unwarp(min(max(lo, w_floor), w_ceil))
+    high = dim.high if hi == hi_old else dim.unwarp(min(max(hi, w_floor), w_ceil))
     low, high = max(low, floor), min(high, ceil)
     if dim.integer or dim.q:
         low, high = _snap(dim, low, high, sides)
