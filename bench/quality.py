@@ -9,7 +9,9 @@ Every method gets the same budget of epochs, the same trainer code and the same 
 - Budgets: small (64 epochs, a first-time user) and medium (200).
 - Ranges of lr: in range, the best lr a decade or more below the range, and a decade or more above.
 - Methods: hpsearch with its defaults (`budget: B`, `stages: auto`, the default sampler); the same
-  with each other sampler (the suite picks the default); the peers: one-stage random (hpsearch,
+  with each other sampler (the suite picks the default); the same with early stopping
+  (`early_stop: {type: asha}`, at an equal number of epochs trained: see `equal_budget`) and with
+  `sampler: tpe` on every stage after the first (issue 15 asks whether each earns its place); the peers: one-stage random (hpsearch,
   B / R trials of R epochs), Optuna TPE (v5 defaults, B / R trials), Optuna random +
   HyperbandPruner, TPE + HyperbandPruner, random + SuccessiveHalvingPruner (asynchronous
   successive halving); the pruned peers run until B epochs are trained (a trial is stopped when
@@ -44,10 +46,16 @@ PEERS = ("random_1stage", "optuna_tpe", "optuna_random_hyperband", "optuna_tpe_h
 DEFAULT = "hpsearch"  # its defaults: stages: auto from the budget, the default sampler
 
 
+# hpsearch's defaults plus one feature: `hpsearch_asha` adds `early_stop: {type: asha}` and raises
+# `budget:` until the epochs it trains match the others' (equal budget: the epochs pruning saves buy
+# more trials); `hpsearch_tpe` draws every stage after the first with `sampler: tpe`.
+VARIANTS = ("asha", "tpe")
+
+
 def methods() -> tuple[str, ...]:
     from hpsearch.search.sampler import DEFAULT as SAMPLER
 
-    return (DEFAULT, *(f"hpsearch_{m}" for m in SAMPLERS if m != SAMPLER), *PEERS)
+    return (DEFAULT, *(f"hpsearch_{m}" for m in (*SAMPLERS, *VARIANTS) if m != SAMPLER), *PEERS)
 
 
 # -- hpsearch on a real task: the master and the worker, in this process ---------------------
@@ -68,7 +76,19 @@ def sweep_doc(task: tk.Task, block: dict[str, Any], lr: tuple[float, float], bud
 def variant(doc: dict[str, Any], method: str, task_epochs: int) -> dict[str, Any]:
     """The sweep of one hpsearch method: the default, another sampler, or one stage of random search."""
     doc = dict(doc)
-    if method.startswith("hpsearch_"):
+    if method == "hpsearch_asha":
+        doc["early_stop"] = {"type": "asha"}
+    elif method == "hpsearch_tpe":  # the plan of `stages: auto`, written out with TPE after stage 1
+        from hpsearch.search import config
+
+        planned = config.parse(doc, path_exists=lambda _p: True).stages
+        doc["stages"] = [
+            {"trials": st.trials, "epochs": st.epochs, **({"promote": st.promote} if st.promote else {})}
+            | ({"sampler": "tpe"} if i else {})
+            for i, st in enumerate(planned)
+        ]
+        del doc["epochs"]
+    elif method.startswith("hpsearch_"):
         doc["method"] = method.removeprefix("hpsearch_")
     elif method == "random_1stage":
         doc.update(method="random", stages=[{"trials": doc["budget"] // task_epochs, "epochs": task_epochs}])
@@ -111,14 +131,41 @@ def run_cell(tmp: Path, task: tk.Task | None, budget: int, case: str, seed: int,
         inst = syn.Instance.draw(seed)
         if method.startswith("optuna_"):
             return syn.optuna_run(inst, case, budget, seed, method.removeprefix("optuna_"))
-        doc = variant(syn.sweep_doc(inst, case, budget, seed), method, syn.EPOCHS)
-        return syn.replay(config.parse(doc), inst)
+
+        def replay_at(b: int) -> tuple[float, int]:
+            return syn.replay(config.parse(variant(syn.sweep_doc(inst, case, b, seed), method, syn.EPOCHS)), inst)
+
+        return equal_budget(replay_at, budget, 6) if method == "hpsearch_asha" else replay_at(budget)
     block = tk.prepare(task, tmp)
     lr = tk.LR_CASES[case]
-    root = tmp / f"{task.name}-{budget}-{case}-{seed}-{method}"
     if method.startswith("optuna_"):
+        root = tmp / f"{task.name}-{budget}-{case}-{seed}-{method}"
         return optuna_task(root, task, block, lr, seed, method.removeprefix("optuna_"), budget)
-    return hpsearch_best(root, variant(sweep_doc(task, block, lr, budget, seed), method, task.epochs))
+
+    def sweep_at(b: int) -> tuple[float, int]:
+        root = tmp / f"{task.name}-{budget}-{case}-{seed}-{method}-{b}"
+        return hpsearch_best(root, variant(sweep_doc(task, block, lr, b, seed), method, task.epochs))
+
+    return equal_budget(sweep_at, budget, 3) if method == "hpsearch_asha" else sweep_at(budget)
+
+
+def equal_budget(run_at: Any, budget: int, tries: int) -> tuple[float, int]:
+    """(score, epochs) of the run at the nominal budget that trains the most epochs without passing `budget`.
+
+    Early stopping trains fewer epochs than its plan: the nominal budget is raised in proportion
+    (`b * budget / spent`), `tries` times at most, and the run whose spend came closest to `budget`
+    from below is kept (the first run, at `budget` itself, never passes it)."""
+    b, kept = budget, None
+    for _ in range(tries):
+        score, spent = run_at(b)
+        if spent <= budget and (kept is None or spent > kept[1]):
+            kept = (score, spent)
+        nb = int(b * budget / max(spent, 1)) if spent > budget else max(b + 1, int(b * budget / max(spent, 1)))
+        if spent == budget or nb == b:
+            break
+        b = nb
+    assert kept is not None  # the run at `budget` trains at most `budget` epochs (search/budget.py)
+    return kept
 
 
 # -- Optuna's peers on a real task: the same trainer through a real Trial ------------------------

@@ -15,7 +15,8 @@ configuration and epoch whose reported value was its best.
 
 `replay` runs hpsearch's coarse to fine in memory with the master's own calls
 (`search.stages.plan_stage` with the previous stage's runs and every earlier run, `rank`),
-a promoted trial continuing its parent's curve, so thousands of sweeps run in seconds.
+a promoted trial continuing its parent's curve, a stage's early-stopping rule decided at its
+rungs with `search.earlystop.decide` as one worker decides it, so thousands of sweeps run in seconds.
 """
 
 from __future__ import annotations
@@ -96,13 +97,18 @@ def sweep_doc(inst: Instance, case: str, budget: int, seed: int, **extra: Any) -
 
 def replay(sweep: Any, inst: Instance) -> tuple[float, int]:
     """hpsearch's stages for `sweep` on `inst`, in memory: (noise-free value of the best report, epochs trained)."""
-    from hpsearch.search import stages
+    from hpsearch.search import earlystop, stages
 
     history: list[stages.Run] = []
     done: dict[str, tuple[int, float, float]] = {}  # trial -> (epochs done, best observed, its true value)
     prev_space, prev_runs, spent = None, [], 0
     for k in range(1, len(sweep.stages) + 1):
         plan = stages.plan_stage(sweep, k, prev_space, prev_runs, None, history)
+        # the stage's early-stopping rule, decided as one worker does: trials in order, each judged at
+        # its rungs against what the stage's earlier trials recorded there (search/earlystop.py)
+        rule = sweep.early_stop_for(k)
+        rungs = set(rule.rungs(sweep.stages[k - 1].epochs))
+        at_rung: dict[int, list[float]] = {}
         runs = []
         for t in plan.trials:
             start, best, true = done[t["parent"]] if t.get("parent") else (0, -math.inf, 0.0)
@@ -116,10 +122,16 @@ def replay(sweep: Any, inst: Instance) -> tuple[float, int]:
                 v = inst.observed(t["params"], e, t["seed"])
                 if v > best:
                     best, true = v, inst.value(t["params"], e)
+                if e in rungs:
+                    decision = earlystop.decide(rule, e, best, at_rung.get(e, []), maximize=True)
+                    at_rung.setdefault(e, []).append(best)
+                    if decision.stop:
+                        status = "pruned"
+                        break
             done[t["trial"]] = (e, best, true)
             runs.append(
                 stages.Run(
-                    t["trial"], t["config"], t["params"], status, best if status == "finished" else None, e, t["seed"]
+                    t["trial"], t["config"], t["params"], status, None if status == "diverged" else best, e, t["seed"]
                 )
             )
         history += runs
