@@ -12,8 +12,8 @@ Every method gets the same budget of epochs, the same trainer code and the same 
   with each other sampler (the suite picks the default); the same with early stopping
   (`early_stop: {type: asha}`, at an equal number of epochs trained: see `equal_budget`) and with
   `sampler: tpe` on every stage after the first (issue 15 asks whether each earns its place);
-  the peers: one-stage random (hpsearch, B / R trials of R epochs), Optuna TPE (v5 defaults, B / R trials), Optuna random +
-  HyperbandPruner, TPE + HyperbandPruner, random + SuccessiveHalvingPruner (asynchronous
+  the peers: one-stage random (hpsearch, B / R trials of R epochs), Optuna TPE (v5 defaults,
+  B / R trials), Optuna random + HyperbandPruner, TPE + HyperbandPruner, random + SuccessiveHalvingPruner (asynchronous
   successive halving); the pruned peers run until B epochs are trained (a trial is stopped when
   the budget is spent).
 Per cell: median, worst seed and 10th percentile of each method; the margin of hpsearch's default
