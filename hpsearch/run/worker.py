@@ -308,7 +308,16 @@ class Worker:
             self._time_out(t)
             return
         if t.stop_reason == "pruned":  # the stage's early-stopping rule: its epochs and checkpoints stay
-            self.store.finish(t.id, t.attempt, "pruned", t.best, t.best_epoch, epochs_done, t.prune_reason)
+            self.store.finish(
+                t.id,
+                t.attempt,
+                "pruned",
+                t.best,
+                t.best_epoch,
+                epochs_done,
+                t.prune_reason,
+                update_ratio=t.update_ratio,
+            )
             self.failures_in_a_row = 0
             self.done += 1
             self.say(f"{t.id}: pruned after {epochs_done} of {t.epochs} epoch(s) ({t.prune_reason})")
@@ -331,7 +340,17 @@ class Worker:
             status, reason = "failed", self._short_reason(epochs_done, t.epochs)
         else:
             status, reason = "finished", t.restarted  # None, or why earlier epochs were trained again
-        self.store.finish(t.id, t.attempt, status, t.best, t.best_epoch, epochs_done, reason, resumable=t.resumable)
+        self.store.finish(
+            t.id,
+            t.attempt,
+            status,
+            t.best,
+            t.best_epoch,
+            epochs_done,
+            reason,
+            resumable=t.resumable,
+            update_ratio=t.update_ratio,
+        )
         self.failures_in_a_row = self.failures_in_a_row + 1 if status == "failed" else 0
         self.done += 1
         best = f", best {metric} {t.best:.4f} at epoch {t.best_epoch}" if t.best is not None else ""

@@ -14,6 +14,12 @@ Pure. `stages.plan_stage` narrows each range around the previous stage's top run
    Falkner et al. 2018), applied to ranges: the next stage always samples around the best so far.
 3. The region where most runs diverged is left out (`divergence.cap`, the threshold the
    diagnostics report), padding included, unless an incumbent finished there.
+
+Before rule 2, a learning-rate range that the runs' update-to-weight ratios show to be too low as
+a whole (`search.updateratio`, the notes' ~1e-3 rule of thumb) is replaced by the band
+where that ratio is near 1e-3: after a 1-epoch stage of too-low rates the metric is noise, and
+neither rule 1 nor the border flags can see which way to go. Rule 2 then does not hold that range
+to the incumbents (their ranking was the noise; a promoting stage still continues them).
 """
 
 from __future__ import annotations
@@ -151,6 +157,7 @@ def refine(
     best: Sequence[Any],
     margin: float,
     extend: float,
+    misplaced: dict[str, tuple[float, float]] | None = None,
 ) -> sp.Space:
     """Apply the three rules of the module docstring to the narrowed next ranges.
 
@@ -162,6 +169,9 @@ def refine(
         history: every run of the earlier stages (`stages.Run`: params, status).
         best: the incumbents (`incumbents`), best first.
         margin: the sweep's margin; extend: the largest move, as a fraction of the width.
+        misplaced: per learning-rate parameter whose whole range the update ratio says is too low
+            or too high (search/updateratio.py), the (low, high) it moves to; rule 1 then gives
+            way to it, and rules 2 and 3 apply as to any range.
     """
     caps = divergence.thresholds(prev_space, history)
     out = {}
@@ -169,9 +179,13 @@ def refine(
         old = prev_space.get(name)
         if isinstance(old, sp.Numeric) and name in extending:
             dim = moved(old, dim, top_values.get(name, []), extending[name], extend, margin)
-        dim = _positive(dim)
         keep = [r.params[name] for r in best if name in r.params]
-        dim = keep_incumbents(dim, original.get(name, dim), keep, margin)
+        if misplaced and name in misplaced and isinstance(dim, sp.Numeric):
+            # the incumbents were ranked by a metric that is noise when every lr is too low (or
+            # high): they are not kept inside this range (promotion still continues them)
+            dim = _numeric(dim, *misplaced[name])
+        else:
+            dim = keep_incumbents(_positive(dim), original.get(name, dim), keep, margin)
         if name in caps and isinstance(dim, sp.Numeric):  # after the padding: it never reaches past the cap
             dim = divergence.cap(dim, caps[name], [float(v) for v in keep])
         out[name] = dim

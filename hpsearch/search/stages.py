@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from hpsearch.gcpause import bulk
-from hpsearch.search import budget, evidence, sampler
+from hpsearch.search import budget, evidence, sampler, updateratio
 from hpsearch.search import conditional as cond
 from hpsearch.search import enqueue as eq
 from hpsearch.search import space as sp
@@ -30,12 +30,15 @@ class Run(NamedTuple):
     best: float | None = None
     best_epoch: int | None = None
     seed: int = 0
+    update_ratio: float | None = None  # median update-to-weight ratio of its epochs (search/updateratio.py)
 
 
 @bulk
 def runs_from(trials: Any) -> list[Run]:
     """Runs of trial records (journal.TrialRecord, or anything with the same fields)."""
-    return [Run(t.trial, t.config, t.params, t.state.value, t.best, t.best_epoch, t.seed) for t in trials]
+    return [
+        Run(t.trial, t.config, t.params, t.state.value, t.best, t.best_epoch, t.seed, t.update_ratio) for t in trials
+    ]
 
 
 class Ranked(NamedTuple):
@@ -370,6 +373,14 @@ def plan_stage(
                     + (f", moved only past the flagged border of {', '.join(moved)}" if moved else "")
                 )
             narrowed = space
+            # a learning-rate range wholly too low by the update-to-weight ratio moves
+            # to where the ratio is near the notes' 1e-3 (unless the range may not move: on_border keep)
+            off = [
+                m
+                for m in updateratio.misplaced(prev_space, history)
+                if sweep.on_border != "keep" and getattr(prev_space[m.param], "on_border", "extend") != "keep"
+            ]
+            notes += [f"stage {k}: {m.message}" for m in off]
             refined = evidence.refine(
                 prev_space,
                 narrowed,
@@ -380,6 +391,7 @@ def plan_stage(
                 evidence.incumbents(overall, n, seeds),
                 sweep.margin,
                 EXTEND,
+                {m.param: (m.low, m.high) for m in off},
             )
             space = {name: _legal(dim, narrowed[name]) for name, dim in refined.items()}
         else:

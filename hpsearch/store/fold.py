@@ -53,6 +53,9 @@ class TrialRecord:
     # early stopping: [epoch, value, stop] per rung reached, in order (None until the first rung;
     # a list, not a dict, so the snapshot's JSON keeps the epochs as numbers)
     rungs: list[list[Any]] | None = None
+    # the median update-to-weight ratio of the epochs it reported (`update_ratio`, the notes' ~1e-3
+    # rule of thumb; search/updateratio.py reads it), None when the trainable did not report one
+    update_ratio: float | None = None
 
     def rung(self, epoch: int) -> list[Any] | None:
         """This trial's [epoch, value, stop] at a rung epoch, if it recorded one."""
@@ -95,6 +98,7 @@ class SweepState:
                 t.best, t.best_epoch = ev.get("best"), ev.get("best_epoch")
                 t.epochs_done, t.reason = ev.get("epochs_done", t.epochs_done), ev.get("reason")
                 t.resumable = ev.get("resumable", True)
+                t.update_ratio = ev.get("update_ratio")
                 self.queue.pop(t.trial, None)
                 self.requeued.pop(t.trial, None)
         elif kind == "rung":

@@ -255,9 +255,11 @@ class Store:
         epochs_done: int,
         reason: str | None = None,
         resumable: bool = True,
+        update_ratio: float | None = None,
     ) -> bool:
         """Record a result if the claim still holds; False when another worker owns the trial now.
-        `resumable=False`: the trial wrote no checkpoint it could resume from (recorded as such)."""
+        `resumable=False`: the trial wrote no checkpoint it could resume from (recorded as such).
+        `update_ratio`: the median of the update-to-weight ratios its epochs reported, if any."""
         with self.journal.locked():
             if not self.owns(trial, attempt):  # owns() refreshes the state
                 return False
@@ -277,6 +279,7 @@ class Store:
                         "worker": t.worker,
                         "device": t.device,
                         **({} if resumable else {"resumable": False}),
+                        **({} if _finite(update_ratio) is None else {"update_ratio": _finite(update_ratio)}),
                     }
                 ]
             )

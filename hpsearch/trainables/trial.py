@@ -113,6 +113,21 @@ class Trial:
         return any(h.get("checkpoint") for h in self.history) or (self.resume_checkpoint is not None)
 
     @property
+    def update_ratio(self) -> float | None:
+        """The median update-to-weight ratio (`update_ratio`, a metric the built-in classifier reports)
+        over the epochs in this trial's history, None when none was reported. The master reads it to
+        tell a learning rate that is too low or too high from one epoch (search/updateratio.py)."""
+        values = sorted(
+            v
+            for v in (h.get("update_ratio") for h in self.history)
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf
+        )
+        if not values:
+            return None
+        m = len(values) // 2
+        return float(values[m] if len(values) % 2 else (values[m - 1] + values[m]) / 2)
+
+    @property
     def should_stop(self) -> bool:
         return self._stop_event.is_set() or self.stop_reason is not None
 

@@ -1,0 +1,199 @@
+"""A learning-rate range wholly too low moves to where the update-to-weight ratio is near 1e-3.
+
+The notes' rule of thumb (search/updateratio.py): the fit of log10 ratio on log10 lr over earlier
+runs, the band [lr(1e-4), lr(1e-2)] when the whole range lies on one side of 1e-3; through
+`plan_stage` (incumbents not held, on_border keep respected) and through a real worker's journal.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from helpers import events, run_cli, write_sweep
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hpsearch.search import space as sp
+from hpsearch.search import stages, updateratio
+from hpsearch.search.config import parse
+
+
+def run(stage: int, i: int, best: float | None, ratio: float | None, status: str = "finished", **params):
+    tid = f"s{stage}-t{i:04d}"
+    return stages.Run(tid, tid, params, status, best, 1, 1000 * stage + i, ratio)
+
+
+def sweep(lr=(1e-6, 1e-3), **extra):
+    return parse(
+        {
+            "trainable": "noop",
+            "parameters": {
+                "lr": {"distribution": "log_uniform_values", "min": lr[0], "max": lr[1], **extra.pop("lr_extra", {})},
+                "reg": {"distribution": "log_uniform_values", "min": 1e-6, "max": 0.1},
+            },
+            "stages": [{"trials": 16, "epochs": 1}, {"trials": 8, "epochs": 3}],
+            "method": "random",
+            **extra,
+        }
+    )
+
+
+def too_low_stage(lr_star: float = 3e-3, noise: float = 0.0) -> list[stages.Run]:
+    """Stage 1 over [1e-6, 1e-3] where the ratio is 1e-3 at lr_star (slope 1) and the metric is noise
+    (chance level, the best one at the bottom of the range): what a 1-epoch stage of too-low rates shows."""
+    rng = np.random.default_rng(0)
+    lrs = 10 ** np.linspace(-6, -3, 16)
+    return [
+        run(
+            1,
+            i,
+            0.1 + (0.12 if i == 1 else 0.01 * rng.random()),
+            1e-3 * (lr / lr_star) * 10 ** (noise * rng.standard_normal()),
+            lr=float(lr),
+            reg=1e-4,
+        )
+        for i, lr in enumerate(lrs)
+    ]
+
+
+def test_fit_recovers_a_power_law():
+    lrs = [1e-5, 1e-4, 1e-3, 1e-2]
+    a, b = updateratio.fit(lrs, [2.0 * lr**0.9 for lr in lrs])
+    assert b == pytest.approx(0.9)
+    assert a == pytest.approx(math.log10(2.0))
+
+
+def test_a_range_wholly_too_low_is_found_and_the_band_surrounds_the_target():
+    runs = too_low_stage(lr_star=3e-3)
+    (m,) = updateratio.misplaced(sweep().space, runs)
+    assert m.param == "lr" and m.n == 16
+    assert m.ratio == pytest.approx(1e-3 / 3, rel=1e-6)  # the fitted ratio at the top, 1e-3
+    assert m.low == pytest.approx(3e-4, rel=1e-6) and m.high == pytest.approx(3e-2, rel=1e-6)
+    assert "too low" in m.message and "[3e-04, 3e-02]" in m.message and "~1e-3" in m.message
+
+
+def test_a_range_wholly_too_high_is_left_to_the_divergence_and_border_rules():
+    """Tried and measured worse (search/updateratio.py): a too-high range is not moved by the ratio."""
+    runs = [run(1, i, 0.5, 1e-3 * (lr / 1e-4), lr=lr, reg=1e-4) for i, lr in enumerate([0.1, 0.3, 1.0, 3.0, 10.0])]
+    assert updateratio.misplaced(sweep(lr=(0.1, 10.0)).space, runs) == []
+
+
+@pytest.mark.parametrize(
+    "why, runs, lr",
+    [
+        ("the range holds the target", too_low_stage(lr_star=3e-4), (1e-6, 1e-3)),
+        ("too few runs report a ratio", too_low_stage()[:4], (1e-6, 1e-3)),
+        (
+            "no ratio at all (synthetic, programs)",
+            [r._replace(update_ratio=None) for r in too_low_stage()],
+            (1e-6, 1e-3),
+        ),
+        (
+            "the ratio falls with lr",
+            [r._replace(update_ratio=1e-6 / r.params["lr"]) for r in too_low_stage()],
+            (1e-6, 1e-3),
+        ),
+        ("above the target but within a decade of it at the bottom", too_low_stage(lr_star=1e-6 / 5), (1e-6, 1e-3)),
+    ],
+)
+def test_no_conclusion(why, runs, lr):
+    assert updateratio.misplaced(sweep(lr=lr).space, runs) == [], why
+
+
+def test_only_learning_rate_parameters_on_a_log_scale_are_judged():
+    sw = parse(
+        {
+            "trainable": "noop",
+            "parameters": {"step": {"distribution": "log_uniform_values", "min": 1e-6, "max": 1e-3}},
+            "stages": [{"trials": 4, "epochs": 1}],
+        }
+    )
+    runs = [r._replace(params={"step": r.params["lr"]}) for r in too_low_stage()]
+    assert updateratio.misplaced(sw.space, runs) == []
+
+
+def test_the_plan_moves_a_too_low_range_and_does_not_hold_it_to_the_noise_incumbent():
+    sw = sweep()
+    s1 = too_low_stage(lr_star=3e-3, noise=0.1)
+    plan = stages.plan_stage(sw, 2, sw.space, s1, history=s1)
+    lr = plan.space["lr"]
+    assert isinstance(lr, sp.Numeric)
+    assert 1e-4 < lr.low < 1e-3 and 1e-2 < lr.high < 1e-1  # about [3e-4, 3e-2]
+    best = max(s1, key=lambda r: r.best or 0)  # chance level at lr 1.6e-6: not kept inside
+    assert best.params["lr"] < lr.low
+    assert any("update-to-weight ratio" in n and "too low" in n for n in plan.notes)
+
+
+def test_on_border_keep_holds_the_range():
+    for sw in (sweep(on_border="keep"), sweep(lr_extra={"on_border": "keep"})):
+        s1 = too_low_stage()
+        plan = stages.plan_stage(sw, 2, sw.space, s1, history=s1)
+        assert plan.space["lr"].high <= 1e-3 * (1 + 1e-9)
+        assert not any("update-to-weight" in n for n in plan.notes)
+
+
+def test_hard_bounds_hold_when_the_range_moves():
+    sw = sweep(lr_extra={"bounds": [1e-7, 1e-2]})
+    s1 = too_low_stage(lr_star=3e-3)
+    lr = stages.plan_stage(sw, 2, sw.space, s1, history=s1).space["lr"]
+    assert lr.high <= 1e-2 and lr.low >= 1e-7 and lr.low < lr.high
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lr_star=st.floats(-9, 3).map(lambda e: 10**e),
+    slope=st.floats(0.3, 2.0),
+    lo=st.floats(-8, 0),
+    width=st.floats(0.5, 6),
+    noise=st.floats(0, 0.5),
+    seed=st.integers(0, 2**16),
+)
+def test_the_next_range_is_valid_and_on_the_far_side(lr_star, slope, lo, width, noise, seed):
+    """Whatever the runs say, the plan's lr range is valid; when moved, its top lies higher."""
+    rng = np.random.default_rng(seed)
+    low, high = 10**lo, 10 ** (lo + width)
+    sw = sweep(lr=(low, high))
+    lrs = 10 ** rng.uniform(lo, lo + width, 12)
+    s1 = [
+        run(
+            1,
+            i,
+            float(rng.random()),
+            float(1e-3 * (lr / lr_star) ** slope * 10 ** (noise * rng.standard_normal())),
+            lr=float(lr),
+            reg=1e-4,
+        )
+        for i, lr in enumerate(lrs)
+    ]
+    moved = updateratio.misplaced(sw.space, s1)
+    nxt = stages.plan_stage(sw, 2, sw.space, s1, history=s1).space["lr"]
+    assert stages.valid_range(nxt)
+    for m in moved:
+        assert math.isfinite(m.low) and 0 < m.low < m.high
+        assert nxt.high > high
+
+
+# -- through the real CLI: the built-in classifier reports the ratio, the worker journals it -----
+def test_a_sweep_whose_lr_range_is_too_low_moves_it_through_the_journal(tmp_path):
+    f = write_sweep(
+        tmp_path,
+        {
+            "name": "too-low",
+            "metric": {"name": "val_acc", "goal": "maximize"},
+            "seed": 0,
+            "trainable": {"builtin": "classifier", "dataset": "digits", "hidden": [32], "optimizer": "momentum"},
+            "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-7, "max": 1e-5}},
+            "stages": [{"trials": 8, "epochs": 1}, {"trials": 3, "epochs": 1}],
+            "workers": 1,
+        },
+    )
+    root = tmp_path / "run"
+    p = run_cli("master", "start", str(f), "--dir", str(root), check=True)
+    results = [e for e in events(root) if e["ev"] == "result" and e["trial"].startswith("s1-")]
+    assert len(results) == 8 and all(0 < e["update_ratio"] < 1e-3 for e in results)
+    assert "update-to-weight ratio" in p.stdout and "too low" in p.stdout
+    lr = json.loads((root / "stages" / "stage-2.json").read_text())["ranges"]["lr"]
+    assert lr["low"] > 1e-5  # the whole next range lies above the old one
