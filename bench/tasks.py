@@ -149,7 +149,8 @@ BUILDERS = {
 
 
 def fit_convnet(params: dict[str, Any], trial: Any) -> None:
-    """A small convnet on the 8x8 digits: SGD with momentum 0.9, L2 `reg`, batch 32; reports val_acc each epoch.
+    """A small convnet on the 8x8 digits: SGD with momentum 0.9, L2 `reg`, batch 32; reports val_acc and
+    the first layer's update-to-weight ratio (`update_ratio`) each epoch.
 
     A batch loss above 3x the first (or not finite) stops the run as diverged, as the built-in does."""
     import torch
@@ -182,8 +183,10 @@ def fit_convnet(params: dict[str, Any], trial: Any) -> None:
     for epoch in trial.epoch_range:
         model.train()
         order = torch.randperm(len(ytr), generator=gen)
+        first_layer = model[0].weight
         for i in range(0, len(order), 32):
             b = order[i : i + 32]
+            before = first_layer.detach().clone()
             loss = F.cross_entropy(model(Xtr[b]), ytr[b])
             first = float(loss) if first is None else first
             if not torch.isfinite(loss) or float(loss) > 3 * first:
@@ -192,7 +195,11 @@ def fit_convnet(params: dict[str, Any], trial: Any) -> None:
             opt.zero_grad()
             loss.backward()
             opt.step()
+        # the notes' update-to-weight ratio of the first layer on the epoch's last step, as the
+        # built-in classifier reports it (hpsearch reads it to tell a too-low lr range)
+        ratio = float((first_layer.detach() - before).norm() / (before.norm() + 1e-12))
         model.eval()
         with torch.no_grad():
             val_acc = float((model(Xva).argmax(1) == yva).float().mean())
-        trial.report(epoch, val_acc=val_acc, state={"model": model.state_dict(), "opt": opt.state_dict()})
+        state = {"model": model.state_dict(), "opt": opt.state_dict()}
+        trial.report(epoch, val_acc=val_acc, update_ratio=ratio, state=state)
