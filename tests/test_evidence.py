@@ -227,3 +227,15 @@ def test_an_integer_log_range_moved_down_stays_at_least_one():
     width = plan.space["width"]
     assert width.low >= 1 and width.low < 2 < width.high  # moved down past 2, but never to 0
     assert all(t["params"]["width"] >= 1 for t in plan.trials)
+
+
+@pytest.mark.parametrize("hold, own", [(True, "extend"), (False, "keep")])
+def test_on_border_keep_holds_the_incumbents_padding_inside_the_sweeps_range(hold, own):
+    """With on_border: keep (the sweep's, or the parameter's own) the padding around an incumbent at the
+    edge of the sweep's range stops at that edge (found by a user trial: [1e-7, 1e-5] became [7.1e-8, 8.3e-6])."""
+    original = sp.Numeric(1e-7, 1e-5, log=True, on_border=own)
+    narrowed = sp.Numeric(1e-6, 8e-6, log=True, on_border=own)
+    kept = evidence.keep_incumbents(narrowed, original, [1e-7, 1e-5], 0.25, hold)
+    assert kept.low == pytest.approx(1e-7) and kept.high == pytest.approx(1e-5)
+    loose = evidence.keep_incumbents(sp.Numeric(1e-6, 8e-6, log=True), sp.Numeric(1e-7, 1e-5, log=True), [1e-7], 0.25)
+    assert loose.low < 1e-7  # without keep the padding may pass the edge, as narrowing pads

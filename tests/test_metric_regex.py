@@ -112,6 +112,8 @@ def test_an_unmodified_script_is_tuned_end_to_end(tmp_path):
     root = tmp_path / "run"
     r = run_cli("master", "start", str(write_sweep(tmp_path, sweep)), "--dir", str(root), timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
+    # a program that only prints saves no state: the last line says so (it once read "checkpoint None")
+    assert "; no checkpoint (the trainable saved no state)" in r.stdout and "checkpoint None" not in r.stdout
     sw = hpsearch.open(str(root))
     assert (sw.runs["status"] == "finished").all() and (sw.runs["epochs"] == 2).all()
     best = sw.best

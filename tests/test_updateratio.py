@@ -127,19 +127,85 @@ def test_the_plan_moves_a_too_low_range_and_does_not_hold_it_to_the_noise_incumb
     assert any("update-to-weight ratio" in n and "too low" in n for n in plan.notes)
 
 
-def test_on_border_keep_holds_the_range():
+def test_on_border_keep_holds_the_range_and_says_so():
     for sw in (sweep(on_border="keep"), sweep(lr_extra={"on_border": "keep"})):
         s1 = too_low_stage()
         plan = stages.plan_stage(sw, 2, sw.space, s1, history=s1)
         assert plan.space["lr"].high <= 1e-3 * (1 + 1e-9)
-        assert not any("update-to-weight" in n for n in plan.notes)
+        (note,) = [n for n in plan.notes if "update-to-weight" in n]
+        assert "too low; on_border: keep holds it" in note and "samples" not in note
 
 
-def test_hard_bounds_hold_when_the_range_moves():
-    sw = sweep(lr_extra={"bounds": [1e-7, 1e-2]})
-    s1 = too_low_stage(lr_star=3e-3)
-    lr = stages.plan_stage(sw, 2, sw.space, s1, history=s1).space["lr"]
-    assert lr.high <= 1e-2 and lr.low >= 1e-7 and lr.low < lr.high
+@pytest.mark.parametrize(
+    "lr_star, bounds, low, high, says",
+    [
+        (3e-3, [1e-7, 1e-2], 3e-4, 1e-2, "as near as its bounds allow"),  # the band's top clipped
+        (0.1, [1e-8, 2e-3], 2e-4, 2e-3, "as near as its bounds allow"),  # the band [1e-2, 1] above: the top decade
+        (3e-3, [1e-8, 3e-2], 3e-4, 3e-2, "where the ratio"),  # the band fits
+    ],
+)
+def test_hard_bounds_hold_when_the_range_moves_and_the_message_says_where_it_went(lr_star, bounds, low, high, says):
+    sw = sweep(lr_extra={"bounds": bounds})
+    s1 = too_low_stage(lr_star=lr_star)
+    plan = stages.plan_stage(sw, 2, sw.space, s1, history=s1)
+    lr = plan.space["lr"]
+    assert lr.low == pytest.approx(low, rel=1e-6) and lr.high == pytest.approx(high, rel=1e-6)
+    (note,) = [n for n in plan.notes if "update-to-weight" in n]
+    assert f"[{sp.sci(lr.low)}, {sp.sci(lr.high)}]" in note and says in note
+
+
+def test_a_range_at_its_bound_already_is_held_and_says_so():
+    sw = sweep(lr_extra={"bounds": [1e-8, 1e-3]})
+    s1 = too_low_stage()
+    plan = stages.plan_stage(sw, 2, sw.space, s1, history=s1)
+    assert plan.space["lr"].high <= 1e-3
+    assert any("too low; its bounds hold it" in n for n in plan.notes)
+
+
+def test_each_branch_of_a_choice_is_judged_on_its_own_runs():
+    sw = parse(
+        {
+            "trainable": "noop",
+            "parameters": {
+                "optimizer": {
+                    "values": ["sgd", "adam"],
+                    "branches": {
+                        "sgd": {"lr": {"distribution": "log_uniform_values", "min": 1e-6, "max": 1e-3}},
+                        "adam": {"lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-1}},
+                    },
+                },
+            },
+            "stages": [{"trials": 16, "epochs": 1}, {"trials": 8, "epochs": 1}],
+        }
+    )
+    sgd = next(k for k in sw.space if k.startswith("lr[") and "sgd" in k)
+    adam = next(k for k in sw.space if k.startswith("lr[") and "adam" in k)
+    # sgd's lrs are too low (ratio 1e-3 at 3e-3); adam's range holds its ratio's 1e-3 (at 1e-3)
+    runs = [r._replace(params={"optimizer": "sgd", "lr": r.params["lr"]}) for r in too_low_stage()] + [
+        run(1, 100 + i, 0.5, lr, optimizer="adam", lr=lr) for i, lr in enumerate([1e-4, 3e-4, 1e-3, 1e-2, 1e-1])
+    ]
+    (m,) = updateratio.misplaced(sw.space, runs)
+    assert m.param == sgd and m.n == 16
+    plan = stages.plan_stage(sw, 2, sw.space, runs, history=runs)
+    assert plan.space[sgd].low > 1e-4 and plan.space[sgd].high > 1e-2
+    assert plan.space[adam].high <= 1e-1 * (1 + 1e-9)
+
+
+def test_a_nested_learning_rate_is_judged():
+    sw = parse(
+        {
+            "trainable": "noop",
+            "parameters": {
+                "optim": {"parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-6, "max": 1e-3}}}
+            },
+            "stages": [{"trials": 16, "epochs": 1}, {"trials": 8, "epochs": 1}],
+        }
+    )
+    (key,) = sw.space
+    runs = [r._replace(params={key: r.params["lr"]}) for r in too_low_stage()]
+    (m,) = updateratio.misplaced(sw.space, runs)
+    assert m.param == key == "optim.lr"
+    assert stages.plan_stage(sw, 2, sw.space, runs, history=runs).space[key].low > 1e-4
 
 
 @settings(max_examples=200, deadline=None)

@@ -107,9 +107,11 @@ def ranges_table(data: SweepData) -> str:
         if flags
         else "<p id='border-flags'>No best value lies on the border of its range.</p>"
     )
+    notes = [f"<li>{_e(note)}</li>" for s in data.stages for note in s.get("notes") or ()]
+    notes_html = f"<h3>How the ranges were planned</h3><ul id='plan-notes'>{''.join(notes)}</ul>" if notes else ""
     return (
         f"<table id='ranges'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-        f"<h3>Border flags</h3>{flag_html}"
+        f"<h3>Border flags</h3>{flag_html}{notes_html}"
     )
 
 

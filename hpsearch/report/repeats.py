@@ -73,5 +73,6 @@ def best_line(state: SweepState, metric: Metric) -> str | None:
             who = f"configuration {best.config} ({', '.join(best.trials)})"
         else:
             score, who = f"{best.mean:.4f}", best.trials[0]
-        return f"Best {metric.name} {score}: {who} of stage {k}, {params}; checkpoint {ckpt}"
+        saved = f"checkpoint {ckpt}" if ckpt else "no checkpoint (the trainable saved no state)"
+        return f"Best {metric.name} {score}: {who} of stage {k}, {params}; {saved}"
     return None

@@ -139,6 +139,8 @@ def history_text(stages: list[dict[str, Any]]) -> str:
     for s in stages:
         for f in s.get("border_flags", []):
             lines.append(f"  stage {s['stage']}: {f['message']}")
+    for s in stages:  # the plan's notes, already "stage k: ..."
+        lines += [f"  {note}" for note in s.get("notes") or ()]
     return "\n".join(lines)
 
 

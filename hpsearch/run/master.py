@@ -385,6 +385,8 @@ class Master:
             else None,
             "promoted": [t["parent"] for t in plan.trials if t.get("parent")],
         }
+        if plan.notes:  # why the ranges are what they are, beyond border flags (e.g. a too-low lr range moved)
+            doc["notes"] = list(plan.notes)
         if any(t.get("enqueued") for t in plan.trials):
             from hpsearch.search import enqueue as eq
 
@@ -593,6 +595,19 @@ class Master:
             except HpsearchError as e:
                 # stage k itself is complete: record it done, so a resume re-plans only stage k + 1
                 planning_error = e
+        else:  # the last stage: a learning rate the update ratio says is too low is for the follow-up
+            moves, held = stages.too_low_moves(space, history_of(st, k + 1), self.sweep.on_border)
+            if moves or held:
+                lines = [
+                    *(
+                        f"{m.too_low}: `hpsearch next {self.root}` moves it to [{sp.sci(m.low)}, {sp.sci(m.high)}]"
+                        for m in moves
+                    ),
+                    *held,
+                ]
+                doc["notes"] = [*doc.get("notes", []), *(f"after stage {k}: {line}" for line in lines)]
+                for line in lines:
+                    self.out.say(line)
         atomic_write_json(self.store.layout.stage_file(k), doc)
         self.store.journal.append([{"ev": "stage_done", "stage": k}])
         self.store.journal.write_snapshot()  # readers then fold only what follows this stage

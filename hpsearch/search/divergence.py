@@ -14,6 +14,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from hpsearch.search import conditional as cond
 from hpsearch.search import space as sp
 
 DIVERGED_MOST = 0.5
@@ -34,16 +35,28 @@ def divergence_threshold(lrs: list[float], diverged: list[bool]) -> float | None
     return found
 
 
+def learning_rates(space: sp.Space) -> list[str]:
+    """The keys of the space's numeric learning-rate parameters: a name in LR_NAMES, also nested
+    (`optim.lr`, `training.learning_rate`) and per branch of a choice (`lr[optimizer=adam]`)."""
+    return [
+        k for k, dim in space.items() if isinstance(dim, sp.Numeric) and cond.public(k).rsplit(".", 1)[-1] in LR_NAMES
+    ]
+
+
+def values_of(key: str, runs: Iterable[Any]) -> list[tuple[Any, float]]:
+    """(run, its value) for the runs where the parameter under `key` exists and is a positive number
+    (a conditional key only where its branch was taken; values are read under the plain name)."""
+    name = cond.public(key)
+    return [(r, float(r.params[name])) for r in runs if cond.active(key, r.params) and _number(r.params.get(name))]
+
+
 def thresholds(space: sp.Space, runs: Iterable[Any]) -> dict[str, float]:
-    """The divergence threshold of each learning-rate parameter (LR_NAMES) of the space, where the runs
-    (anything with `params` and `status`; finished and diverged ones count) show one."""
+    """The divergence threshold of each learning-rate parameter (`learning_rates`) of the space, where
+    the runs (anything with `params` and `status`; finished and diverged ones count) show one."""
     runs = [r for r in runs if r.status in ("finished", "diverged")]
     out = {}
-    for name in LR_NAMES:
-        dim = space.get(name)
-        if not isinstance(dim, sp.Numeric):
-            continue
-        pairs = [(float(r.params[name]), r.status == "diverged") for r in runs if _number(r.params.get(name))]
+    for name in learning_rates(space):
+        pairs = [(v, r.status == "diverged") for r, v in values_of(name, runs)]
         t = divergence_threshold([p[0] for p in pairs], [p[1] for p in pairs])
         if t is not None:
             out[name] = t

@@ -111,10 +111,12 @@ def stage_of(trial: str) -> int:
     return int(m.group(1)) if m else 0
 
 
-def keep_incumbents(dim: sp.Dim, original: sp.Dim, values: Sequence[Any], margin: float) -> sp.Dim:
+def keep_incumbents(dim: sp.Dim, original: sp.Dim, values: Sequence[Any], margin: float, hold: bool = False) -> sp.Dim:
     """The range widened to hold every incumbent value, padded by `margin` of their span (at least
     5% of the range's width, as `stages.narrow` pads), never past the hard bounds or below zero
-    for a range that started non-negative. A categorical gets the incumbents' values back."""
+    for a range that started non-negative, and with `on_border: keep` (the parameter's, or the
+    sweep's: `hold`) never past the sweep's own range (`original`). A categorical gets the
+    incumbents' values back."""
     if not values:
         return dim
     if isinstance(dim, sp.Categorical) and isinstance(original, sp.Categorical):
@@ -137,6 +139,8 @@ def keep_incumbents(dim: sp.Dim, original: sp.Dim, values: Sequence[Any], margin
     floor, ceil = dim.bounds if dim.bounds is not None else (-math.inf, math.inf)
     if isinstance(original, sp.Numeric) and original.low >= 0:
         floor = max(floor, 0.0)
+    if isinstance(original, sp.Numeric) and (hold or dim.on_border == "keep"):
+        floor, ceil = max(floor, original.low), min(ceil, original.high)
     low, high = max(low, floor), min(high, ceil)
     if dim.integer:
         low, high = math.floor(low), math.ceil(high)
@@ -158,6 +162,7 @@ def refine(
     margin: float,
     extend: float,
     misplaced: dict[str, tuple[float, float]] | None = None,
+    hold: bool = False,
 ) -> sp.Space:
     """Apply the three rules of the module docstring to the narrowed next ranges.
 
@@ -172,6 +177,7 @@ def refine(
         misplaced: per learning-rate parameter whose whole range the update ratio says is too low
             or too high (search/updateratio.py), the (low, high) it moves to; rule 1 then gives
             way to it, and rules 2 and 3 apply as to any range.
+        hold: the sweep's `on_border: keep`: rule 2 never widens a range past the sweep's own.
     """
     caps = divergence.thresholds(prev_space, history)
     out = {}
@@ -185,7 +191,7 @@ def refine(
             # high): they are not kept inside this range (promotion still continues them)
             dim = _numeric(dim, *misplaced[name])
         else:
-            dim = keep_incumbents(_positive(dim), original.get(name, dim), keep, margin)
+            dim = keep_incumbents(_positive(dim), original.get(name, dim), keep, margin, hold)
         if name in caps and isinstance(dim, sp.Numeric):  # after the padding: it never reaches past the cap
             dim = divergence.cap(dim, caps[name], [float(v) for v in keep])
         out[name] = dim

@@ -18,12 +18,14 @@ from hpsearch.search.config import Stage, Sweep
 
 
 def next_space(
-    sweep: Sweep, last_space: sp.Space, runs: list[stages.Run]
+    sweep: Sweep, last_space: sp.Space, runs: list[stages.Run], history: list[stages.Run] | None = None
 ) -> tuple[sp.Space, list[stages.BorderFlag], list[stages.Ranked]]:
     """(ranges, border flags, ranking) for the follow-up from the last stage's ranges and runs.
 
     Narrowed as `stages.plan_stage` narrows between stages, around the top 20% (at least 3);
-    with no finished run the ranges stay."""
+    with no finished run the ranges stay. A learning rate whose whole range the update-to-weight
+    ratio of `history` (every run of the sweep; default `runs`) says is too low moves as between
+    stages (`stages.too_low_moves`; `too_low_notes` says so)."""
     ranked = stages.rank(runs, sweep.metric)
     if not ranked:
         return dict(last_space), [], []
@@ -33,7 +35,22 @@ def next_space(
         name: stages.narrow(dim, [r.params[name] for r in top], [f for f in flags if f.param == name], sweep.margin)
         for name, dim in last_space.items()
     }
+    moves, _ = stages.too_low_moves(last_space, runs if history is None else history, sweep.on_border)
+    for m in moves:
+        dim = space[m.param]
+        if isinstance(dim, sp.Numeric):
+            moved = sp.Numeric(
+                m.low, m.high, log=dim.log, integer=dim.integer, q=dim.q, bounds=dim.bounds, on_border=dim.on_border
+            )
+            space[m.param] = stages.legal(moved, dim)
     return space, flags, ranked
+
+
+def too_low_notes(sweep: Sweep, last_space: sp.Space, history: list[stages.Run]) -> list[str]:
+    """The lines `hpsearch next` prints for the learning rates `next_space` moved by the update ratio
+    (or that on_border: keep or bounds hold)."""
+    moves, held = stages.too_low_moves(last_space, history, sweep.on_border)
+    return [m.message.replace("the next stage samples", "the follow-up samples") for m in moves] + held
 
 
 def next_stages(last: Stage) -> list[dict[str, Any]]:

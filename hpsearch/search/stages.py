@@ -276,7 +276,7 @@ def narrow(dim: sp.Dim, top_values: list[Any], flags: list[BorderFlag], margin: 
     return new if valid_range(new) else dim
 
 
-def _legal(dim: sp.Dim, fallback: sp.Dim) -> sp.Dim:
+def legal(dim: sp.Dim, fallback: sp.Dim) -> sp.Dim:
     """A range the evidence rules gave (search/evidence.py), held to `narrow`'s guarantees: within
     its limits, on its grid (multiples of q, or integers), and valid (`valid_range`); else `fallback`
     (the narrowed range, which holds them already)."""
@@ -290,6 +290,25 @@ def _legal(dim: sp.Dim, fallback: sp.Dim) -> sp.Dim:
         float(low), float(high), log=dim.log, integer=dim.integer, q=dim.q, bounds=dim.bounds, on_border=dim.on_border
     )
     return new if valid_range(new) else fallback
+
+
+def too_low_moves(space: sp.Space, history: list[Run], on_border: str) -> tuple[list[Any], list[str]]:
+    """The learning-rate ranges the update-to-weight ratio says are too low as a whole
+    (`search.updateratio`), each held to its limits (`updateratio.within`: hard bounds, scale), and
+    one line for each that may not move (`on_border: keep`, sweep-wide or its own; its top at its bound)."""
+    moves, held = [], []
+    for m in updateratio.misplaced(space, history):
+        dim = space[m.param]
+        assert isinstance(dim, sp.Numeric)  # misplaced judges numeric log ranges only
+        if on_border == "keep" or dim.on_border == "keep":
+            held.append(f"{m.too_low}; on_border: keep holds it")
+            continue
+        moved = updateratio.within(m, dim, *_limits(dim))
+        if moved is None:
+            held.append(f"{m.too_low}; its bounds hold it")
+        else:
+            moves.append(moved)
+    return moves, held
 
 
 def valid_range(dim: sp.Numeric) -> bool:
@@ -373,14 +392,8 @@ def plan_stage(
                     + (f", moved only past the flagged border of {', '.join(moved)}" if moved else "")
                 )
             narrowed = space
-            # a learning-rate range wholly too low by the update-to-weight ratio moves
-            # to where the ratio is near the notes' 1e-3 (unless the range may not move: on_border keep)
-            off = [
-                m
-                for m in updateratio.misplaced(prev_space, history)
-                if sweep.on_border != "keep" and getattr(prev_space[m.param], "on_border", "extend") != "keep"
-            ]
-            notes += [f"stage {k}: {m.message}" for m in off]
+            off, held = too_low_moves(prev_space, history, sweep.on_border)
+            notes += [f"stage {k}: {m.message}" for m in off] + [f"stage {k}: {line}" for line in held]
             refined = evidence.refine(
                 prev_space,
                 narrowed,
@@ -392,8 +405,9 @@ def plan_stage(
                 sweep.margin,
                 EXTEND,
                 {m.param: (m.low, m.high) for m in off},
+                sweep.on_border == "keep",
             )
-            space = {name: _legal(dim, narrowed[name]) for name, dim in refined.items()}
+            space = {name: legal(dim, narrowed[name]) for name, dim in refined.items()}
         else:
             space = dict(prev_space)  # nothing finished: keep the ranges
     ranked = ranked or []

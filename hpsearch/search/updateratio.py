@@ -30,6 +30,7 @@ already take such a range down on that evidence.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -38,12 +39,13 @@ from typing import Any
 import numpy as np
 
 from hpsearch.search import space as sp
-from hpsearch.search.divergence import LR_NAMES
+from hpsearch.search.divergence import learning_rates, values_of
 
 TARGET = 1e-3  # the notes' "somewhere around 1e-3"
 BAND = 10.0  # the next range spans the ratios [TARGET / BAND, TARGET * BAND]
 MIN_RUNS = 5  # fewest runs with a ratio the fit is made from
 MIN_SLOPE = 0.25  # below it the ratio hardly follows the lr (or falls with it): no conclusion
+_TARGET_TEXT = f"{TARGET:.0e}".replace("e-0", "e-")  # 1e-3
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class Misplaced:
         ratio: the fitted ratio at the top of the range (below TARGET).
         low, high: the next range, in lr units: where the fitted ratio is within a decade of TARGET.
         slope: the fit's slope (log10 ratio per decade of lr); n: the runs it was fitted on.
+        clipped: the move was held by the range's hard bounds (`within`).
     """
 
     param: str
@@ -63,15 +66,23 @@ class Misplaced:
     high: float
     slope: float
     n: int
+    clipped: bool = False
 
     @property
     def message(self) -> str:
         """One line for the stage plan's notes."""
-        target = f"{TARGET:.0e}".replace("e-0", "e-")  # 1e-3
+        where = "as near as its bounds allow to where" if self.clipped else "where"
+        return (
+            f"{self.too_low}; the next stage samples [{sp.sci(self.low)}, {sp.sci(self.high)}], {where} the "
+            f"ratio is within a decade of {_TARGET_TEXT}"
+        )
+
+    @property
+    def too_low(self) -> str:
+        """The finding alone, e.g. for a range that may not move or a sweep that has ended."""
         return (
             f"{self.param}: the update-to-weight ratio at the top of the range is {self.ratio:.1e} "
-            f"(fitted on {self.n} runs), below the notes' ~{target}: the range is too low; the next stage "
-            f"samples [{sp.sci(self.low)}, {sp.sci(self.high)}], where the ratio is within a decade of {target}"
+            f"(fitted on {self.n} runs), below the notes' ~{_TARGET_TEXT}: the range is too low"
         )
 
 
@@ -89,37 +100,44 @@ def misplaced(space: sp.Space, runs: Iterable[Any]) -> list[Misplaced]:
         space: the last stage's ranges. runs: every earlier run (`stages.Run`: params, update_ratio);
             runs without a ratio, or without a positive lr, are ignored.
     Returns:
-        One Misplaced per log-scaled lr parameter whose whole range lies below TARGET, in `space`'s
-        order; empty when no ratio was reported (the synthetic family, most programs).
+        One Misplaced per log-scaled learning rate (`divergence.learning_rates`: nested names and
+        each branch of a choice too, fitted on that branch's runs) whose whole range lies below
+        TARGET, in `space`'s order; empty when no ratio was reported (the synthetic family, most programs).
     """
-    runs = list(runs)
+    runs = [r for r in runs if _positive(getattr(r, "update_ratio", None))]
     out = []
-    for name, dim in space.items():
-        if name not in LR_NAMES or not isinstance(dim, sp.Numeric) or not dim.log:
+    for name in learning_rates(space):
+        dim = space[name]
+        if not isinstance(dim, sp.Numeric) or not dim.log:
             continue
-        pts = [
-            (float(r.params[name]), float(r.update_ratio))
-            for r in runs
-            if getattr(r, "update_ratio", None) is not None
-            and r.update_ratio > 0
-            and math.isfinite(r.update_ratio)
-            and isinstance(r.params.get(name), (int, float))
-            and r.params[name] > 0
-        ]
+        pts = [(lr, float(r.update_ratio)) for r, lr in values_of(name, runs)]
         if len(pts) < MIN_RUNS or len({p[0] for p in pts}) < 2:
             continue
         a, b = fit([p[0] for p in pts], [p[1] for p in pts])
         if not b >= MIN_SLOPE:
             continue
-
-        def ratio_at(lr: float, a: float = a, b: float = b) -> float:
-            return float(10 ** (a + b * math.log10(lr)))
-
-        def lr_at(ratio: float, a: float = a, b: float = b) -> float:
-            return float(10 ** ((math.log10(ratio) - a) / b))
-
-        top = ratio_at(dim.high)
-        low, high = lr_at(TARGET / BAND), lr_at(TARGET * BAND)
+        top = float(10 ** (a + b * math.log10(dim.high)))
+        low, high = (float(10 ** ((math.log10(r) - a) / b)) for r in (TARGET / BAND, TARGET * BAND))
         if top < TARGET and math.isfinite(low) and math.isfinite(high) and 0 < low < high:
             out.append(Misplaced(name, top, low, high, b, len(pts)))
     return out
+
+
+def within(m: Misplaced, dim: sp.Numeric, floor: float, ceil: float) -> Misplaced | None:
+    """The move held to how far the range may go ([floor, ceil]: its hard bounds and scale), or None
+    when it cannot rise at all (its top is at the ceiling already).
+
+    A band wholly above the ceiling gives the top decade below it, [max(ceil / BAND, low), ceil]:
+    as close to the band as the bounds allow, like a border move stopped by a bound."""
+    low, high = max(m.low, floor), min(m.high, ceil)
+    if high <= dim.high:
+        return None
+    if low >= high:
+        low = max(ceil / BAND, dim.low, floor)
+    if not low < high:
+        return None
+    return dataclasses.replace(m, low=low, high=high, clipped=(low, high) != (m.low, m.high))
+
+
+def _positive(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x < math.inf
