@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import pytest
+import yaml
 from helpers import events, run_cli, write_sweep
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -261,5 +262,30 @@ def test_a_sweep_whose_lr_range_is_too_low_moves_it_through_the_journal(tmp_path
     results = [e for e in events(root) if e["ev"] == "result" and e["trial"].startswith("s1-")]
     assert len(results) == 8 and all(0 < e["update_ratio"] < 1e-3 for e in results)
     assert "update-to-weight ratio" in p.stdout and "too low" in p.stdout
-    lr = json.loads((root / "stages" / "stage-2.json").read_text())["ranges"]["lr"]
-    assert lr["low"] > 1e-5  # the whole next range lies above the old one
+    stage2 = json.loads((root / "stages" / "stage-2.json").read_text())
+    assert stage2["ranges"]["lr"]["low"] > 1e-5  # the whole next range lies above the old one
+    (note,) = stage2["notes"]
+    assert note.startswith("stage 2: lr: the update-to-weight ratio") and note in p.stdout
+    assert note in run_cli("report", str(root), check=True).stdout  # the report says why the range jumped
+
+
+def test_after_the_last_stage_the_move_is_named_and_hpsearch_next_applies_it(tmp_path):
+    f = write_sweep(
+        tmp_path,
+        {
+            "name": "one-stage",
+            "metric": {"name": "val_acc", "goal": "maximize"},
+            "seed": 1,
+            "trainable": {"builtin": "classifier", "dataset": "digits", "hidden": [32], "optimizer": "momentum"},
+            "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-7, "max": 1e-5}},
+            "stages": [{"trials": 8, "epochs": 1}],
+            "workers": 1,
+        },
+    )
+    root = tmp_path / "run"
+    p = run_cli("master", "start", str(f), "--dir", str(root), check=True)
+    assert "the range is too low: `hpsearch next" in p.stdout
+    n = run_cli("next", str(root), "-o", str(tmp_path / "next.yaml"), check=True)
+    assert "Update ratio: lr: the update-to-weight ratio" in n.stdout and "the follow-up samples" in n.stdout
+    lr = yaml.safe_load((tmp_path / "next.yaml").read_text())["parameters"]["lr"]
+    assert lr["min"] > 1e-5 and lr["max"] > lr["min"]  # above the whole old range
