@@ -270,3 +270,22 @@ def test_four_workers_decide_consistently_from_the_journal(tmp_path: Path) -> No
     state = check_journal(d)
     assert len({t.worker for t in state.trials.values()}) == 4  # decided by four processes
     assert "pruned" in statuses(state).values() and Store(d).refresh().done
+
+
+def test_dry_run_shows_each_stages_rule_and_rungs(tmp_path: Path) -> None:
+    """--dry-run names the rule and its rung epochs per stage (a user trial found it silent), and a W&B
+    rule's long band list is shortened."""
+    doc = {
+        **NOOP,
+        "early_terminate": {"type": "hyperband", "min_iter": 1, "eta": 3},
+        "stages": [{"trials": 9, "epochs": 27}, {"trials": 3, "epochs": 2, "early_stop": "none"}],
+    }
+    f = write_sweep(tmp_path, yaml.safe_dump(doc, sort_keys=False))
+    p = run_cli("master", "start", str(f), "--dir", str(tmp_path / "run"), "--dry-run", check=True)
+    assert (
+        "stage 1: 9 trial(s) x 27 epoch(s), early stopping asha (eta 3, rungs [1, 3, 9, 27, ...]) at epoch(s) [1, 3, 9]"
+        in p.stdout
+    )
+    stage2 = next(line for line in p.stdout.splitlines() if line.strip().startswith("stage 2:"))
+    assert "early stopping" not in stage2
+    assert not (tmp_path / "run").exists()

@@ -748,7 +748,10 @@ def dry_run(sweep_path: str, root: str | None, workers: int | None, launcher: st
         if carried:
             what += f" ({carried} promoted from stage {k - 1}, each going on from epoch {prev_epochs})"
         top = f", ranges narrowed around the top {stage.top}" if k > 1 and stage.top else ""
-        lines.append(f"  stage {k}: {what}{top}: {epochs} epoch(s) to train")
+        rule = sweep.early_stop_for(k)
+        rungs = rule.rungs(stage.epochs)
+        stop = f", early stopping {rule.describe()} at epoch(s) {list(rungs)}" if rule.active and rungs else ""
+        lines.append(f"  stage {k}: {what}{top}{stop}: {epochs} epoch(s) to train")
         prev_configs, prev_repeats, prev_epochs = stage.trials + promoted, stage.repeats, stage.epochs
     lines.append(f"Total: at most {total} epoch(s) of training")
     kind = launcher or sweep.launcher.get("type", "local")
