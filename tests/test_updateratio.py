@@ -289,3 +289,12 @@ def test_after_the_last_stage_the_move_is_named_and_hpsearch_next_applies_it(tmp
     assert "Update ratio: lr: the update-to-weight ratio" in n.stdout and "the follow-up samples" in n.stdout
     lr = yaml.safe_load((tmp_path / "next.yaml").read_text())["parameters"]["lr"]
     assert lr["min"] > 1e-5 and lr["max"] > lr["min"]  # above the whole old range
+
+
+def test_an_extreme_fit_gives_no_overflow():
+    """A fit whose band would lie past the largest float concludes nothing instead of raising."""
+    runs = [
+        run(1, i, 0.5, 1e-300 * (lr / 1e-6) ** 0.3, lr=lr, reg=1e-4)
+        for i, lr in enumerate(10 ** np.linspace(-6, -3, 8))
+    ]
+    assert updateratio.misplaced(sweep().space, runs) == []

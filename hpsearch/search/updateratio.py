@@ -116,8 +116,8 @@ def misplaced(space: sp.Space, runs: Iterable[Any]) -> list[Misplaced]:
         a, b = fit([p[0] for p in pts], [p[1] for p in pts])
         if not b >= MIN_SLOPE:
             continue
-        top = float(10 ** (a + b * math.log10(dim.high)))
-        low, high = (float(10 ** ((math.log10(r) - a) / b)) for r in (TARGET / BAND, TARGET * BAND))
+        top = _pow10(a + b * math.log10(dim.high))
+        low, high = (_pow10((math.log10(r) - a) / b) for r in (TARGET / BAND, TARGET * BAND))
         if top < TARGET and math.isfinite(low) and math.isfinite(high) and 0 < low < high:
             out.append(Misplaced(name, top, low, high, b, len(pts)))
     return out
@@ -137,6 +137,11 @@ def within(m: Misplaced, dim: sp.Numeric, floor: float, ceil: float) -> Misplace
     if not low < high:
         return None
     return dataclasses.replace(m, low=low, high=high, clipped=(low, high) != (m.low, m.high))
+
+
+def _pow10(x: float) -> float:
+    """10 ** x, inf past the largest float instead of OverflowError (a fit on odd runs can ask for it)."""
+    return math.inf if x > 308 else 10.0**x
 
 
 def _positive(x: Any) -> bool:
