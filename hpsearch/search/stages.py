@@ -292,7 +292,7 @@ def legal(dim: sp.Dim, fallback: sp.Dim) -> sp.Dim:
     return new if valid_range(new) else fallback
 
 
-def too_low_moves(space: sp.Space, history: list[Run], on_border: str) -> tuple[list[Any], list[str]]:
+def too_low_moves(space: sp.Space, history: list[Run], on_border: str) -> tuple[list[updateratio.Misplaced], list[str]]:
     """The learning-rate ranges the update-to-weight ratio says are too low as a whole
     (`search.updateratio`), each held to its limits (`updateratio.within`: hard bounds, scale), and
     one line for each that may not move (`on_border: keep`, sweep-wide or its own; its top at its bound)."""
