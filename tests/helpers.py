@@ -279,3 +279,12 @@ def kill_pids(pids: list[int]) -> None:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def start_master(sweep: Path, root: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """`hpsearch master start SWEEP --dir ROOT` to the end; any worker it leaves behind is killed
+    (tear-down, whatever the outcome)."""
+    try:
+        return run_cli("master", "start", str(sweep), "--dir", str(root), timeout=timeout)
+    finally:
+        kill_pids(worker_pids(root))

@@ -59,7 +59,7 @@ def test_follow_up_narrows_moves_flagged_edges_and_continues() -> None:
         run(2, 0.92, lr=2e-4, drop=0.45, width=70, opt="sgd", **{"nested.m": 0.85}),
         run(3, 0.10, lr=0.9, drop=0.1, width=500, opt="rmsprop", **{"nested.m": 0.6}),
     ]
-    space, flags, ranked = followup.next_space(sweep, last, runs)
+    space, flags, ranked, _ = followup.next_space(sweep, last, runs)
     assert [r.config for r in ranked][:3] == ["s2-t0000", "s2-t0001", "s2-t0002"]
     assert {(f.param, f.side) for f in flags} == {("lr", "low")}
     assert space["lr"].low < 1e-4  # moved past the flagged edge
@@ -75,7 +75,7 @@ def test_follow_up_narrows_moves_flagged_edges_and_continues() -> None:
 
 def test_no_finished_run_keeps_the_ranges() -> None:
     sweep = parse(RAW)
-    space, flags, ranked = followup.next_space(sweep, dict(sweep.space), [])
+    space, flags, ranked, _ = followup.next_space(sweep, dict(sweep.space), [])
     assert space == dict(sweep.space) and flags == [] and ranked == []
 
 

@@ -12,7 +12,18 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import count_events, events, kill_pids, run_cli, spawn, wait_for, worker_pids, write, write_sweep
+from helpers import (
+    count_events,
+    events,
+    kill_pids,
+    run_cli,
+    spawn,
+    start_master,
+    wait_for,
+    worker_pids,
+    write,
+    write_sweep,
+)
 
 from hpsearch.store.fold import State
 from hpsearch.store.sweepdir import Store
@@ -60,10 +71,7 @@ def test_a_hung_trainable_is_timed_out_and_the_worker_goes_on(
         write(tmp_path / name, text)
     sweep = write_sweep(tmp_path, _sweep(trainable, retries=1))
     root = tmp_path / "d"
-    try:
-        r = run_cli("master", "start", str(sweep), "--dir", str(root), timeout=300)
-    finally:
-        kill_pids(worker_pids(root))
+    r = start_master(sweep, root, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr
     st = Store(root).refresh()
     hung = st.trials["s1-t0001"]

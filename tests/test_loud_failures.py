@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import count_events, kill_pids, run_cli, worker_pids, write, write_sweep
+from helpers import count_events, run_cli, start_master, write, write_sweep
 
 from hpsearch.report.failures import group_failures, reason_key, same_error_early
 from hpsearch.store.fold import State, TrialRecord
@@ -97,10 +97,7 @@ def test_a_stage_in_which_every_trial_fails_stops_the_sweep_loudly(
         write(tmp_path / name, text)
     sweep = write_sweep(tmp_path, _sweep(trainable, extra="max_failures: 100\n"))
     root = tmp_path / "d"
-    try:
-        r = run_cli("master", "start", str(sweep), "--dir", str(root), timeout=240)
-    finally:
-        kill_pids(worker_pids(root))
+    r = start_master(sweep, root, timeout=240)
     assert r.returncode == 1, r.stdout[-3000:] + r.stderr
     out = r.stdout
     assert "Stage 1: 4 of 4 trials failed or diverged, none finished:" in out
@@ -124,10 +121,7 @@ def test_the_same_error_in_the_first_trials_stops_the_sweep_early(tmp_path: Path
     write(tmp_path / "ut_crash.py", CRASH_IN_EPOCH_2)
     sweep = write_sweep(tmp_path, _sweep("{python: 'ut_crash:fit'}", trials=40, extra="max_failures: 3\n"))
     root = tmp_path / "d"
-    try:
-        r = run_cli("master", "start", str(sweep), "--dir", str(root), timeout=240)
-    finally:
-        kill_pids(worker_pids(root))
+    r = start_master(sweep, root, timeout=240)
     assert r.returncode == 1, r.stdout[-3000:] + r.stderr
     st = Store(root).refresh()
     c = {s: sum(1 for t in st.trials.values() if t.state is s) for s in State}
@@ -143,10 +137,7 @@ def test_the_same_error_in_the_first_trials_stops_the_sweep_early(tmp_path: Path
         tmp_path / "ut_crash.py",
         "def fit(params, trial):\n    for e in trial.epoch_range:\n        trial.report(e, val_acc=0.4)\n",
     )
-    try:
-        r = run_cli("master", "start", str(sweep), "--dir", str(root), timeout=240)
-    finally:
-        kill_pids(worker_pids(root))
+    r = start_master(sweep, root, timeout=240)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr
     st = Store(root).refresh()
     assert st.done and {t.trial for t in st.trials.values() if t.state is State.FAILED} == failed
@@ -160,10 +151,7 @@ def test_a_stage_with_some_finished_runs_goes_on(tmp_path: Path) -> None:
     )
     sweep = write_sweep(tmp_path, _sweep("{python: 'ut_half:fit'}", trials=8, extra="max_failures: 3\nseed: 1\n"))
     root = tmp_path / "d"
-    try:
-        r = run_cli("master", "start", str(sweep), "--dir", str(root), timeout=240)
-    finally:
-        kill_pids(worker_pids(root))
+    r = start_master(sweep, root, timeout=240)
     st = Store(root).refresh()
     firsts = st.stage_trials(1)
     assert any(t.state is State.FINISHED for t in firsts) and any(t.state is State.FAILED for t in firsts)

@@ -244,21 +244,27 @@ def test_the_next_range_is_valid_and_on_the_far_side(lr_star, slope, lo, width, 
 
 
 # -- through the real CLI: the built-in classifier reports the ratio, the worker journals it -----
-def test_a_sweep_whose_lr_range_is_too_low_moves_it_through_the_journal(tmp_path):
+def run_too_low_digits_sweep(tmp_path, name: str, seed: int, stages_: list[dict]):
+    """The built-in classifier on digits with lr in [1e-7, 1e-5] (a decade and more too low), one worker,
+    through the real CLI: (sweep directory, the master's completed process)."""
     f = write_sweep(
         tmp_path,
         {
-            "name": "too-low",
+            "name": name,
             "metric": {"name": "val_acc", "goal": "maximize"},
-            "seed": 0,
+            "seed": seed,
             "trainable": {"builtin": "classifier", "dataset": "digits", "hidden": [32], "optimizer": "momentum"},
             "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-7, "max": 1e-5}},
-            "stages": [{"trials": 8, "epochs": 1}, {"trials": 3, "epochs": 1}],
+            "stages": stages_,
             "workers": 1,
         },
     )
     root = tmp_path / "run"
-    p = run_cli("master", "start", str(f), "--dir", str(root), check=True)
+    return root, run_cli("master", "start", str(f), "--dir", str(root), check=True)
+
+
+def test_a_sweep_whose_lr_range_is_too_low_moves_it_through_the_journal(tmp_path):
+    root, p = run_too_low_digits_sweep(tmp_path, "too-low", 0, [{"trials": 8, "epochs": 1}, {"trials": 3, "epochs": 1}])
     results = [e for e in events(root) if e["ev"] == "result" and e["trial"].startswith("s1-")]
     assert len(results) == 8 and all(0 < e["update_ratio"] < 1e-3 for e in results)
     assert "update-to-weight ratio" in p.stdout and "too low" in p.stdout
@@ -270,20 +276,7 @@ def test_a_sweep_whose_lr_range_is_too_low_moves_it_through_the_journal(tmp_path
 
 
 def test_after_the_last_stage_the_move_is_named_and_hpsearch_next_applies_it(tmp_path):
-    f = write_sweep(
-        tmp_path,
-        {
-            "name": "one-stage",
-            "metric": {"name": "val_acc", "goal": "maximize"},
-            "seed": 1,
-            "trainable": {"builtin": "classifier", "dataset": "digits", "hidden": [32], "optimizer": "momentum"},
-            "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-7, "max": 1e-5}},
-            "stages": [{"trials": 8, "epochs": 1}],
-            "workers": 1,
-        },
-    )
-    root = tmp_path / "run"
-    p = run_cli("master", "start", str(f), "--dir", str(root), check=True)
+    root, p = run_too_low_digits_sweep(tmp_path, "one-stage", 1, [{"trials": 8, "epochs": 1}])
     assert "the range is too low: `hpsearch next" in p.stdout
     n = run_cli("next", str(root), "-o", str(tmp_path / "next.yaml"), check=True)
     assert "Update ratio: lr: the update-to-weight ratio" in n.stdout and "the follow-up samples" in n.stdout
@@ -298,3 +291,13 @@ def test_an_extreme_fit_gives_no_overflow():
         for i, lr in enumerate(10 ** np.linspace(-6, -3, 8))
     ]
     assert updateratio.misplaced(sweep().space, runs) == []
+
+
+def test_the_diagnostics_find_a_nested_learning_rate_as_the_planner_does():
+    import pandas as pd
+
+    from hpsearch.report.diagnostics import lr_column
+
+    assert lr_column(pd.DataFrame(columns=["p.optim.lr", "p.reg"])) == "p.optim.lr"
+    assert lr_column(pd.DataFrame(columns=["p.optim.lr", "p.lr"])) == "p.lr"  # a plain name first
+    assert lr_column(pd.DataFrame(columns=["p.reg", "p.lr_decay"])) is None

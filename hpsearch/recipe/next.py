@@ -30,7 +30,7 @@ def next_sweep(root: str, warm_start: bool) -> tuple[str, list[str]]:
     last_space = sp.space_from_dict(st.stages[k]["space"])
     runs = stages.runs_from(st.stage_trials(k))
     history = stages.runs_from([t for j in sorted(st.stages) if j <= k for t in st.stage_trials(j)])
-    space, flags, ranked = followup.next_space(sweep, last_space, runs, history)
+    space, flags, ranked, ratio_lines = followup.next_space(sweep, last_space, runs, history)
     raw = yaml.safe_load(store.layout.sweep_yaml.read_text()) or {}
     doc = followup.followup_doc(raw, sweep, space, sweep.stages[k - 1], os.path.abspath(root) if warm_start else None)
     sweepfile.parse(doc, source_dir=sweep.source_dir)  # what we write must start: a bug here is ours
@@ -45,7 +45,7 @@ def next_sweep(root: str, warm_start: bool) -> tuple[str, list[str]]:
         if sp.is_searched(dim):
             notes.append(f"  {name.ljust(width)}  {dim.describe():<32} -> {space[name].describe()}")
     notes += [f"Border: {f.message}" for f in flags]
-    notes += [f"Update ratio: {line}" for line in followup.too_low_notes(sweep, last_space, history)]
+    notes += [f"Update ratio: {line}" for line in ratio_lines]
     if warm_start:
         notes.append(f"Warm start: stage {k}'s {len(ranked)} ranked run(s) join the first stage's ranking")
     return text, notes

@@ -32,7 +32,11 @@ from typing import Any
 import pandas as pd
 
 from hpsearch.report.failures import reason_key
-from hpsearch.search.divergence import LR_NAMES, divergence_threshold  # the rule lives with the range cut
+from hpsearch.search.divergence import (  # the rule lives with the range cut
+    LR_NAMES,
+    divergence_threshold,
+    is_learning_rate,
+)
 from hpsearch.search.space import fmt
 
 OVERFIT_GAP = 0.10
@@ -119,10 +123,11 @@ def border_findings(stages: list[dict[str, Any]], n_stages: int) -> list[Finding
 
 
 def lr_column(runs: pd.DataFrame) -> str | None:
-    for name in LR_NAMES:
+    """The runs' learning-rate column (`p.lr`, ..., also nested: the planner's `is_learning_rate`)."""
+    for name in LR_NAMES:  # a plain name first, as before
         if f"p.{name}" in runs.columns:
             return f"p.{name}"
-    return None
+    return next((c for c in runs.columns if c.startswith("p.") and is_learning_rate(c[2:])), None)
 
 
 def diverged_findings(runs: pd.DataFrame) -> list[Finding]:

@@ -35,12 +35,15 @@ def divergence_threshold(lrs: list[float], diverged: list[bool]) -> float | None
     return found
 
 
+def is_learning_rate(name: str) -> bool:
+    """Whether a parameter is a learning rate: a name in LR_NAMES, also nested (`optim.lr`,
+    `training.learning_rate`) and per branch of a choice (`lr[optimizer=adam]`)."""
+    return cond.public(name).rsplit(".", 1)[-1] in LR_NAMES
+
+
 def learning_rates(space: sp.Space) -> list[str]:
-    """The keys of the space's numeric learning-rate parameters: a name in LR_NAMES, also nested
-    (`optim.lr`, `training.learning_rate`) and per branch of a choice (`lr[optimizer=adam]`)."""
-    return [
-        k for k, dim in space.items() if isinstance(dim, sp.Numeric) and cond.public(k).rsplit(".", 1)[-1] in LR_NAMES
-    ]
+    """The keys of the space's numeric learning-rate parameters (`is_learning_rate`)."""
+    return [k for k, dim in space.items() if isinstance(dim, sp.Numeric) and is_learning_rate(k)]
 
 
 def values_of(key: str, runs: Iterable[Any]) -> list[tuple[Any, float]]:

@@ -9,6 +9,7 @@ ones compare at equal training), then a finer one trained twice as long.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from typing import Any
 
@@ -19,38 +20,29 @@ from hpsearch.search.config import Stage, Sweep
 
 def next_space(
     sweep: Sweep, last_space: sp.Space, runs: list[stages.Run], history: list[stages.Run] | None = None
-) -> tuple[sp.Space, list[stages.BorderFlag], list[stages.Ranked]]:
-    """(ranges, border flags, ranking) for the follow-up from the last stage's ranges and runs.
+) -> tuple[sp.Space, list[stages.BorderFlag], list[stages.Ranked], list[str]]:
+    """(ranges, border flags, ranking, update-ratio lines) for the follow-up from the last stage's
+    ranges and runs.
 
     Narrowed as `stages.plan_stage` narrows between stages, around the top 20% (at least 3);
     with no finished run the ranges stay. A learning rate whose whole range the update-to-weight
     ratio of `history` (every run of the sweep; default `runs`) says is too low moves as between
-    stages (`stages.too_low_moves`; `too_low_notes` says so)."""
+    stages (`stages.too_low_moves`); the lines say so, or that on_border: keep or bounds hold it."""
     ranked = stages.rank(runs, sweep.metric)
     if not ranked:
-        return dict(last_space), [], []
+        return dict(last_space), [], [], []
     flags = stages.border_flags(last_space, ranked[0].params, sweep.border, sweep.on_border)
     top = ranked[: stages.top_count(Stage(trials=1, epochs=1), len(ranked))]
     space = {
         name: stages.narrow(dim, [r.params[name] for r in top], [f for f in flags if f.param == name], sweep.margin)
         for name, dim in last_space.items()
     }
-    moves, _ = stages.too_low_moves(last_space, runs if history is None else history, sweep.on_border)
+    moves, held = stages.too_low_moves(last_space, runs if history is None else history, sweep.on_border)
     for m in moves:
         dim = space[m.param]
         if isinstance(dim, sp.Numeric):
-            moved = sp.Numeric(
-                m.low, m.high, log=dim.log, integer=dim.integer, q=dim.q, bounds=dim.bounds, on_border=dim.on_border
-            )
-            space[m.param] = stages.legal(moved, dim)
-    return space, flags, ranked
-
-
-def too_low_notes(sweep: Sweep, last_space: sp.Space, history: list[stages.Run]) -> list[str]:
-    """The lines `hpsearch next` prints for the learning rates `next_space` moved by the update ratio
-    (or that on_border: keep or bounds hold)."""
-    moves, held = stages.too_low_moves(last_space, history, sweep.on_border)
-    return [m.message.replace("the next stage samples", "the follow-up samples") for m in moves] + held
+            space[m.param] = stages.legal(dataclasses.replace(dim, low=m.low, high=m.high), dim)
+    return space, flags, ranked, [m.says("the follow-up") for m in moves] + held
 
 
 def next_stages(last: Stage) -> list[dict[str, Any]]:

@@ -56,7 +56,7 @@ class Misplaced:
         param: the learning-rate parameter (one of divergence.LR_NAMES).
         ratio: the fitted ratio at the top of the range (below TARGET).
         low, high: the next range, in lr units: where the fitted ratio is within a decade of TARGET.
-        slope: the fit's slope (log10 ratio per decade of lr); n: the runs it was fitted on.
+        n: the runs the fit was made on.
         clipped: the move was held by the range's hard bounds (`within`).
     """
 
@@ -64,16 +64,19 @@ class Misplaced:
     ratio: float
     low: float
     high: float
-    slope: float
     n: int
     clipped: bool = False
 
     @property
     def message(self) -> str:
         """One line for the stage plan's notes."""
+        return self.says("the next stage")
+
+    def says(self, who: str) -> str:
+        """The finding and the move, with `who` samples the new range ("the next stage", "the follow-up")."""
         where = "as near as its bounds allow to where" if self.clipped else "where"
         return (
-            f"{self.too_low}; the next stage samples [{sp.sci(self.low)}, {sp.sci(self.high)}], {where} the "
+            f"{self.too_low}; {who} samples [{sp.sci(self.low)}, {sp.sci(self.high)}], {where} the "
             f"ratio is within a decade of {_TARGET_TEXT}"
         )
 
@@ -119,7 +122,7 @@ def misplaced(space: sp.Space, runs: Iterable[Any]) -> list[Misplaced]:
         top = _pow10(a + b * math.log10(dim.high))
         low, high = (_pow10((math.log10(r) - a) / b) for r in (TARGET / BAND, TARGET * BAND))
         if top < TARGET and math.isfinite(low) and math.isfinite(high) and 0 < low < high:
-            out.append(Misplaced(name, top, low, high, b, len(pts)))
+            out.append(Misplaced(name, top, low, high, len(pts)))
     return out
 
 
