@@ -130,3 +130,66 @@ def test_cli_prints_the_plan_before_it_runs_and_stays_within_budget(tmp_path):
     done = {r["trial"]: r["epochs_done"] for r in results}
     trained = sum(n - (done[planned[t]["parent"]] if planned[t].get("parent") else 0) for t, n in done.items())
     assert 0 < trained <= 40
+
+
+def test_explore_epochs_sets_aside_whole_trials_at_least_one():
+    assert bp.explore_epochs(10, 8) == 8  # half would be 5 epochs: the floor of one trial applies
+    assert bp.explore_epochs(55, 8) == 24  # half of 55 buys 3 trials of 8
+    assert bp.explore_epochs(55, 8, share=1.0) == 48
+    assert bp.explore_epochs(7, 8) == 0 and bp.explore_epochs(10, 0) == 0
+
+
+def _last_stage(best_lr: float, auto: bool = True):
+    """Plan stage 3 of a 64-epoch plan (1, 3, 8 epochs) whose stage-2 best run has `best_lr`; stage 1's
+    runs spread over lr in [1e-5, 1] with a metric rising towards best_lr."""
+    import math
+
+    doc = auto_sweep(64, 8)
+    if not auto:
+        doc = {**doc, "stages": [{"trials": s.trials, "epochs": s.epochs, "promote": s.promote} for s in bp.plan(64, 8)]}
+        del doc["epochs"]
+    sw = parse(doc)
+    plan1 = stages.plan_stage(sw, 1, None, [])
+
+    def score(lr: float) -> float:
+        return 0.9 - 0.05 * abs(math.log10(lr) - math.log10(best_lr))
+
+    runs1 = [
+        stages.Run(t["trial"], t["config"], t["params"], "finished", score(t["params"]["lr"]), 1, t["seed"])
+        for t in plan1.trials
+    ]
+    plan2 = stages.plan_stage(sw, 2, plan1.space, runs1, None, runs1)
+    top = max((t for t in plan2.trials if not t.get("parent")), key=lambda t: t["params"]["lr"])
+    if best_lr > plan2.space["lr"].high:  # its highest draw lies on the top border
+        top["params"] = {**top["params"], "lr": plan2.space["lr"].high * 0.97}
+    runs2 = [
+        stages.Run(t["trial"], t["config"], t["params"], "finished", score(t["params"]["lr"]) + 0.01, 3, t["seed"])
+        for t in plan2.trials
+    ]
+    plan3 = stages.plan_stage(sw, 3, plan2.space, runs2, None, runs1 + runs2)
+    return sw, plan2, plan3
+
+
+def test_a_promote_only_last_stage_whose_range_moved_also_samples_the_moved_range():
+    """Breast cancer's worst seed (README "Performance"): a range moved before the last stage of
+    `stages: auto` was never sampled, since that stage only promoted."""
+    sw, plan2, plan3 = _last_stage(best_lr=1e6)  # better and better upwards: stage 2's best on its top border
+    assert [(f.param, f.side) for f in plan3.flags if f.extends] == [("lr", "high")]
+    assert plan3.space["lr"].high > plan2.space["lr"].high
+    fresh = [t for t in plan3.trials if not t.get("parent")]
+    promoted = [t for t in plan3.trials if t.get("parent")]
+    assert len(fresh) == 1 and len(promoted) == 1  # 15 epochs: the incumbent's 5, one fresh trial's 8
+    assert fresh[0]["epochs"] == 8 and plan3.space["lr"].low <= fresh[0]["params"]["lr"] <= plan3.space["lr"].high
+    assert any("fresh trial(s) sample it" in n for n in plan3.notes)
+    assert 5 * len(promoted) + 8 * len(fresh) <= bp.cost(sw.stages) - bp.cost(sw.stages[:2])
+
+
+def test_a_last_stage_whose_range_stayed_only_promotes():
+    _, _, plan3 = _last_stage(best_lr=1e-2)  # the best inside the range: no border flag
+    assert not [t for t in plan3.trials if not t.get("parent")] and len(plan3.trials) == 3
+    assert not any("fresh trial(s)" in n for n in plan3.notes)
+
+
+def test_stages_written_by_hand_keep_the_promotions_they_ask_for():
+    _, _, plan3 = _last_stage(best_lr=1e6, auto=False)
+    assert not [t for t in plan3.trials if not t.get("parent")] and len(plan3.trials) == 3

@@ -33,6 +33,9 @@ FIRST_SHARE = 0.4
 # FIRST_SHARE 0.4, KEEP 0 (the incumbent alone) scored a median and worst seed at least as good as
 # KEEP 1/9 and 1/3 in all six cells; FIRST_SHARE 0.25 was better in range, worse out of range.
 KEEP = 0.0
+# A promote-only last stage whose ranges moved spends this share of what its incumbent leaves on
+# fresh trials in the moved ranges (`explore_epochs`); chosen by the quality suite (README "Performance").
+EXPLORE_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,20 @@ def fresh_within(stage: Any, planned_cost: int, promoted_cost: int) -> int:
     the stage spends no more than `planned_cost` (what `cost` counted for it)."""
     left = planned_cost - promoted_cost
     return max(0, min(stage.trials, left // (stage.epochs * stage.repeats)))
+
+
+def explore_epochs(left: int, one: int, share: float | None = None) -> int:
+    """Epochs a promote-only last stage whose ranges moved sets aside for fresh trials: `share`
+    (default EXPLORE_SHARE) of the `left` epochs its incumbent does not use, rounded down to whole
+    trials of `one` epochs each, and at least one trial when `left` affords one.
+
+    Example: a last stage of 8 epochs after one of 3 has 15 epochs (3 promotions of 5); the
+    incumbent takes 5, and 8 of the 10 left buy one fresh trial (EXPLORE_SHARE 0.5 would round to 0,
+    so the floor of one trial applies)."""
+    share = EXPLORE_SHARE if share is None else share
+    if one <= 0 or left < one:
+        return 0
+    return max(1, int(share * left) // one) * one
 
 
 def describe(stages: Sequence[Any], budget: int | None) -> str:

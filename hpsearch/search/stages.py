@@ -365,6 +365,7 @@ def plan_stage(
     stage = sweep.stages[k - 1]
     space, flags = dict(sweep.space), []
     notes: list[str] = []
+    off: list[updateratio.Misplaced] = []
     history = prev_runs if history is None else history
     seeds = {r.trial: r.seed for r in history}
     overall: list[Ranked] = []
@@ -417,7 +418,15 @@ def plan_stage(
     promoted = _promoted(stage, candidates, sweep, len(ranked))
     fresh = stage.trials
     if sweep.budget is not None:
-        promoted, fresh = _within_budget(sweep, k, promoted)
+        # a promote-only last stage of `stages: auto` whose ranges moved also samples where they moved
+        moved = sorted({m.param for m in off} | {f.param for f in flags if f.extends})
+        explore = sweep.auto and k == len(sweep.stages) and not stage.trials and bool(moved) and bool(promoted)
+        promoted, fresh = _within_budget(sweep, k, promoted, explore)
+        if explore and fresh:
+            notes.append(
+                f"stage {k}: the range of {', '.join(moved)} moved: {fresh} fresh trial(s) sample it, "
+                f"besides {len(promoted)} promoted configuration(s)"
+            )
     trials = _promoted_trials(stage, promoted, by_trial)
     drawn = sampler.sample_stage(space, sweep.seed, k, fresh, sweep.method, exclude=[t["params"] for t in trials])
     if drawn.available is not None:
@@ -494,22 +503,37 @@ def _promoted(
     return ranked[:n]
 
 
-def _within_budget(sweep: Sweep, k: int, promoted: list[Ranked]) -> tuple[list[Ranked], int]:
+def _within_budget(sweep: Sweep, k: int, promoted: list[Ranked], explore: bool = False) -> tuple[list[Ranked], int]:
     """Promotions and fresh trials that keep stage k within what the plan counted for it: an incumbent
     of an earlier stage than the previous one has more epochs to train, paid for with fresh trials
-    (or, in a stage without them, left out for a cheaper one)."""
+    (or, in a stage without them, left out for a cheaper one).
+
+    `explore`: the stage promotes only, but its ranges moved (a border flag, a too-low learning
+    rate), so the configurations it would continue all lie where the evidence says the optimum is
+    not. The incumbent is still promoted; `budget.EXPLORE_SHARE` of what is left buys fresh trials
+    in the moved ranges (at least one when the stage affords it), the rest the next incumbents.
+    """
     stage = sweep.stages[k - 1]
     allowance = budget.cost(sweep.stages[:k]) - budget.cost(sweep.stages[: k - 1])
-    kept, spent = [], 0
+    costs = []
     for p in promoted:
         # its first repeats continue (the epochs they lack); seeds it gains train the whole stage
         going_on = min(len(p.trials), stage.repeats)
         c = going_on * max(0, stage.epochs - _epochs(sweep, evidence.stage_of(p.trials[0])))
-        c += (stage.repeats - going_on) * stage.epochs
-        if spent + c <= allowance:
+        costs.append(c + (stage.repeats - going_on) * stage.epochs)
+    reserved = 0
+    if explore and costs and costs[0] <= allowance:
+        one = stage.epochs * stage.repeats
+        reserved = budget.explore_epochs(allowance - costs[0], one)
+    kept, spent = [], 0
+    for p, c in zip(promoted, costs):
+        if spent + c <= allowance - reserved:
             kept.append(p)
             spent += c
-    return kept, budget.fresh_within(stage, allowance, spent)
+    fresh = budget.fresh_within(stage, allowance, spent)
+    if explore:
+        fresh = (allowance - spent) // (stage.epochs * stage.repeats)
+    return kept, fresh
 
 
 def _epochs(sweep: Sweep, k: int) -> int:
