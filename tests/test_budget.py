@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from helpers import run_cli, write_sweep
@@ -142,11 +143,10 @@ def test_explore_epochs_sets_aside_whole_trials_at_least_one():
 def _last_stage(best_lr: float, auto: bool = True):
     """Plan stage 3 of a 64-epoch plan (1, 3, 8 epochs) whose stage-2 best run has `best_lr`; stage 1's
     runs spread over lr in [1e-5, 1] with a metric rising towards best_lr."""
-    import math
-
     doc = auto_sweep(64, 8)
     if not auto:
-        doc = {**doc, "stages": [{"trials": s.trials, "epochs": s.epochs, "promote": s.promote} for s in bp.plan(64, 8)]}
+        by_hand = [{"trials": s.trials, "epochs": s.epochs, "promote": s.promote} for s in bp.plan(64, 8)]
+        doc = {**doc, "stages": by_hand}
         del doc["epochs"]
     sw = parse(doc)
     plan1 = stages.plan_stage(sw, 1, None, [])

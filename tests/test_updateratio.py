@@ -244,7 +244,7 @@ def test_the_next_range_is_valid_and_on_the_far_side(lr_star, slope, lo, width, 
 
 
 # -- through the real CLI: the built-in classifier reports the ratio, the worker journals it -----
-def run_too_low_digits_sweep(tmp_path, name: str, seed: int, stages_: list[dict]):
+def run_too_low_digits_sweep(tmp_path, name: str, seed: int, stages_: list[dict] | str, **extra):
     """The built-in classifier on digits with lr in [1e-7, 1e-5] (a decade and more too low), one worker,
     through the real CLI: (sweep directory, the master's completed process)."""
     f = write_sweep(
@@ -257,6 +257,7 @@ def run_too_low_digits_sweep(tmp_path, name: str, seed: int, stages_: list[dict]
             "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-7, "max": 1e-5}},
             "stages": stages_,
             "workers": 1,
+            **extra,
         },
     )
     root = tmp_path / "run"
@@ -273,6 +274,19 @@ def test_a_sweep_whose_lr_range_is_too_low_moves_it_through_the_journal(tmp_path
     (note,) = stage2["notes"]
     assert note.startswith("stage 2: lr: the update-to-weight ratio") and note in p.stdout
     assert note in run_cli("report", str(root), check=True).stdout  # the report says why the range jumped
+
+
+def test_a_promote_only_last_stage_of_stages_auto_samples_the_moved_range(tmp_path):
+    """budget 12, epochs 3: stage 1 draws 6 one-epoch trials, the last stage would promote 3; the range
+    moved, so it promotes the incumbent and draws one fresh 3-epoch trial above the old range."""
+    root, p = run_too_low_digits_sweep(tmp_path, "auto", 0, "auto", budget=12, epochs=3)
+    (planned,) = [e["trials"] for e in events(root) if e["ev"] == "stage" and e["stage"] == 2]
+    fresh = [t for t in planned if not t.get("parent")]
+    assert len(fresh) == 1 and len(planned) == 2
+    assert fresh[0]["params"]["lr"] > 1e-5 and fresh[0]["epochs"] == 3
+    stage2 = json.loads((root / "stages" / "stage-2.json").read_text())
+    assert stage2["promoted"] == [next(t["parent"] for t in planned if t.get("parent"))]
+    assert any("fresh trial(s) sample it" in n for n in stage2["notes"]) and stage2["counts"] == {"finished": 2}
 
 
 def test_after_the_last_stage_the_move_is_named_and_hpsearch_next_applies_it(tmp_path):

@@ -9,7 +9,10 @@ Optimization", JMLR 18, Algorithm 1, with the reduction factor eta = 3 it recomm
 - each middle stage continues (promotes) the best KEEP of the configurations so far from their
   checkpoints, as successive halving does, at least the incumbent, and spends what is left of its
   share on fresh trials sampled in the narrowed ranges (the coarse-to-fine part); the last stage
-  spends its whole share continuing the best configurations found so far (the incumbents);
+  spends its whole share continuing the best configurations found so far (the incumbents), unless
+  its ranges moved (a border flag, a too-low learning rate: the incumbents lie where the evidence
+  says the optimum is not): then it continues the incumbent and spends EXPLORE_SHARE of the rest on
+  fresh trials in the moved ranges (`explore_epochs`, applied by `stages.plan_stage`);
 - the first stage gets FIRST_SHARE of the budget, the others split the rest equally (Hyperband
   gives every rung of a bracket about the same budget); what is left over buys more stage-1 trials.
 
