@@ -149,6 +149,17 @@ def test_diverged_member_stops_and_others_go_on(tmp_path: Path) -> None:
     assert alone[0].stop_reason == "diverged" and len(alone[0].history) == len(pop[1].history)
 
 
+def test_a_population_whose_members_all_leave_in_one_epoch_ends_cleanly(tmp_path: Path) -> None:
+    """Every member diverging in the same epoch left an empty population, whose float index tensor
+    made index_select raise: the worker then recorded every member as failed, not diverged (seen in
+    the quality bench, breast cancer with the best lr below the range)."""
+    configs = [dict(CONFIGS[0], lr=50.0, momentum=0.9), dict(CONFIGS[0], lr=80.0, momentum=0.9)]
+    _, pop = make_trials(tmp_path, configs, epochs=3)
+    fit_population([t.params for t in pop], pop)
+    assert [t.stop_reason for t in pop] == ["diverged", "diverged"]
+    assert all(getattr(t, "error", None) is None for t in pop)
+
+
 def test_mixed_architectures_are_grouped(tmp_path: Path) -> None:
     configs = [
         dict(CONFIGS[0], hidden=[32]),

@@ -328,14 +328,14 @@ class Worker:
             return
         metric = self.sweep.metric.name
         reason: str | None
-        if error is not None:
+        if t.stop_reason == "diverged":  # it left first: an error its population hit later is not its own
+            status, reason = "diverged", "diverged"
+        elif error is not None:
             self.store.write_error(t.id, error[0])
             # a command program's failure is told in its own terms (exit code, log tail, metrics line)
             line = error[1]
             program = line.startswith("ProgramFailed: ")
             status, reason = "failed", f"program failed: {line[15:]}" if program else f"exception: {line}"
-        elif t.stop_reason == "diverged":
-            status, reason = "diverged", "diverged"
         elif epochs_done < t.epochs:
             status, reason = "failed", self._short_reason(epochs_done, t.epochs)
         else:

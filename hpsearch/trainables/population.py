@@ -405,7 +405,7 @@ class Population:
 
     def _keep(self, keep: list[int]) -> None:
         """Drop members that left: every per-member tensor keeps only the rows in `keep`."""
-        idx = torch.tensor(keep, device=self.device)
+        idx = torch.tensor(keep, dtype=torch.long, device=self.device)  # [K'] (an empty list would be float)
         self.trials = [self.trials[k] for k in keep]
         self.params = [self.params[k] for k in keep]
         self.factor = [self.factor[k] for k in keep]
