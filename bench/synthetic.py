@@ -131,7 +131,16 @@ def replay(sweep: Any, inst: Instance) -> tuple[float, int]:
             done[t["trial"]] = (e, best, true)
             runs.append(
                 stages.Run(
-                    t["trial"], t["config"], t["params"], status, None if status == "diverged" else best, e, t["seed"]
+                    t["trial"],
+                    t["config"],
+                    t["params"],
+                    status,
+                    None if status == "diverged" else best,
+                    e,
+                    t["seed"],
+                    None,
+                    e - (status == "diverged"),  # as a worker journals it: the epochs before the one it diverged in
+                    t.get("parent"),
                 )
             )
         history += runs

@@ -69,8 +69,10 @@ def test_plan_never_exceeds_the_budget(budget, epochs, first_share, keep):
     st.randoms(use_true_random=False),
 )
 def test_a_running_sweep_never_trains_past_its_budget(budget, epochs, rnd):
-    """Replays the master's calls with random outcomes (some diverged, earlier incumbents promoted late)
-    and counts epochs as the benchmark does: fresh trials from epoch 1, promoted ones past their parent's."""
+    """Replays the master's calls with random outcomes (some diverged or pruned part-way, earlier
+    incumbents promoted late) and counts epochs as the benchmark does: fresh trials from epoch 1,
+    promoted ones past their parent's, the epoch a run diverged in included. What earlier stages did
+    not train is spent later (`budget.unspent`), never past the budget."""
     if budget < epochs:
         return
     sw = parse(auto_sweep(budget, epochs))
@@ -82,12 +84,15 @@ def test_a_running_sweep_never_trains_past_its_budget(budget, epochs, rnd):
         runs = []
         for t in plan.trials:
             start = done[t["parent"]] if t.get("parent") else 0
-            spent += t["epochs"] - start
-            done[t["trial"]] = t["epochs"]
-            status = "diverged" if rnd.random() < 0.1 else "finished"
+            status = rnd.choice(["diverged", "pruned", "failed"]) if rnd.random() < 0.2 else "finished"
+            end = t["epochs"] if status == "finished" else rnd.randint(start + (status == "diverged"), t["epochs"])
+            spent += end - start
+            # a diverged run's journal counts the epochs before the one it diverged in
+            done[t["trial"]] = end - (status == "diverged" and end > start)
             # early stages sometimes hold the best: later promotions reach back to them
             best = rnd.random() * (1.3 if k == 1 else 1.0)
-            runs.append(stages.Run(t["trial"], t["config"], t["params"], status, best, 1, t["seed"]))
+            run = stages.Run(t["trial"], t["config"], t["params"], status, best, 1, t["seed"])
+            runs.append(run._replace(epochs_done=done[t["trial"]], parent=t.get("parent")))
         history += runs
         prev_space, prev_runs = plan.space, runs
     assert spent <= budget
@@ -140,12 +145,13 @@ def test_explore_epochs_sets_aside_whole_trials_at_least_one():
     assert bp.explore_epochs(7, 8) == 0 and bp.explore_epochs(10, 0) == 0
 
 
-def _last_stage(best_lr: float, auto: bool = True):
+def _last_stage(best_lr: float, auto: bool = True, failed: int = 0, budget: int = 64):
     """Plan stage 3 of a 64-epoch plan (1, 3, 8 epochs) whose stage-2 best run has `best_lr`; stage 1's
-    runs spread over lr in [1e-5, 1] with a metric rising towards best_lr."""
-    doc = auto_sweep(64, 8)
+    runs spread over lr in [1e-5, 1] with a metric rising towards best_lr. `failed`: that many of
+    stage 2's fresh runs (its worst) fail after 1 of their 3 epochs."""
+    doc = auto_sweep(budget, 8)
     if not auto:
-        by_hand = [{"trials": s.trials, "epochs": s.epochs, "promote": s.promote} for s in bp.plan(64, 8)]
+        by_hand = [{"trials": s.trials, "epochs": s.epochs, "promote": s.promote} for s in bp.plan(budget, 8)]
         doc = {**doc, "stages": by_hand}
         del doc["epochs"]
     sw = parse(doc)
@@ -155,15 +161,28 @@ def _last_stage(best_lr: float, auto: bool = True):
         return 0.9 - 0.05 * abs(math.log10(lr) - math.log10(best_lr))
 
     runs1 = [
-        stages.Run(t["trial"], t["config"], t["params"], "finished", score(t["params"]["lr"]), 1, t["seed"])
+        stages.Run(t["trial"], t["config"], t["params"], "finished", score(t["params"]["lr"]), 1, t["seed"], None, 1)
         for t in plan1.trials
     ]
     plan2 = stages.plan_stage(sw, 2, plan1.space, runs1, None, runs1)
     top = max((t for t in plan2.trials if not t.get("parent")), key=lambda t: t["params"]["lr"])
     if best_lr > plan2.space["lr"].high:  # its highest draw lies on the top border
         top["params"] = {**top["params"], "lr": plan2.space["lr"].high * 0.97}
+    worst = sorted((t for t in plan2.trials if not t.get("parent")), key=lambda t: score(t["params"]["lr"]))
+    stopped = {t["trial"] for t in worst[:failed]}
     runs2 = [
-        stages.Run(t["trial"], t["config"], t["params"], "finished", score(t["params"]["lr"]) + 0.01, 3, t["seed"])
+        stages.Run(
+            t["trial"],
+            t["config"],
+            t["params"],
+            "failed" if t["trial"] in stopped else "finished",
+            None if t["trial"] in stopped else score(t["params"]["lr"]) + 0.01,
+            3,
+            t["seed"],
+            None,
+            1 if t["trial"] in stopped else 3,
+            t.get("parent"),
+        )
         for t in plan2.trials
     ]
     plan3 = stages.plan_stage(sw, 3, plan2.space, runs2, None, runs1 + runs2)
@@ -193,3 +212,34 @@ def test_a_last_stage_whose_range_stayed_only_promotes():
 def test_stages_written_by_hand_keep_the_promotions_they_ask_for():
     _, _, plan3 = _last_stage(best_lr=1e6, auto=False)
     assert not [t for t in plan3.trials if not t.get("parent")] and len(plan3.trials) == 3
+
+
+def test_epochs_earlier_stages_did_not_train_are_spent_by_the_next():
+    """A 200-epoch plan (81 x 1; 19 x 3 + 1 promoted; 12 promoted to 8): five stage-2 runs fail after
+    1 of 3 epochs, 10 epochs unspent; the promote-only last stage spends them on incumbents (a
+    stage-2 one costs 5 more epochs, a stage-1 one 7) beyond its own 60, within the 200."""
+
+    def cost3(plan3):
+        return sum(8 - (3 if t["parent"].startswith("s2-") else 1) for t in plan3.trials)
+
+    sw, plan2, plan3 = _last_stage(best_lr=1e-2, failed=5, budget=200)
+    assert [s.trials for s in sw.stages] == [81, 19, 0] and sw.stages[2].promote == 12
+    assert all(t.get("parent") for t in plan3.trials)
+    assert 60 < cost3(plan3) <= 60 + 10  # 81 + 20 x 3 - 10 + cost3 <= 200
+    assert any("10 epoch(s) earlier stages did not train" in n for n in plan3.notes)
+    _, _, planned = _last_stage(best_lr=1e-2, failed=0, budget=200)
+    assert cost3(planned) <= 60 and not any("did not train" in n for n in planned.notes)
+
+
+def test_unspent_counts_what_runs_trained_against_the_plan():
+    plan = bp.plan(64, 8)  # 32 x 1, 5 x 3 + 1 promoted (2 more epochs), 3 promoted (5 more)
+    run = stages.Run
+    s1 = [run(f"s1-t{i:04d}", "c", {}, "finished", 0.5, 1, i, None, 1) for i in range(32)]
+    s2 = [run(f"s2-t{i:04d}", "c", {}, "finished", 0.5, 3, i, None, 3) for i in range(5)]
+    s2.append(run("s2-t0005", "c", {}, "finished", 0.5, 3, 9, None, 3, "s1-t0000"))
+    assert bp.unspent(plan[:2], s1 + s2) == 0
+    s2[0] = run("s2-t0000", "c", {}, "diverged", None, None, 0, None, 0)  # diverged in its first epoch
+    s2[1] = run("s2-t0001", "c", {}, "pruned", 0.5, 1, 1, None, 1)
+    assert bp.unspent(plan[:2], s1 + s2) == 2 + 2
+    assert bp.unspent(plan[:2], [*s1, *s2, run("warm:s1-t0000", "w", {}, "finished", 0.9, 9, 0, None, 9)]) == 4
+    assert bp.unspent(plan[:2], [*s1, run("x", "c", {}, "finished")]) == 0  # epochs not known: none carried

@@ -31,13 +31,27 @@ class Run(NamedTuple):
     best_epoch: int | None = None
     seed: int = 0
     update_ratio: float | None = None  # median update-to-weight ratio of its epochs (search/updateratio.py)
+    epochs_done: int | None = None  # epochs it trained, its parent's included (None: not known)
+    parent: str | None = None  # the trial it continues from a checkpoint (a promotion)
 
 
 @bulk
 def runs_from(trials: Any) -> list[Run]:
     """Runs of trial records (journal.TrialRecord, or anything with the same fields)."""
     return [
-        Run(t.trial, t.config, t.params, t.state.value, t.best, t.best_epoch, t.seed, t.update_ratio) for t in trials
+        Run(
+            t.trial,
+            t.config,
+            t.params,
+            t.state.value,
+            t.best,
+            t.best_epoch,
+            t.seed,
+            t.update_ratio,
+            t.epochs_done,
+            t.parent,
+        )
+        for t in trials
     ]
 
 
@@ -421,11 +435,18 @@ def plan_stage(
         # a promote-only last stage of `stages: auto` whose ranges moved also samples where they moved
         moved = sorted({m.param for m in off} | {f.param for f in flags if f.extends})
         explore = sweep.auto and k == len(sweep.stages) and not stage.trials and bool(moved) and bool(promoted)
-        promoted, fresh = _within_budget(sweep, k, promoted, explore)
+        spare = budget.unspent(sweep.stages[: k - 1], history) if k > 1 else 0
+        reserve = [c for c in _promoted(stage, candidates, sweep, len(ranked), every=True) if c not in promoted]
+        promoted, fresh = _within_budget(sweep, k, promoted, explore, spare, reserve)
         if explore and fresh:
             notes.append(
                 f"stage {k}: the range of {', '.join(moved)} moved: {fresh} fresh trial(s) sample it, "
                 f"besides {len(promoted)} promoted configuration(s)"
+            )
+        if spare:
+            notes.append(
+                f"stage {k}: {spare} epoch(s) earlier stages did not train (runs that stopped early) "
+                f"are spent here: {fresh} fresh trial(s), {len(promoted)} promoted"
             )
     trials = _promoted_trials(stage, promoted, by_trial)
     drawn = sampler.sample_stage(space, sweep.seed, k, fresh, sweep.method, exclude=[t["params"] for t in trials])
@@ -485,10 +506,11 @@ def _promoted_trials(stage: Stage, promoted: list[Ranked], by_trial: dict[str, R
 
 
 def _promoted(
-    stage: Stage, ranked: list[Ranked], sweep: Sweep | None = None, n_prev: int | None = None
+    stage: Stage, ranked: list[Ranked], sweep: Sweep | None = None, n_prev: int | None = None, every: bool = False
 ) -> list[Ranked]:
     """The best configurations of every earlier stage (`ranked`, one per parameter set), up to
-    `promote` of them (a fraction counts the previous stage's `n_prev` ranked configurations)."""
+    `promote` of them (a fraction counts the previous stage's `n_prev` ranked configurations;
+    `every`: all that may be promoted, in order)."""
     if not stage.promote:
         return []
     ranked = [r for r in ranked if not r.config.startswith(WARM)]  # their checkpoints live in another sweep
@@ -500,40 +522,59 @@ def _promoted(
         ranked = [r for r in ranked if (s := evidence.stage_of(r.trials[0])) >= k or _epochs(sweep, s) < stage.epochs]
     # an int is a count; a float is a fraction (config accepts floats only in (0, 1]), so 1.0 means all
     n = stage.promote if isinstance(stage.promote, int) else math.ceil(stage.promote * n_prev)
-    return ranked[:n]
+    return ranked if every else ranked[:n]
 
 
-def _within_budget(sweep: Sweep, k: int, promoted: list[Ranked], explore: bool = False) -> tuple[list[Ranked], int]:
-    """Promotions and fresh trials that keep stage k within what the plan counted for it: an incumbent
-    of an earlier stage than the previous one has more epochs to train, paid for with fresh trials
-    (or, in a stage without them, left out for a cheaper one).
+def _within_budget(
+    sweep: Sweep,
+    k: int,
+    promoted: list[Ranked],
+    explore: bool = False,
+    spare: int = 0,
+    reserve: list[Ranked] | None = None,
+) -> tuple[list[Ranked], int]:
+    """Promotions and fresh trials that keep stage k within what the plan counted for it, plus the
+    `spare` epochs earlier stages did not train (`budget.unspent`): an incumbent of an earlier stage
+    than the previous one has more epochs to train, paid for with fresh trials (or, in a stage
+    without them, left out for a cheaper one).
 
     `explore`: the stage promotes only, but its ranges moved (a border flag, a too-low learning
     rate), so the configurations it would continue all lie where the evidence says the optimum is
     not. The incumbent is still promoted; `budget.EXPLORE_SHARE` of what is left buys fresh trials
     in the moved ranges (at least one when the stage affords it), the rest the next incumbents.
+
+    What is left once the planned promotions are paid buys fresh trials, up to the stage's own
+    count plus what `spare` pays for; a stage that draws none (promote-only) spends it on the
+    next configurations of `reserve` (the incumbents after `promoted`, in order) first.
     """
     stage = sweep.stages[k - 1]
-    allowance = budget.cost(sweep.stages[:k]) - budget.cost(sweep.stages[: k - 1])
-    costs = []
-    for p in promoted:
+    one = stage.epochs * stage.repeats
+    allowance = budget.cost(sweep.stages[:k]) - budget.cost(sweep.stages[: k - 1]) + spare
+
+    def price(p: Ranked) -> int:
         # its first repeats continue (the epochs they lack); seeds it gains train the whole stage
         going_on = min(len(p.trials), stage.repeats)
         c = going_on * max(0, stage.epochs - _epochs(sweep, evidence.stage_of(p.trials[0])))
-        costs.append(c + (stage.repeats - going_on) * stage.epochs)
+        return c + (stage.repeats - going_on) * stage.epochs
+
+    costs = [price(p) for p in promoted]
     reserved = 0
     if explore and costs and costs[0] <= allowance:
-        one = stage.epochs * stage.repeats
         reserved = budget.explore_epochs(allowance - costs[0], one)
     kept, spent = [], 0
     for p, c in zip(promoted, costs):
         if spent + c <= allowance - reserved:
             kept.append(p)
             spent += c
-    fresh = budget.fresh_within(stage, allowance, spent)
     if explore:
-        fresh = (allowance - spent) // (stage.epochs * stage.repeats)
-    return kept, fresh
+        return kept, (allowance - spent) // one
+    if not stage.trials:  # promote-only: what is spare continues the next incumbents
+        for p in reserve or []:
+            c = price(p)
+            if spent + c <= allowance:
+                kept.append(p)
+                spent += c
+    return kept, min(stage.trials + spare // one, (allowance - spent) // one)
 
 
 def _epochs(sweep: Sweep, k: int) -> int:
