@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import torch
+from helpers import events, run_cli, write_sweep
 
 from hpsearch.errors import StopTrial
 from hpsearch.search.builtins import CLASSIFIER_DEFAULTS
@@ -158,6 +159,24 @@ def test_a_population_whose_members_all_leave_in_one_epoch_ends_cleanly(tmp_path
     fit_population([t.params for t in pop], pop)
     assert [t.stop_reason for t in pop] == ["diverged", "diverged"]
     assert all(getattr(t, "error", None) is None for t in pop)
+
+
+def test_a_sweep_whose_population_all_diverges_records_divergence_through_the_worker(tmp_path: Path) -> None:
+    f = write_sweep(
+        tmp_path,
+        {
+            "name": "pop-diverges",
+            "metric": {"name": "val_acc", "goal": "maximize"},
+            "trainable": {"builtin": "classifier", "dataset": "digits", "hidden": [32], "population": 4},
+            "parameters": {"lr": {"distribution": "log_uniform_values", "min": 50, "max": 100}},
+            "stages": [{"trials": 4, "epochs": 2}],
+            "workers": 1,
+        },
+    )
+    p = run_cli("master", "start", str(f), "--dir", str(tmp_path / "run"))
+    results = [e for e in events(tmp_path / "run") if e["ev"] == "result"]
+    assert sorted(e["status"] for e in results) == ["diverged"] * 4, results
+    assert p.returncode == 1 and "4 x diverged" in p.stdout and "exception" not in p.stdout
 
 
 def test_mixed_architectures_are_grouped(tmp_path: Path) -> None:
