@@ -103,6 +103,30 @@ def test_promotion_takes_the_best_of_every_earlier_stage():
     assert [t["parent"] for t in stages.plan_stage(sw, 3, sw.space, s2).trials] == ["s2-t0003", "s2-t0002"]
 
 
+def test_a_configuration_whose_continuation_diverged_is_not_promoted_or_held_again():
+    """Breast cancer, best lr below the range (quality bench): stage 1's best run was promoted,
+    diverged in its third epoch, and the last stage promoted it again from the same checkpoint
+    and seed, to diverge again. Its lineage now leaves the incumbents."""
+    sw = sweep(
+        [{"trials": 6, "epochs": 1}, {"trials": 4, "epochs": 3, "promote": 1}, {"trials": 0, "epochs": 8, "promote": 2}]
+    )
+    s1 = [run(1, i, 0.5 + 0.01 * i, lr=10 ** (-4 + 0.5 * i), reg=1e-3) for i in range(6)]
+    s1[0] = run(1, 0, 0.95, lr=1e-3, reg=1e-3)  # the best after one epoch
+    s2 = [run(2, i, 0.6 + 0.01 * i, lr=10 ** (-3 + 0.2 * i), reg=1e-3) for i in range(4)]
+    s2.append(
+        stages.Run("s2-t0004", "s2-t0004", dict(s1[0].params), "diverged", 0.95, 1, s1[0].seed, None, 2, "s1-t0000")
+    )
+    p3 = stages.plan_stage(sw, 3, sw.space, s2, history=s1 + s2)
+    assert [t["parent"] for t in p3.trials] == ["s2-t0003", "s2-t0002"]
+    seeds = {r.trial: r.seed for r in s1 + s2}
+    ranked = stages.rank(s1 + s2, MAX)
+    assert ranked[0].config == "s1-t0000"
+    assert "s1-t0000" not in [r.config for r in evidence.without_diverged(ranked, s1 + s2, seeds)]
+    # a fresh run that diverged with other parameters or another seed leaves every lineage alone
+    other = stages.Run("s2-t0005", "s2-t0005", dict(s1[0].params), "diverged", None, None, 7, None, 0)
+    assert evidence.without_diverged(ranked, [*s1, *s2[:4], other], seeds) == ranked
+
+
 def test_a_promoted_child_and_its_parent_count_once():
     s1 = [run(1, 0, 0.9, lr=0.1), run(1, 1, 0.5, lr=0.2)]
     child = stages.Run("s2-t0000", "s2-t0000", {"lr": 0.1}, "finished", 0.9, 2, s1[0].seed)

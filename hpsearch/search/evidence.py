@@ -93,7 +93,7 @@ def incumbents(ranked: Sequence[Any], n: int, seeds: dict[str, int] | None = Non
     seen: dict[str, int] = {}
     out: list[Any] = []
     for r in ranked:
-        key = repr((sorted(r.params.items()), (seeds or {}).get(r.trials[0], r.config)))
+        key = lineage(r.params, (seeds or {}).get(r.trials[0], r.config))
         if key in seen:
             i = seen[key]
             if r.mean == out[i].mean and stage_of(r.trials[0]) > stage_of(out[i].trials[0]):
@@ -104,6 +104,24 @@ def incumbents(ranked: Sequence[Any], n: int, seeds: dict[str, int] | None = Non
         if len(out) >= n:
             break
     return out
+
+
+def lineage(params: dict[str, Any], seed: Any) -> str:
+    """A run's lineage key: a promoted trial repeats its parent's parameters and seed (and goes on
+    from its checkpoint), so the two share one."""
+    return repr((sorted(params.items()), seed))
+
+
+def without_diverged(ranked: Sequence[Any], runs: Sequence[Any], seeds: dict[str, int]) -> list[Any]:
+    """`ranked` (configurations, each with `trials`, `params`) less those a run of whose lineage
+    diverged (`runs`: each with `params`, `seed`, `status`). Such a configuration finished its
+    earlier stage well, but its continuation diverged when trained longer; promoting it again
+    repeats the same parameters, seed and checkpoint, so it would diverge again, and the region it
+    marks is not one to hold the ranges to."""
+    bad = {lineage(r.params, r.seed) for r in runs if r.status == "diverged"}
+    if not bad:
+        return list(ranked)
+    return [c for c in ranked if not any(lineage(c.params, seeds.get(t, c.config)) in bad for t in c.trials)]
 
 
 def stage_of(trial: str) -> int:

@@ -386,6 +386,7 @@ def plan_stage(
     if k > 1 and prev_space is not None:
         ranked = rank(prev_runs, sweep.metric) if ranked is None else ranked
         overall = ranked if history is prev_runs else rank(history, sweep.metric)
+        overall = evidence.without_diverged(overall, history, seeds)
         if ranked:
             n = top_count(stage, len(ranked))
             flags = all_border_flags(prev_space, ranked, sweep.border, sweep.on_border)
