@@ -152,7 +152,10 @@ def fit_convnet(params: dict[str, Any], trial: Any) -> None:
     """A small convnet on the 8x8 digits: SGD with momentum 0.9, L2 `reg`, batch 32; reports val_acc and
     the first layer's update-to-weight ratio (`update_ratio`) each epoch.
 
-    A batch loss above 3x the first (or not finite) stops the run as diverged, as the built-in does."""
+    A batch loss above 3x the run's first (or not finite) stops the run as diverged, as the built-in
+    does; the first loss is saved with the state, so a promoted run resumed from a checkpoint is
+    judged against its own start, not against its first batch after the resume (which judged every
+    promotion of the convnet "diverged" until 2026-11-30)."""
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
@@ -175,11 +178,12 @@ def fit_convnet(params: dict[str, Any], trial: Any) -> None:
         nn.Linear(2 * w * 16, 10),
     )
     opt = torch.optim.SGD(model.parameters(), lr=params["lr"], momentum=0.9, weight_decay=params["reg"])
+    first = None  # the run's first batch loss: the divergence test's reference, kept across a resume
     if trial.resume_state is not None:
         model.load_state_dict(trial.resume_state["model"])
         opt.load_state_dict(trial.resume_state["opt"])
+        first = trial.resume_state.get("first_loss")
     gen = torch.Generator().manual_seed(trial.seed)
-    first = None
     for epoch in trial.epoch_range:
         model.train()
         order = torch.randperm(len(ytr), generator=gen)
@@ -188,8 +192,8 @@ def fit_convnet(params: dict[str, Any], trial: Any) -> None:
             b = order[i : i + 32]
             before = first_layer.detach().clone()
             loss = F.cross_entropy(model(Xtr[b]), ytr[b])
-            first = float(loss) if first is None else first
-            if not torch.isfinite(loss) or float(loss) > 3 * first:
+            first = float(loss.detach()) if first is None else first
+            if not torch.isfinite(loss) or float(loss.detach()) > 3 * first:
                 trial.stop_reason = "diverged"
                 raise StopTrial(f"diverged: batch loss {float(loss):.3g} > 3 x the first ({first:.3g})")
             opt.zero_grad()
@@ -201,5 +205,5 @@ def fit_convnet(params: dict[str, Any], trial: Any) -> None:
         model.eval()
         with torch.no_grad():
             val_acc = float((model(Xva).argmax(1) == yva).float().mean())
-        state = {"model": model.state_dict(), "opt": opt.state_dict()}
+        state = {"model": model.state_dict(), "opt": opt.state_dict(), "first_loss": first}
         trial.report(epoch, val_acc=val_acc, update_ratio=ratio, state=state)
