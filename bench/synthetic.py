@@ -204,4 +204,8 @@ def make_study(method: str, seed: int, epochs: int) -> Any:
         pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
     elif method.endswith("sha"):
         pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
-    return optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
+    # a fixed name: HyperbandPruner puts a trial in a bracket by crc32(study name + trial number),
+    # and the default name is a fresh UUID, so the Hyperband peers drew other brackets each run
+    return optuna.create_study(
+        direction="maximize", sampler=sampler, pruner=pruner, study_name=f"bench-{method}-{seed}"
+    )
