@@ -447,7 +447,7 @@ def plan_stage(
         if spare:
             notes.append(
                 f"stage {k}: {spare} epoch(s) earlier stages did not train (runs that stopped early) "
-                f"are spent here: {fresh} fresh trial(s), {len(promoted)} promoted"
+                f"are added to its share: {fresh} fresh trial(s), {len(promoted)} promoted"
             )
     trials = _promoted_trials(stage, promoted, by_trial)
     drawn = sampler.sample_stage(space, sweep.seed, k, fresh, sweep.method, exclude=[t["params"] for t in trials])
