@@ -138,9 +138,9 @@ def replay(sweep: Any, inst: Instance) -> tuple[float, int]:
                     None if status == "diverged" else best,
                     e,
                     t["seed"],
-                    None,
-                    e - (status == "diverged"),  # as a worker journals it: the epochs before the one it diverged in
-                    t.get("parent"),
+                    # as a worker journals it: the epochs before the one it diverged in
+                    epochs_done=e - (status == "diverged"),
+                    parent=t.get("parent"),
                 )
             )
         history += runs

@@ -161,7 +161,9 @@ def _last_stage(best_lr: float, auto: bool = True, failed: int = 0, budget: int 
         return 0.9 - 0.05 * abs(math.log10(lr) - math.log10(best_lr))
 
     runs1 = [
-        stages.Run(t["trial"], t["config"], t["params"], "finished", score(t["params"]["lr"]), 1, t["seed"], None, 1)
+        stages.Run(
+            t["trial"], t["config"], t["params"], "finished", score(t["params"]["lr"]), 1, t["seed"], epochs_done=1
+        )
         for t in plan1.trials
     ]
     plan2 = stages.plan_stage(sw, 2, plan1.space, runs1, None, runs1)
@@ -179,9 +181,8 @@ def _last_stage(best_lr: float, auto: bool = True, failed: int = 0, budget: int 
             None if t["trial"] in stopped else score(t["params"]["lr"]) + 0.01,
             3,
             t["seed"],
-            None,
-            1 if t["trial"] in stopped else 3,
-            t.get("parent"),
+            epochs_done=1 if t["trial"] in stopped else 3,
+            parent=t.get("parent"),
         )
         for t in plan2.trials
     ]

@@ -114,7 +114,17 @@ def test_a_configuration_whose_continuation_diverged_is_not_promoted_or_held_aga
     s1[0] = run(1, 0, 0.95, lr=1e-3, reg=1e-3)  # the best after one epoch
     s2 = [run(2, i, 0.6 + 0.01 * i, lr=10 ** (-3 + 0.2 * i), reg=1e-3) for i in range(4)]
     s2.append(
-        stages.Run("s2-t0004", "s2-t0004", dict(s1[0].params), "diverged", 0.95, 1, s1[0].seed, None, 2, "s1-t0000")
+        stages.Run(
+            "s2-t0004",
+            "s2-t0004",
+            dict(s1[0].params),
+            "diverged",
+            0.95,
+            1,
+            s1[0].seed,
+            epochs_done=2,
+            parent="s1-t0000",
+        )
     )
     p3 = stages.plan_stage(sw, 3, sw.space, s2, history=s1 + s2)
     assert [t["parent"] for t in p3.trials] == ["s2-t0003", "s2-t0002"]

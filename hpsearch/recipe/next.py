@@ -29,7 +29,7 @@ def next_sweep(root: str, warm_start: bool) -> tuple[str, list[str]]:
     k = done[-1]
     last_space = sp.space_from_dict(st.stages[k]["space"])
     runs = stages.runs_from(st.stage_trials(k))
-    history = stages.runs_from([t for j in sorted(st.stages) if j <= k for t in st.stage_trials(j)])
+    history = stages.runs_from(st.trials_before(k + 1))
     space, flags, ranked, ratio_lines = followup.next_space(sweep, last_space, runs, history)
     raw = yaml.safe_load(store.layout.sweep_yaml.read_text()) or {}
     doc = followup.followup_doc(raw, sweep, space, sweep.stages[k - 1], os.path.abspath(root) if warm_start else None)

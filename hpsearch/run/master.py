@@ -63,7 +63,7 @@ def runs_of(state: SweepState, k: int) -> list[stages.Run]:
 def history_of(state: SweepState, k: int) -> list[stages.Run]:
     """The runs of every stage before k, in trial order: the plan keeps their incumbents inside
     its ranges, and a `sampler: tpe` stage is told them."""
-    return stages.runs_from([t for j in sorted(state.stages) if j < k for t in state.stage_trials(j)])
+    return stages.runs_from(state.trials_before(k))
 
 
 def counts_of(state: SweepState, k: int) -> dict[str, int]:

@@ -87,11 +87,10 @@ class EarlyStop:
     def describe(self) -> str:
         """One line for the report, e.g. "asha (eta 3, min_epochs 1)"."""
         if self.rule == "asha":
-            shown = (
-                "" if self.bands is None else ", ".join(map(str, self.bands[:4])) + (", ..." * (len(self.bands) > 4))
-            )
-            how = f"rungs [{shown}]" if self.bands is not None else f"min_epochs {self.min_epochs}"
-            return f"asha (eta {self.eta:g}, {how})"
+            if self.bands is None:
+                return f"asha (eta {self.eta:g}, min_epochs {self.min_epochs})"
+            shown = ", ".join(map(str, self.bands[:4])) + (", ..." if len(self.bands) > 4 else "")
+            return f"asha (eta {self.eta:g}, rungs [{shown}])"
         if self.rule == "median":
             return f"median (from epoch {self.min_epochs}, at least {self.min_trials} other trials)"
         return "none"

@@ -437,7 +437,8 @@ def plan_stage(
         moved = sorted({m.param for m in off} | {f.param for f in flags if f.extends})
         explore = sweep.auto and k == len(sweep.stages) and not stage.trials and bool(moved) and bool(promoted)
         spare = budget.unspent(sweep.stages[: k - 1], history) if k > 1 else 0
-        reserve = [c for c in _promoted(stage, candidates, sweep, len(ranked), every=True) if c not in promoted]
+        # `promoted` is the head of every configuration that may be promoted; the rest wait in order
+        reserve = _promoted(stage, candidates, sweep, len(ranked), every=True)[len(promoted) :]
         promoted, fresh = _within_budget(sweep, k, promoted, explore, spare, reserve)
         if explore and fresh:
             notes.append(
@@ -558,23 +559,19 @@ def _within_budget(
         c = going_on * max(0, stage.epochs - _epochs(sweep, evidence.stage_of(p.trials[0])))
         return c + (stage.repeats - going_on) * stage.epochs
 
-    costs = [price(p) for p in promoted]
     reserved = 0
-    if explore and costs and costs[0] <= allowance:
-        reserved = budget.explore_epochs(allowance - costs[0], one)
+    if explore and price(promoted[0]) <= allowance:  # explore: there is an incumbent to promote
+        reserved = budget.explore_epochs(allowance - price(promoted[0]), one)
+    # a promote-only stage that does not explore spends what is spare on the next incumbents
+    queue = promoted if explore or stage.trials else [*promoted, *(reserve or [])]
     kept, spent = [], 0
-    for p, c in zip(promoted, costs):
+    for p in queue:
+        c = price(p)
         if spent + c <= allowance - reserved:
             kept.append(p)
             spent += c
     if explore:
         return kept, (allowance - spent) // one
-    if not stage.trials:  # promote-only: what is spare continues the next incumbents
-        for p in reserve or []:
-            c = price(p)
-            if spent + c <= allowance:
-                kept.append(p)
-                spent += c
     return kept, min(stage.trials + spare // one, (allowance - spent) // one)
 
 

@@ -154,6 +154,10 @@ class SweepState:
     def stage_trials(self, k: int) -> list[TrialRecord]:
         return [self.trials[tid] for tid in self.stages.get(k, {}).get("trials", [])]
 
+    def trials_before(self, k: int) -> list[TrialRecord]:
+        """The trials of every stage before k, stage by stage (a stage's in plan order)."""
+        return [t for j in sorted(self.stages) if j < k for t in self.stage_trials(j)]
+
     @property
     def current_stage(self) -> int:
         return max(self.stages, default=0)
