@@ -5,6 +5,7 @@ Both print the figures quoted in README "Reliability" (run with `-s` to see them
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import random
@@ -117,13 +118,24 @@ def test_eight_workers_claim_1000_trials_exactly_once(tmp_path: Path) -> None:
     root = tmp_path / "d"
     plan(write_sweep(tmp_path, noop_sweep("contention", trials=n_trials, epochs=1, stale_after=60)), root)
     t0 = time.monotonic()
+    # the journal's lock is held until every worker has joined: otherwise, on a slow machine, the first
+    # workers to start can claim all 1000 trials before the last ones have imported torch
+    gate = os.open(root / "journal.jsonl.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(gate, fcntl.LOCK_EX)
+    logs = [tmp_path / f"w{i}.log" for i in range(n_workers)]
     procs = [
-        spawn("worker", "--dir", str(root), "--exit-when-idle", "--id", f"w{i}", log=tmp_path / f"w{i}.log")
-        for i in range(n_workers)
+        spawn("worker", "--dir", str(root), "--exit-when-idle", "--id", f"w{i}", log=logs[i]) for i in range(n_workers)
     ]
     try:
+        while not all(log.exists() and "joined sweep" in log.read_text() for log in logs):
+            assert all(p.poll() is None for p in procs), [log.read_text()[-1000:] for log in logs if log.exists()]
+            time.sleep(0.1)
+        os.close(gate)  # releases the lock: eight workers contend for it from the first claim
+        gate = -1
         codes = [p.wait(timeout=500) for p in procs]
     finally:
+        if gate >= 0:
+            os.close(gate)
         kill_pids([p.pid for p in procs])
     elapsed = time.monotonic() - t0
     assert codes == [0] * n_workers, [(tmp_path / f"w{i}.log").read_text()[-1000:] for i in range(n_workers)]
