@@ -6,7 +6,7 @@ import json
 import math
 
 import pytest
-from helpers import run_cli, write_sweep
+from helpers import run_cli, write, write_sweep
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -62,7 +62,7 @@ def test_plan_never_exceeds_the_budget(budget, epochs, first_share, keep):
     assert budget - bp.cost(plan) < plan[0].epochs
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     st.integers(20, 400),
     st.sampled_from([3, 6, 8, 9, 12]),
@@ -72,18 +72,22 @@ def test_a_running_sweep_never_trains_past_its_budget(budget, epochs, rnd):
     """Replays the master's calls with random outcomes (some diverged or pruned part-way, earlier
     incumbents promoted late) and counts epochs as the benchmark does: fresh trials from epoch 1,
     promoted ones past their parent's, the epoch a run diverged in included. What earlier stages did
-    not train is spent later (`budget.unspent`), never past the budget."""
+    not train is spent later, and what promoted runs without resumable state trained again (from
+    epoch 1) is paid later (`budget.balance`): never past the budget."""
     if budget < epochs:
         return
     sw = parse(auto_sweep(budget, epochs))
     done: dict[str, int] = {}
+    lost: set[str] = set()  # runs that left no resumable state
+    stateless = rnd.choice([0.0, 0.3, 1.0])  # 1.0: a python trainable that never passes state=
     history: list[stages.Run] = []
     prev_space, prev_runs, spent = None, [], 0
     for k in range(1, len(sw.stages) + 1):
         plan = stages.plan_stage(sw, k, prev_space, prev_runs, None, history)
         runs = []
         for t in plan.trials:
-            start = done[t["parent"]] if t.get("parent") else 0
+            # a promoted run whose parent left no resumable state trains again from epoch 1
+            start = done[t["parent"]] if t.get("parent") and t["parent"] not in lost else 0
             status = rnd.choice(["diverged", "pruned", "failed"]) if rnd.random() < 0.2 else "finished"
             end = t["epochs"] if status == "finished" else rnd.randint(start + (status == "diverged"), t["epochs"])
             spent += end - start
@@ -92,7 +96,11 @@ def test_a_running_sweep_never_trains_past_its_budget(budget, epochs, rnd):
             # early stages sometimes hold the best: later promotions reach back to them
             best = rnd.random() * (1.3 if k == 1 else 1.0)
             run = stages.Run(t["trial"], t["config"], t["params"], status, best, 1, t["seed"])
-            runs.append(run._replace(epochs_done=done[t["trial"]], parent=t.get("parent")))
+            if rnd.random() < stateless:
+                lost.add(t["trial"])
+            runs.append(
+                run._replace(epochs_done=done[t["trial"]], parent=t.get("parent"), resumable=t["trial"] not in lost)
+            )
         history += runs
         prev_space, prev_runs = plan.space, runs
     assert spent <= budget
@@ -136,6 +144,50 @@ def test_cli_prints_the_plan_before_it_runs_and_stays_within_budget(tmp_path):
     done = {r["trial"]: r["epochs_done"] for r in results}
     trained = sum(n - (done[planned[t]["parent"]] if planned[t].get("parent") else 0) for t, n in done.items())
     assert 0 < trained <= 40
+
+
+STATELESS = """
+import json
+
+def fit(params, trial):
+    ran = list(trial.epoch_range)
+    for epoch in ran:
+        trial.report(epoch, val_acc=params["quality"] * (1 - 0.5 ** epoch))  # no state=: nothing to resume
+    with open(trial.trial_dir.parent.parent / "ran.jsonl", "a") as f:
+        f.write(json.dumps({"trial": trial.id, "ran": ran}) + "\\n")
+"""
+
+
+def test_a_trainable_without_state_retrains_promotions_within_the_budget(tmp_path):
+    """Through the CLI, a python trainable that never passes state=: every promotion trains again from
+    epoch 1 (the trainable's own log of the epochs it ran says so), and the sweep still trains at
+    most its budget, the later stages paying for the restarts."""
+    write(tmp_path / "stateless.py", STATELESS)
+    doc = {
+        "name": "stateless",
+        "trainable": {"python": "stateless:fit"},
+        "parameters": {"quality": {"min": 0.1, "max": 0.9}},
+        "stages": "auto",
+        "budget": 40,
+        "epochs": 6,
+        "workers": 1,
+        "heartbeat": 0.2,
+        "stale_after": 3,
+    }
+    f = write_sweep(tmp_path, doc)
+    root = tmp_path / "run"
+    p = run_cli("master", "start", str(f), "--dir", str(root), check=True)
+    assert "at most 40 epochs in all" in p.stdout
+    ran = [json.loads(line) for line in (root / "ran.jsonl").read_text().splitlines()]
+    planned = {
+        t["trial"]: t
+        for line in (root / "journal.jsonl").read_text().splitlines()
+        if '"ev":"stage"' in line
+        for t in json.loads(line)["trials"]
+    }
+    promoted = [r for r in ran if planned[r["trial"]].get("parent")]
+    assert promoted and all(r["ran"][0] == 1 for r in promoted)  # started over
+    assert 30 < sum(len(r["ran"]) for r in ran) <= 40
 
 
 def test_explore_epochs_sets_aside_whole_trials_at_least_one():
@@ -232,15 +284,62 @@ def test_epochs_earlier_stages_did_not_train_are_spent_by_the_next():
     assert cost3(planned) <= 60 and not any("did not train" in n for n in planned.notes)
 
 
-def test_unspent_counts_what_runs_trained_against_the_plan():
+def test_balance_counts_what_runs_trained_against_the_plan():
     plan = bp.plan(64, 8)  # 32 x 1, 5 x 3 + 1 promoted (2 more epochs), 3 promoted (5 more)
     run = stages.Run
     s1 = [run(f"s1-t{i:04d}", "c", {}, "finished", 0.5, 1, i, None, 1) for i in range(32)]
     s2 = [run(f"s2-t{i:04d}", "c", {}, "finished", 0.5, 3, i, None, 3) for i in range(5)]
     s2.append(run("s2-t0005", "c", {}, "finished", 0.5, 3, 9, None, 3, "s1-t0000"))
-    assert bp.unspent(plan[:2], s1 + s2) == 0
+    assert bp.balance(plan[:2], s1 + s2) == 0
     s2[0] = run("s2-t0000", "c", {}, "diverged", None, None, 0, None, 0)  # diverged in its first epoch
     s2[1] = run("s2-t0001", "c", {}, "pruned", 0.5, 1, 1, None, 1)
-    assert bp.unspent(plan[:2], s1 + s2) == 2 + 2
-    assert bp.unspent(plan[:2], [*s1, *s2, run("warm:s1-t0000", "w", {}, "finished", 0.9, 9, 0, None, 9)]) == 4
-    assert bp.unspent(plan[:2], [*s1, run("x", "c", {}, "finished")]) == 0  # epochs not known: none carried
+    assert bp.balance(plan[:2], s1 + s2) == 2 + 2
+    assert bp.balance(plan[:2], [*s1, *s2, run("warm:s1-t0000", "w", {}, "finished", 0.9, 9, 0, None, 9)]) == 4
+    assert bp.balance(plan[:2], [*s1, run("x", "c", {}, "finished")]) == 0  # epochs not known: none carried
+    # the promoted s2-t0005 trained again from epoch 1 (its parent left no state): 1 epoch over the count
+    s1[0] = s1[0]._replace(resumable=False)
+    assert bp.balance(plan[:2], s1 + s2) == 2 + 2 - 1
+    s2[0] = s2[0]._replace(status="finished", best=0.5, epochs_done=3)
+    s2[1] = s2[1]._replace(status="finished", epochs_done=3)
+    assert bp.balance(plan[:2], s1 + s2) == -1  # negative: the next stage pays it
+
+
+def test_a_promotion_without_resumable_state_is_priced_from_epoch_1():
+    """64 epochs (32 x 1; 5 x 3 + 1 promoted; 3 promoted to 8): when no run leaves state (a python
+    trainable that never passes state=), each promotion retrains from epoch 1: stage 2's share (17)
+    buys the promotion (3) and 4 fresh trials, 2 epochs left over; the last stage's 15 + 2 buy two
+    8-epoch promotions, not three of 5 (ranges kept at their borders: no fresh draws there)."""
+    sw = parse(auto_sweep(64, 8, on_border="keep"))
+    plan1 = stages.plan_stage(sw, 1, None, [])
+    s1 = [
+        stages.Run(t["trial"], t["config"], t["params"], "finished", i / 100, 1, t["seed"], epochs_done=1)
+        for i, t in enumerate(plan1.trials)
+    ]
+    for resumable in (True, False):
+        runs1 = [r._replace(resumable=resumable) for r in s1]
+        plan2 = stages.plan_stage(sw, 2, plan1.space, runs1, None, runs1)
+        promoted2 = [t for t in plan2.trials if t.get("parent")]
+        # stage 2's share is 5 x 3 + 2: a promotion from epoch 1 costs 3, so one fresh trial fewer
+        assert len(promoted2) == 1 and len(plan2.trials) == (6 if resumable else 5)
+        s2 = [
+            stages.Run(
+                t["trial"],
+                t["config"],
+                t["params"],
+                "finished",
+                0.5 + i / 100,
+                3,
+                t["seed"],
+                epochs_done=3,
+                parent=t.get("parent"),
+                resumable=resumable,
+            )
+            for i, t in enumerate(plan2.trials)
+        ]
+        plan3 = stages.plan_stage(sw, 3, plan2.space, s2, None, runs1 + s2)
+        trained = 32 + sum(3 - (1 if t.get("parent") and resumable else 0) for t in plan2.trials)
+        trained += sum(8 - (3 if t.get("parent") and resumable else 0) for t in plan3.trials)
+        assert trained <= 64
+        assert all(t.get("parent") for t in plan3.trials)
+        assert len(plan3.trials) == (3 if resumable else 2)
+        assert trained == (64 if resumable else 63)

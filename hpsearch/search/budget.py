@@ -21,7 +21,8 @@ FIRST_SHARE and KEEP were chosen by the quality suite (`python -m bench quality`
 (tests/test_budget.py, property-based). Incumbents of earlier stages promoted later cost more
 epochs than a previous stage's run; `stages.plan_stage` then drops fresh trials to pay for them,
 so a sweep with a budget never trains more epochs than the budget. Epochs a stage was counted for
-but did not train (runs that diverged, failed or were pruned: `unspent`) are spent by the next one.
+but did not train (runs that diverged, failed or were pruned), and epochs trained past the count (a promoted run
+that restarted from epoch 1), are settled by the next stage (`balance`).
 """
 
 from __future__ import annotations
@@ -132,32 +133,37 @@ def cost(stages: Sequence[Any]) -> int:
     return total
 
 
-def unspent(planned: Sequence[Any], runs: Sequence[Any], skip: str = "warm:") -> int:
-    """Epochs the `planned` stages were counted for (`cost`) but did not train: a run that diverged,
-    failed or was pruned stopped early, a stage found fewer configurations to promote than planned.
-    The next stage spends them (`stages.plan_stage`), so that a sweep trains about the budget it
-    was given, not less (Hyperband's brackets re-spend nothing; a user's `budget:` is what to spend).
+def balance(planned: Sequence[Any], runs: Sequence[Any], skip: str = "warm:") -> int:
+    """Epochs the `planned` stages were counted for (`cost`) less what their runs trained: positive
+    when runs stopped early (diverged, failed, pruned) or a stage found fewer configurations to
+    promote than planned; negative when runs trained more than counted (a promoted run whose parent
+    left no resumable state trains again from epoch 1). The next stage spends a positive balance
+    and pays a negative one (`stages.plan_stage`), so that a sweep trains about the budget it was
+    given, never more (Hyperband's brackets re-spend nothing; a user's `budget:` is what to spend).
 
     Args:
         planned: the stages that ran (`config.Stage`s); runs: every run of those stages, each with
-            `trial`, `status`, `epochs_done` (its parent's included) and `parent` (see `stages.Run`);
-            runs whose trial starts with `skip` (carried in from another sweep) are not counted.
+            `trial`, `status`, `epochs_done` (its parent's included), `parent` and `resumable`
+            (see `stages.Run`); runs whose trial starts with `skip` (carried in from another sweep)
+            are not counted.
 
     Returns:
-        Epochs >= 0: the planned cost less what the runs trained, counting one more epoch for a run
-        that diverged (the epoch it diverged in, as the quality bench counts it); 0 when a run's
-        epochs are not known.
+        Epochs, either sign: the planned cost less what the runs trained, counting one more epoch
+        for a run that diverged (the epoch it diverged in, as the quality bench counts it) and
+        every epoch of a promoted run whose parent was not resumable; 0 when a run's epochs are not
+        known.
     """
     done = {r.trial: r.epochs_done for r in runs}
+    resumable = {r.trial: getattr(r, "resumable", True) for r in runs}
     trained = 0
     for r in runs:
         if r.trial.startswith(skip):
             continue
         if r.epochs_done is None:
             return 0
-        start = (done.get(r.parent) or 0) if r.parent else 0
+        start = (done.get(r.parent) or 0) if r.parent and resumable.get(r.parent, True) else 0
         trained += max(0, r.epochs_done - start) + (r.status == "diverged")
-    return max(0, cost(planned) - trained)
+    return cost(planned) - trained
 
 
 def explore_epochs(left: int, one: int, share: float | None = None) -> int:

@@ -33,6 +33,7 @@ class Run(NamedTuple):
     update_ratio: float | None = None  # median update-to-weight ratio of its epochs (search/updateratio.py)
     epochs_done: int | None = None  # epochs it trained, its parent's included (None: not known)
     parent: str | None = None  # the trial it continues from a checkpoint (a promotion)
+    resumable: bool = True  # False: it left no state to continue from; its promotion trains from epoch 1
 
 
 @bulk
@@ -50,6 +51,7 @@ def runs_from(trials: Any) -> list[Run]:
             t.update_ratio,
             t.epochs_done,
             t.parent,
+            t.resumable,
         )
         for t in trials
     ]
@@ -436,19 +438,26 @@ def plan_stage(
         # a promote-only last stage of `stages: auto` whose ranges moved also samples where they moved
         moved = sorted({m.param for m in off} | {f.param for f in flags if f.extends})
         explore = sweep.auto and k == len(sweep.stages) and not stage.trials and bool(moved) and bool(promoted)
-        spare = budget.unspent(sweep.stages[: k - 1], history) if k > 1 else 0
+        spare = budget.balance(sweep.stages[: k - 1], history) if k > 1 else 0
         # `promoted` is the head of every configuration that may be promoted; the rest wait in order
         reserve = _promoted(stage, candidates, sweep, len(ranked), every=True)[len(promoted) :]
-        promoted, fresh = _within_budget(sweep, k, promoted, explore, spare, reserve)
+        restart = {r.trial for r in history if not r.resumable}
+        promoted, fresh = _within_budget(sweep, k, promoted, explore, spare, reserve, restart)
         if explore and fresh:
             notes.append(
                 f"stage {k}: the range of {', '.join(moved)} moved: {fresh} fresh trial(s) sample it, "
                 f"besides {len(promoted)} promoted configuration(s)"
             )
-        if spare:
+        if spare > 0:
             notes.append(
                 f"stage {k}: {spare} epoch(s) earlier stages did not train (runs that stopped early) "
                 f"are added to its share: {fresh} fresh trial(s), {len(promoted)} promoted"
+            )
+        elif spare < 0:
+            notes.append(
+                f"stage {k}: earlier stages trained {-spare} epoch(s) more than planned (promoted runs without "
+                f"resumable state started again from epoch 1); its share pays them: {fresh} fresh trial(s), "
+                f"{len(promoted)} promoted"
             )
     trials = _promoted_trials(stage, promoted, by_trial)
     drawn = sampler.sample_stage(space, sweep.seed, k, fresh, sweep.method, exclude=[t["params"] for t in trials])
@@ -534,11 +543,14 @@ def _within_budget(
     explore: bool = False,
     spare: int = 0,
     reserve: list[Ranked] | None = None,
+    restart: set[str] | frozenset[str] = frozenset(),
 ) -> tuple[list[Ranked], int]:
     """Promotions and fresh trials that keep stage k within what the plan counted for it, plus the
-    `spare` epochs earlier stages did not train (`budget.unspent`): an incumbent of an earlier stage
-    than the previous one has more epochs to train, paid for with fresh trials (or, in a stage
-    without them, left out for a cheaper one).
+    `spare` epochs earlier stages did not train (`budget.balance`; negative: what they trained past
+    their count, which this stage pays): an incumbent of an earlier stage than the previous one has
+    more epochs to train, paid for with fresh trials (or, in a stage without them, left out for a
+    cheaper one). A configuration whose run is in `restart` (it left no resumable state) trains
+    again from epoch 1 when promoted and is priced so.
 
     `explore`: the stage promotes only, but its ranges moved (a border flag, a too-low learning
     rate), so the configurations it would continue all lie where the evidence says the optimum is
@@ -556,8 +568,9 @@ def _within_budget(
     def price(p: Ranked) -> int:
         # its first repeats continue (the epochs they lack); seeds it gains train the whole stage
         going_on = min(len(p.trials), stage.repeats)
-        c = going_on * max(0, stage.epochs - _epochs(sweep, evidence.stage_of(p.trials[0])))
-        return c + (stage.repeats - going_on) * stage.epochs
+        restarts = sum(t in restart for t in sorted(p.trials)[:going_on])  # the parents _promoted_trials picks
+        c = (going_on - restarts) * max(0, stage.epochs - _epochs(sweep, evidence.stage_of(p.trials[0])))
+        return c + (stage.repeats - going_on + restarts) * stage.epochs
 
     reserved = 0
     if explore and price(promoted[0]) <= allowance:  # explore: there is an incumbent to promote
@@ -571,8 +584,8 @@ def _within_budget(
             kept.append(p)
             spent += c
     if explore:
-        return kept, (allowance - spent) // one
-    return kept, min(stage.trials + spare // one, (allowance - spent) // one)
+        return kept, max(0, (allowance - spent) // one)
+    return kept, max(0, min(stage.trials + spare // one, (allowance - spent) // one))
 
 
 def _epochs(sweep: Sweep, k: int) -> int:
