@@ -10,40 +10,47 @@ from typing import Any
 import yaml
 
 from hpsearch.errors import HpsearchError
-from hpsearch.report.frames import add_checkpoints, open_sweep, runs_frame
+from hpsearch.report.frames import best_checkpoint, open_sweep
+from hpsearch.report.repeats import configurations
 
 FORMATS = ("yaml", "json", "args")
 
 
 def best_configs(root: str, top: int) -> list[dict[str, Any]]:
-    """The `top` best configurations (one row each, its best trial), in ranking order: rank, trial,
-    stage, the metric's value, best_epoch, params, checkpoint (absolute path, None when deleted).
+    """The `top` best configurations in ranking order (`report.repeats.configurations`, the ranking
+    of the master's `Done.` line), one row each for its best run: rank, trial, stage, the metric's
+    value at its best epoch, best_epoch, params, checkpoint (absolute path, None when deleted or
+    never written); with repeats, also `mean` (what ranked it) and `repeats`; `status: pruned` for
+    one stopped early (ranked after the finished ones). A configuration that was promoted is
+    listed once, for its latest stage.
 
     Raises:
         StoreError: `root` is not a sweep directory; HpsearchError: no run finished yet.
     """
     store, sweep = open_sweep(root)
     metric = sweep.metric.name
-    df = runs_frame(store.state, sweep.metric, checkpoints=False)
-    fin = df[df["status"] == "finished"].drop_duplicates("config").head(top)
-    if fin.empty:
+    ranking = configurations(store.state, sweep.metric)[:top]
+    if not ranking:
         raise HpsearchError(f"{root}: no finished run yet (hpsearch master status {root} shows progress)")
-    fin = add_checkpoints(fin, store.state, metric)
     out = []
-    for i, (_, r) in enumerate(fin.iterrows(), 1):
-        t = store.state.trials[r["trial"]]
-        path = store.layout.checkpoint(r["checkpoint"]) if r["checkpoint"] else None
-        out.append(
-            {
-                "rank": i,
-                "trial": t.trial,
-                "stage": int(t.stage),
-                metric: float(r[metric]),
-                "best_epoch": int(r["best_epoch"]),
-                "params": dict(t.params),
-                "checkpoint": str(path.resolve()) if path is not None and path.exists() else None,
-            }
-        )
+    for i, s in enumerate(ranking, 1):
+        t = s.run
+        name = best_checkpoint(store.state, t, metric)
+        path = store.layout.checkpoint(name) if name else None
+        row = {
+            "rank": i,
+            "trial": t.trial,
+            "stage": int(t.stage),
+            metric: float(t.best),
+            "best_epoch": int(t.best_epoch),
+            "params": dict(t.params),
+            "checkpoint": str(path.resolve()) if path is not None and path.exists() else None,
+        }
+        if s.ranked.count > 1:
+            row.update(mean=float(s.ranked.mean), repeats=int(s.ranked.count))
+        if s.ranked.pruned:
+            row["status"] = "pruned"  # stopped early (early_stop); ranked after every finished one
+        out.append(row)
     return out
 
 

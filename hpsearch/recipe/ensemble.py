@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from hpsearch.errors import HpsearchError
-from hpsearch.report.frames import add_checkpoints, open_sweep, runs_frame
+from hpsearch.report.frames import best_checkpoint, open_sweep
+from hpsearch.report.repeats import configuration_key, configurations
 from hpsearch.search import ensemble as choose
 from hpsearch.store.sweepdir import Store, atomic_write_json
 from hpsearch.trainables import predict
@@ -32,12 +33,12 @@ def measure(root: str, top: int) -> dict[str, Any]:
     started = time.perf_counter()
     predictor = predict.predictor_of(sweep)
     metric = sweep.metric.name
-    df = runs_frame(store.state, sweep.metric, checkpoints=False)
-    fin = df[df["status"] == "finished"]
-    if fin.empty:
+    ranking = configurations(store.state, sweep.metric)  # a promoted configuration once, as `hpsearch best`
+    if not ranking:
         raise HpsearchError(f"{root}: no finished run yet to ensemble")
-    fin = add_checkpoints(fin, store.state, metric)
-    ranked = [(str(r["trial"]), str(r["config"]), r["checkpoint"]) for _, r in fin.iterrows()]
+    ranked = [
+        (s.run.trial, configuration_key(s.ranked.params), best_checkpoint(store.state, s.run, metric)) for s in ranking
+    ]
     members = choose.top_configs(ranked, top, lambda name: store.layout.checkpoint(name).exists())
     if not members:
         raise HpsearchError(f"{root}: the best runs' checkpoints were deleted (keep_top, or by hand): nothing to load")

@@ -25,6 +25,7 @@ import pandas as pd
 from hpsearch.errors import HpsearchError
 from hpsearch.report.diagnostics import Finding, checks, diagnose
 from hpsearch.report.frames import best_checkpoint, open_sweep, runs_frame, stage_files
+from hpsearch.report.repeats import configurations
 from hpsearch.search import space as sp
 from hpsearch.store.sweepdir import Store
 
@@ -182,27 +183,27 @@ class SweepData:
     # -- the answer ----------------------------------------------------------------------------
     @property
     def best(self) -> dict[str, Any] | None:
-        """The best finished run, or None before one finished: {trial, stage, value (the sweep's
-        metric at its best epoch), metric, epoch, params (dict: name -> value), parent,
-        checkpoint (absolute path of its best epoch's checkpoint, or None when retention deleted
-        it)}."""
-        if self.runs.empty:
-            return None
-        fin = self.runs[(self.runs["status"] == "finished") & self.runs[self.metric].notna()]
-        if fin.empty:
-            return None
-        r = fin.iloc[0]
+        """The best configuration's best run, or None before a run has a result: the first of
+        `report.repeats.configurations` (what `hpsearch best` and the master's `Done.` line name:
+        mean over repeats, a promoted configuration at its latest stage). {trial, stage, value (the
+        sweep's metric at the run's best epoch), metric, epoch, params (dict: name -> value),
+        parent, checkpoint (absolute path of its best epoch's checkpoint, or None when retention
+        deleted it or none was written)}."""
         state = self.store.state
-        name = best_checkpoint(state, state.trials[r["trial"]], self.metric)
+        ranking = [s for s in configurations(state, self.sweep.metric) if s.run.best is not None]
+        if not ranking:
+            return None
+        t = ranking[0].run
+        name = best_checkpoint(state, t, self.metric)
         path = self.store.layout.checkpoint(name) if name else None
         return {
-            "trial": r["trial"],
-            "stage": int(r["stage"]),
-            "value": float(r[self.metric]),
+            "trial": t.trial,
+            "stage": int(t.stage),
+            "value": float(t.best),
             "metric": self.metric,
-            "epoch": None if pd.isna(r["best_epoch"]) else int(r["best_epoch"]),
-            "params": params_of(r),
-            "parent": r.get("parent"),
+            "epoch": None if t.best_epoch is None else int(t.best_epoch),
+            "params": dict(t.params),
+            "parent": t.parent,
             "checkpoint": str(path) if path is not None and Path(path).is_file() else None,
         }
 
