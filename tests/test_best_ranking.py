@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from helpers import run_cli, write, write_sweep
+from test_recipe_cli import DIGITS
 
 import hpsearch
 from hpsearch.store.sweepdir import Store
@@ -70,19 +71,16 @@ def test_ensemble_members_are_distinct_configurations_after_promotions(tmp_path:
     """`stages: auto` promotes: a promoted run and its parent are one model trained further, so an
     ensemble holds one of them (it used to hold both, and `hpsearch best` listed both)."""
     doc = {
+        **DIGITS,
         "name": "promoted",
         "seed": 1,
-        "metric": {"name": "val_acc", "goal": "maximize"},
-        "trainable": {"builtin": "classifier", "dataset": "digits", "hidden": [32], "max_batches": 6},
-        "parameters": {
-            "lr": {"distribution": "log_uniform_values", "min": 1e-2, "max": 0.5},
-            "reg": {"distribution": "log_uniform_values", "min": 1e-6, "max": 1e-3},
-        },
+        "parameters": {k: v for k, v in DIGITS["parameters"].items() if k in ("lr", "reg")},
         "stages": "auto",
         "budget": 40,
         "epochs": 6,
         "workers": 1,
         "heartbeat": 0.2,
+        "checkpoints": "best_last",
     }
     d = tmp_path / "run"
     run_cli("master", "start", str(write_sweep(tmp_path, doc)), "--dir", str(d), check=True, timeout=300)
