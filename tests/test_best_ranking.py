@@ -92,3 +92,8 @@ def test_ensemble_members_are_distinct_configurations_after_promotions(tmp_path:
     assert len(members) == 6 and len(set(params)) == 6
     rows = json.loads(run_cli("best", str(d), "--top", "6", "--format", "json", check=True).stdout)
     assert [r["trial"] for r in rows] == members  # the same ranking, checkpoints all kept
+    # and the follow-up of a budget sweep is a sweep that starts (`next` refused its own output before)
+    n = run_cli("next", str(d), "-o", str(tmp_path / "next.yaml"), check=True)
+    assert "Stages: auto, planned again from budget: 40" in n.stdout
+    assert "stages: auto" in (tmp_path / "next.yaml").read_text()
+    run_cli("master", "start", str(tmp_path / "next.yaml"), "--dir", str(tmp_path / "next"), "--dry-run", check=True)

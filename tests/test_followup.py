@@ -79,6 +79,41 @@ def test_no_finished_run_keeps_the_ranges() -> None:
     assert space == dict(sweep.space) and flags == [] and ranked == []
 
 
+def test_fewer_than_three_finished_keep_the_ranges_as_the_master_does() -> None:
+    """Two finished configurations, one at chance: too few to say where the good region is, so the
+    follow-up keeps the ranges (moving only a flagged border), as `plan_stage` does between stages."""
+    sweep = parse(RAW)
+    last = dict(sweep.space)
+    runs = [
+        run(0, 0.95, lr=1.1e-4, drop=0.4, width=64, opt="adam", **{"nested.m": 0.9}),  # lr on the low edge
+        run(1, 0.09, lr=3e-2, drop=0.7, width=300, opt="sgd", **{"nested.m": 0.6}),
+    ]
+    space, flags, ranked, lines = followup.next_space(sweep, last, runs)
+    assert len(ranked) == 2 and {(f.param, f.side) for f in flags} == {("lr", "low")}
+    assert space["lr"].low < 1e-4 and space["lr"].high == last["lr"].high  # moved past the flag only
+    assert all(space[k] == last[k] for k in ("drop", "width", "opt", "nested.m"))
+    assert lines[0].startswith("only 2 configuration(s) finished, fewer than 3: the ranges are kept")
+
+
+def test_a_budget_sweep_follows_up_as_a_valid_sweep() -> None:
+    """`stages: auto` is kept with its budget and epochs (planned again in the new ranges); a budget
+    beside written-out stages counted the finished sweep's, so it is left out (the follow-up's
+    stages train more than it). Both parse: `hpsearch next` refused its own output before."""
+    runs = [
+        run(i, 0.9 - i / 100, lr=1e-3 * (i + 1), drop=0.3, width=64, opt="adam", **{"nested.m": 0.9}) for i in range(4)
+    ]
+    auto = {**RAW, "stages": "auto", "budget": 64, "epochs": 8}
+    sweep = parse(auto)
+    space, *_ = followup.next_space(sweep, dict(sweep.space), runs)
+    doc = followup.followup_doc(auto, sweep, space, sweep.stages[-1])
+    new = parse(doc)
+    assert new.auto and new.budget == 64 and doc["epochs"] == 8 and new.stages == sweep.stages
+    written = {**RAW, "budget": 36}  # 12 x 1 + 6 x 4
+    sweep = parse(written)
+    doc = followup.followup_doc(written, sweep, space, sweep.stages[-1])
+    assert "budget" not in doc and [(s.trials, s.epochs) for s in parse(doc).stages] == [(10, 4), (5, 8)]
+
+
 @given(st.integers(1, 40), st.integers(1, 300))
 def test_next_stages_continue_at_equal_then_double_epochs(trials: int, epochs: int) -> None:
     first, second = followup.next_stages(Stage(trials=trials, epochs=epochs))

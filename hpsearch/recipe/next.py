@@ -9,7 +9,7 @@ import yaml
 
 from hpsearch.errors import HpsearchError
 from hpsearch.report.frames import open_sweep
-from hpsearch.search import followup, stages
+from hpsearch.search import budget, followup, stages
 from hpsearch.search import space as sp
 from hpsearch.store import sweepfile
 from hpsearch.store.atomic import atomic_write_bytes
@@ -45,7 +45,15 @@ def next_sweep(root: str, warm_start: bool) -> tuple[str, list[str]]:
         if sp.is_searched(dim):
             notes.append(f"  {name.ljust(width)}  {dim.describe():<32} -> {space[name].describe()}")
     notes += [f"Border: {f.message}" for f in flags]
-    notes += [f"Update ratio: {line}" for line in ratio_lines]
+    notes += [f"Update ratio: {line}" if "update-to-weight" in line else f"Note: {line}" for line in ratio_lines]
+    if raw.get("stages") == "auto":
+        notes.append(f"Stages: auto, planned again from budget: {raw.get('budget')} in the new ranges")
+    elif raw.get("budget") is not None:
+        notes.append(
+            f"Budget: {raw['budget']} left out: it counted the finished sweep's stages; the follow-up's "
+            f"train up to {budget.cost(sweepfile.parse(doc, source_dir=sweep.source_dir).stages)} epochs "
+            "(add budget: back to cap them)"
+        )
     if warm_start:
         notes.append(f"Warm start: stage {k}'s {len(ranked)} ranked run(s) join the first stage's ranking")
     return text, notes

@@ -21,28 +21,42 @@ from hpsearch.search.config import Stage, Sweep
 def next_space(
     sweep: Sweep, last_space: sp.Space, runs: list[stages.Run], history: list[stages.Run] | None = None
 ) -> tuple[sp.Space, list[stages.BorderFlag], list[stages.Ranked], list[str]]:
-    """(ranges, border flags, ranking, update-ratio lines) for the follow-up from the last stage's
-    ranges and runs.
+    """(ranges, border flags, ranking, lines saying what else moved or held the ranges) for the
+    follow-up from the last stage's ranges and runs.
 
     Narrowed as `stages.plan_stage` narrows between stages, around the top 20% (at least 3);
-    with no finished run the ranges stay. A learning rate whose whole range the update-to-weight
-    ratio of `history` (every run of the sweep; default `runs`) says is too low moves as between
-    stages (`stages.too_low_moves`); the lines say so, or that on_border: keep or bounds hold it."""
+    with fewer than `stages.MIN_TO_NARROW` ranked configurations the ranges are kept, moved only
+    past a flagged border (a line says so); with no finished run the ranges stay. A learning
+    rate whose whole range the update-to-weight ratio of `history` (every run of the sweep;
+    default `runs`) says is too low moves as between stages (`stages.too_low_moves`); the lines
+    say so, or that on_border: keep or bounds hold it."""
     ranked = stages.rank(runs, sweep.metric)
     if not ranked:
         return dict(last_space), [], [], []
     flags = stages.border_flags(last_space, ranked[0].params, sweep.border, sweep.on_border)
     top = ranked[: stages.top_count(Stage(trials=1, epochs=1), len(ranked))]
-    space = {
-        name: stages.narrow(dim, [r.params[name] for r in top], [f for f in flags if f.param == name], sweep.margin)
-        for name, dim in last_space.items()
-    }
+    few = len(ranked) < stages.MIN_TO_NARROW
+    lines = []
+    space = {}
+    for name, dim in last_space.items():
+        own = [f for f in flags if f.param == name]
+        if few:  # as the master does between stages: too few runs to say where the good region is
+            edges = [dim.low, dim.high] if isinstance(dim, sp.Numeric) else []
+            space[name] = stages.narrow(dim, edges, own, sweep.margin) if own and edges else dim
+        else:
+            space[name] = stages.narrow(dim, [r.params[name] for r in top], own, sweep.margin)
+    if few:
+        moved = sorted({f.param for f in flags if f.extends})
+        lines.append(
+            f"only {len(ranked)} configuration(s) finished, fewer than {stages.MIN_TO_NARROW}: the ranges are kept"
+            + (f", moved only past the flagged border of {', '.join(moved)}" if moved else "")
+        )
     moves, held = stages.too_low_moves(last_space, runs if history is None else history, sweep.on_border)
     for m in moves:
         dim = space[m.param]
         if isinstance(dim, sp.Numeric):
             space[m.param] = stages.legal(dataclasses.replace(dim, low=m.low, high=m.high), dim)
-    return space, flags, ranked, [m.says("the follow-up") for m in moves] + held
+    return space, flags, ranked, lines + [m.says("the follow-up") for m in moves] + held
 
 
 def next_stages(last: Stage) -> list[dict[str, Any]]:
@@ -91,8 +105,10 @@ def followup_doc(
     raw: dict[str, Any], sweep: Sweep, space: sp.Space, last: Stage, warm_start: str | None = None
 ) -> dict[str, Any]:
     """The follow-up sweep file: `raw` with the new ranges, stages continuing from `last` (the
-    last finished stage), a new name and seed; with `warm_start` (the finished sweep's directory)
-    that stage's runs join the first ranking."""
+    last finished stage: `next_stages`; a `budget:` written beside such stages counted the
+    finished sweep's and is left out), a new name and seed; a sweep with `stages: auto` keeps it,
+    its `budget:` and `epochs:`, re-planned in the new ranges. With `warm_start` (the finished
+    sweep's directory) that stage's runs join the first ranking."""
     doc = copy.deepcopy(raw)
     doc["name"] = f"{sweep.name}-next"
     doc["seed"] = int(sweep.seed) + 1  # fresh samples, not the finished sweep's again
@@ -106,7 +122,9 @@ def followup_doc(
             node = node[part]["parameters"]
         old = node.get(parts[-1]) if isinstance(node.get(parts[-1]), dict) else {}
         node[parts[-1]] = param_spec(dim, old)
-    doc["stages"] = next_stages(last)
+    if raw.get("stages") != "auto":  # `stages: auto` plans the follow-up from the same budget and epochs
+        doc["stages"] = next_stages(last)
+        doc.pop("budget", None)  # it counted the finished sweep's stages
     doc.pop("warm_start", None)
     if warm_start is not None:
         doc["warm_start"] = warm_start
