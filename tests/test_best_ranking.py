@@ -92,8 +92,60 @@ def test_ensemble_members_are_distinct_configurations_after_promotions(tmp_path:
     assert len(members) == 6 and len(set(params)) == 6
     rows = json.loads(run_cli("best", str(d), "--top", "6", "--format", "json", check=True).stdout)
     assert [r["trial"] for r in rows] == members  # the same ranking, checkpoints all kept
+    # "checkpoints of the best run" are its lineage's: a promoted run's best epoch may be its parent's
+    lineage = _lineage(st, members[0])
+    kept = [c for c in Store(d).checkpoint_names() if c.trial in lineage]
+    single = json.loads((d / "ensemble.json").read_text())["curves"][1]["points"]
+    assert len(lineage) > 1 and len(single) == min(6, len({c.epoch for c in kept}))
+    assert rows[0]["checkpoint"].rsplit("/", 1)[-1] in {c.name for c in kept}
     # and the follow-up of a budget sweep is a sweep that starts (`next` refused its own output before)
     n = run_cli("next", str(d), "-o", str(tmp_path / "next.yaml"), check=True)
     assert "Stages: auto, planned again from budget: 40" in n.stdout
     assert "stages: auto" in (tmp_path / "next.yaml").read_text()
     run_cli("master", "start", str(tmp_path / "next.yaml"), "--dir", str(tmp_path / "next"), "--dry-run", check=True)
+
+
+@pytest.mark.parametrize("goal", ["maximize", "minimize"])
+def test_a_promoted_run_that_ties_its_parent_is_named_everywhere(goal: str) -> None:
+    """A promoted run that never beat its parent's epochs ties with it: the report's table, the
+    status line, and the ranking of `hpsearch best` all name the child (it trained longer)."""
+    from hpsearch.report import frames, picture
+    from hpsearch.report.repeats import configurations
+    from hpsearch.search.config import Metric
+    from hpsearch.store.fold import State, SweepState, TrialRecord
+
+    st = SweepState()
+    value = 0.9 if goal == "maximize" else 0.1
+    for tid, stage, parent, best in [
+        ("s1-t0000", 1, None, 0.5),
+        ("s2-t0004", 2, None, value),
+        ("s3-t0000", 3, "s2-t0004", value),
+    ]:
+        params = {"lr": 0.3} if tid != "s1-t0000" else {"lr": 0.01}
+        st.trials[tid] = TrialRecord(
+            tid,
+            stage,
+            tid,
+            params,
+            seed=1,
+            epochs=3 * stage,
+            parent=parent,
+            state=State.FINISHED,
+            best=best,
+            best_epoch=3,
+            epochs_done=3 * stage,
+        )
+    metric = Metric("val_acc", goal)
+    assert frames.runs_frame(st, metric)["trial"].tolist()[:2] == ["s3-t0000", "s2-t0004"]
+    pic = picture.snapshot(st, {}, name="x", metric="val_acc", goal=goal, stages=3, stale_after=10)
+    assert pic.best_trial == "s3-t0000"
+    ranking = configurations(st, metric)
+    assert [s.run.trial for s in ranking] == ["s3-t0000", "s1-t0000"]  # the parent is the same configuration
+
+
+def _lineage(st, trial: str) -> list[str]:
+    out = []
+    while trial and trial not in out:
+        out.append(trial)
+        trial = st.trials[trial].parent
+    return out

@@ -279,7 +279,7 @@ def test_epochs_earlier_stages_did_not_train_are_spent_by_the_next():
     assert [s.trials for s in sw.stages] == [81, 19, 0] and sw.stages[2].promote == 12
     assert all(t.get("parent") for t in plan3.trials)
     assert 60 < cost3(plan3) <= 60 + 10  # 81 + 20 x 3 - 10 + cost3 <= 200
-    assert any("10 epoch(s) earlier stages did not train" in n for n in plan3.notes)
+    assert any("10 epoch(s) earlier stages were counted for but did not train" in n for n in plan3.notes)
     _, _, planned = _last_stage(best_lr=1e-2, failed=0, budget=200)
     assert cost3(planned) <= 60 and not any("did not train" in n for n in planned.notes)
 

@@ -313,6 +313,16 @@ def test_python_without_contracts_skips_and_refuses_with_one_line(tmp_path: Path
     assert not (tmp_path / "d" / "ensemble.json").exists()
 
 
+def test_python_predict_without_saved_state_says_no_checkpoint_was_written(tmp_path: Path) -> None:
+    f = python_sweep(tmp_path, 2.0, contracts=True)
+    train = tmp_path / "train.py"
+    train.write_text(train.read_text().replace(', state={"model": m.state_dict()})', ")"))
+    run_cli("master", "start", str(f), "--dir", str(tmp_path / "d"), cwd=tmp_path, check=True)
+    e = run_cli("ensemble", str(tmp_path / "d"), cwd=tmp_path)
+    assert e.returncode == 2 and "no run saved a checkpoint" in e.stderr and "state=" in e.stderr
+    assert len(e.stderr.strip().splitlines()) == 1 and not (tmp_path / "d" / "ensemble.json").exists()
+
+
 PROGRAM = """
 import json, os, math, random
 subset = int(os.environ.get("HPSEARCH_SUBSET", "0")) or 200

@@ -49,14 +49,14 @@ def mixed_state(n: int = 400, seed: int = 0) -> SweepState:
 
 
 @pytest.mark.parametrize("goal", ["maximize", "minimize"])
-def test_ranking_order_is_status_then_metric_then_trial_id(goal):
+def test_ranking_order_is_status_then_metric_then_later_stage_then_trial_id(goal):
     st = mixed_state()
     df = frames.runs_frame(st, Metric("val_acc", goal))
     sign = -1 if goal == "maximize" else 1
 
     def key(t: TrialRecord):
         missing = t.best is None or math.isnan(t.best)
-        return (frames.STATUS_ORDER[t.state.value], missing, 0.0 if missing else sign * t.best, t.trial)
+        return (frames.STATUS_ORDER[t.state.value], missing, 0.0 if missing else sign * t.best, -t.stage, t.trial)
 
     expected = [t.trial for t in sorted(st.trials.values(), key=key)]
     assert df["trial"].tolist() == expected

@@ -41,6 +41,11 @@ def measure(root: str, top: int) -> dict[str, Any]:
     ]
     members = choose.top_configs(ranked, top, lambda name: store.layout.checkpoint(name).exists())
     if not members:
+        if all(ckpt is None for _, _, ckpt in ranked):
+            raise HpsearchError(
+                f"{root}: no run saved a checkpoint: nothing to load (a python trainable passes state= to "
+                "trial.report; a command program hands over checkpoint files)"
+            )
         raise HpsearchError(f"{root}: the best runs' checkpoints were deleted (keep_top, or by hand): nothing to load")
     probs, labels = [], None
     for _, name in members:
@@ -52,9 +57,18 @@ def measure(root: str, top: int) -> dict[str, Any]:
     assert labels is not None
     curves = [_curve("top-K configurations (average of probabilities)", members, probs, labels)]
     best_trial = members[0][0]
-    own = sorted((c for c in store.checkpoint_names() if c.trial == best_trial), key=lambda c: c.epoch, reverse=True)[
-        :top
-    ]
+    # its lineage's: a promoted run's first epochs (and maybe its best) are its parent's checkpoints
+    lineage, t = [], store.state.trials.get(best_trial)
+    while t is not None and t.trial not in lineage:
+        lineage.append(t.trial)
+        t = store.state.trials.get(t.parent) if t.parent else None
+    by_epoch: dict[int, Any] = {}
+    for c in store.checkpoint_names():
+        if c.trial in lineage and (
+            c.epoch not in by_epoch or lineage.index(c.trial) < lineage.index(by_epoch[c.epoch].trial)
+        ):
+            by_epoch[c.epoch] = c
+    own = [by_epoch[e] for e in sorted(by_epoch, reverse=True)][:top]
     singles = [(f"{best_trial} epoch {c.epoch}", c.name) for c in own]
     states = [_state(store, name) for _, name in singles]
     single_probs = [predictor(s)[0] for s in states]

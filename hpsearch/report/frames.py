@@ -53,7 +53,9 @@ def runs_frame(state: SweepState, metric: Metric, stage: int | None = None, chec
         cols[f"p.{k}"] = [t.params.get(k) for t in trials]
     if checkpoints:
         cols["checkpoint"] = checkpoint_names(state, trials, metric.name)
-    order = _ranking_order(cols["status"], -best if metric.goal == "maximize" else best, cols["trial"])
+    order = _ranking_order(
+        cols["status"], -best if metric.goal == "maximize" else best, cols["trial"], [t.stage for t in trials]
+    )
     df = pd.DataFrame(cols).take(order).reset_index(drop=True)
     df.insert(0, "rank", range(1, len(df) + 1))
     return df
@@ -63,10 +65,12 @@ def _ints(values: list[Any]) -> Any:
     return pd.array(values, dtype="Int64")  # None -> <NA>
 
 
-def _ranking_order(status: list[str], key: np.ndarray, trial: list[str]) -> np.ndarray:
-    """Row order: by status (STATUS_ORDER), then key ascending with NaN last, then trial id.
-    numpy sorts the numbers; only runs of equal (status, key), such as the planned trials, which
-    all have NaN, are put in trial-id order in Python (sorting 100,000 ids costs more than the rest)."""
+def _ranking_order(status: list[str], key: np.ndarray, trial: list[str], stage: list[int]) -> np.ndarray:
+    """Row order: by status (STATUS_ORDER), then key ascending with NaN last, then the later stage
+    first (a promoted run that did not beat its parent's epochs ties with it, and trained longer:
+    `report.repeats.configurations` puts it first too), then trial id. numpy sorts the numbers;
+    only runs of equal (status, key), such as the planned trials, which all have NaN, are put in
+    order in Python (sorting 100,000 ids costs more than the rest)."""
     group = np.array([STATUS_ORDER.get(s, 9) for s in status], dtype=np.int64)
     order = np.lexsort((key, group))  # stable; NaN sorts last
     g, k = group[order], key[order]
@@ -75,7 +79,7 @@ def _ranking_order(status: list[str], key: np.ndarray, trial: list[str]) -> np.n
         starts = np.flatnonzero(np.r_[True, ~same])
         ends = np.r_[starts[1:], len(order)]
         for a, b in zip(*(x[ends - starts > 1] for x in (starts, ends))):
-            order[a:b] = sorted(order[a:b].tolist(), key=trial.__getitem__)
+            order[a:b] = sorted(order[a:b].tolist(), key=lambda i: (-stage[i], trial[i]))
     return order
 
 

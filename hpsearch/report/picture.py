@@ -176,8 +176,9 @@ def snapshot(
     )
     finished = [t for t in state.trials.values() if t.state is State.FINISHED and t.best is not None]
     if finished:
-        pick = max if goal == "maximize" else min
-        b = pick(finished, key=lambda t: t.best)  # type: ignore[arg-type,return-value]
+        sign = 1.0 if goal == "maximize" else -1.0
+        # on a tie the later stage: a promoted run that did not beat its parent's epochs (as `report`)
+        b = max(finished, key=lambda t: (sign * t.best, t.stage))  # type: ignore[operator]
         pic.best, pic.best_trial = b.best, b.trial
     pic.left = sum(1 for t in state.trials.values() if not t.state.is_finished)
     pic.stages_left = stages - len(state.stages_done)
