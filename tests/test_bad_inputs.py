@@ -172,7 +172,7 @@ def test_a_file_where_the_directory_should_be(tmp_path: Path) -> None:
     # `--dir FILE` itself is caught by click's argument check: a usage message, exit 2, no traceback
     r = run_cli("master", "start", str(sweep), "--dir", str(f))
     assert r.returncode == 2 and "is a file" in r.stderr and "Traceback" not in r.stderr
-    assert_one_line_error(run_cli("report", str(f / "sub")), "not a sweep directory")
+    assert_one_line_error(run_cli("report", str(f / "sub")), "does not exist (a typo in the path?)")
     assert f.read_text() == "not a directory"
 
 

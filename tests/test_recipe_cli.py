@@ -175,9 +175,9 @@ def test_no_capacity_fails_the_overfit_check(tmp_path: Path) -> None:
     [
         (["check", "missing.yaml"], "no such file"),
         (["check", "{f}", "--write", "{f}"], "that is the sweep file being checked"),
-        (["best", "{d}"], "not a sweep directory"),
-        (["ensemble", "{d}"], "not a sweep directory"),
-        (["next", "{d}"], "not a sweep directory"),
+        (["best", "{d}"], "does not exist (a typo in the path?)"),
+        (["ensemble", "{d}"], "does not exist (a typo in the path?)"),
+        (["next", "{d}"], "does not exist (a typo in the path?)"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path: Path, args: list[str], message: str) -> None:

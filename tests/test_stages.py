@@ -50,6 +50,12 @@ def test_border_flag_top_of_log_range_with_message():
     assert stages.border_flags(space, {"lr": 0.41, "reg": 1e-3}, 0.1) == []
 
 
+def test_border_flag_of_an_integer_range_says_integers():
+    space = {"hidden": sp.Numeric(32.0, 512.0, log=True, integer=True)}
+    (f,) = stages.border_flags(space, {"hidden": 498}, 0.1)
+    assert f.message.startswith("best hidden 498 lies in the top 1% of [32, 512] on a log scale")
+
+
 def test_border_measured_in_the_parameters_own_scale():
     # 0.5 is near the top of [1e-6, 1] linearly, but in the middle-upper part on a log scale
     log = {"lr": sp.Numeric(1e-6, 1.0, log=True)}

@@ -129,7 +129,7 @@ def open_sweep(root: str) -> tuple[Store, Any]:
     """The store of sweep directory `root`, refreshed, and its sweep as started (StoreError if none)."""
     store = Store(root)
     if not store.exists():
-        raise StoreError(f"{root} is not a sweep directory (no journal.jsonl)")
+        raise StoreError(store.missing())
     sweep = store.load_sweep()
     store.refresh()
     return store, sweep

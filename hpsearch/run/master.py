@@ -215,7 +215,7 @@ class Master:
             self.out.say(f"Resuming {self.sweep.name} in {self.root}: {done} of {len(self.sweep.stages)} stage(s) done")
         else:
             if self.opts.resume:
-                raise HpsearchError(f"--resume: {self.root} is not a sweep directory (no journal.jsonl)")
+                raise HpsearchError(f"--resume: {self.store.missing()}")
             # `hpsearch check` may have left its preflight.json: the sweep then runs beside it
             if lay.root.exists() and any(p != lay.preflight for p in lay.root.iterdir()):
                 raise HpsearchError(f"{self.root} exists and is not empty, but holds no sweep; choose another --dir")
@@ -696,7 +696,7 @@ def request_stop(root: str) -> str:
     sweep is left as it is."""
     store = Store(root)
     if not store.exists():
-        raise HpsearchError(f"{root} is not a sweep directory (no journal.jsonl)")
+        raise HpsearchError(store.missing())
     # the sweep's own lock kind: a hard lock taken beside soft ones would not exclude them
     sweep = store.load_sweep()
     store = Store(root, lock=sweep.lock)

@@ -14,7 +14,7 @@ from hpsearch.store.sweepdir import Store
 def _read(root: str) -> tuple[str, tuple[stages.Run, ...]]:
     store = Store(root)
     if not store.exists():
-        raise HpsearchError(f"warm_start: {root} is not a sweep directory (no journal.jsonl)")
+        raise HpsearchError(f"warm_start: {store.missing()}")
     st = store.refresh()
     if not st.stages_done:
         raise HpsearchError(f"warm_start: {root} has no finished stage to carry in")

@@ -60,10 +60,7 @@ class Worker:
     def __init__(self, root: str, opts: WorkerOptions) -> None:
         self.store = Store(root)
         if not self.store.exists():
-            raise HpsearchError(
-                f"{root} is not a sweep directory (no journal.jsonl); start one with "
-                "`hpsearch master start SWEEP.yaml --dir DIR`"
-            )
+            raise HpsearchError(f"{self.store.missing()}; start one with `hpsearch master start SWEEP.yaml --dir DIR`")
         self.sweep = self.store.load_sweep()
         self.store = Store(root, lock=self.sweep.lock)
         self.opts = opts

@@ -30,6 +30,18 @@ CLASSIFIER_DEFAULTS: dict[str, object] = {
     "max_batches": None,  # cap batches per epoch (quick tests)
 }
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "rmsprop")
+# What the built-in classifier reports each epoch (trainables/classifier.py, population.py): the
+# sweep's `metric:` must be one of them, or every trial would fail at its first report.
+CLASSIFIER_METRICS = (
+    "val_acc",
+    "val_loss",
+    "train_acc",
+    "train_loss",
+    "eval_train_loss",
+    "update_ratio",
+    "lr",
+    "seconds",
+)
 BUILTINS = ("classifier", "noop")
 # noop: no training; any parameter is accepted. Its metric peaks where params equal `target`.
 NOOP_DEFAULTS: dict[str, object] = {"sleep": 0.0, "metric_value": None, "fail": False, "target": None}

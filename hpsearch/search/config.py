@@ -22,7 +22,7 @@ from hpsearch.search import conditional as cond
 from hpsearch.search import earlystop as es
 from hpsearch.search import enqueue as eq
 from hpsearch.search import space as sp
-from hpsearch.search.builtins import BUILTINS, OPTIMIZERS, builtin_defaults
+from hpsearch.search.builtins import BUILTINS, CLASSIFIER_METRICS, OPTIMIZERS, builtin_defaults
 from hpsearch.search.launcher_options import check_options
 from hpsearch.search.paramspec import is_int, is_num, yaml_number
 from hpsearch.search.sampler import DEFAULT as DEFAULT_METHOD
@@ -280,6 +280,11 @@ def parse(
     method = _method(raw.get("method", DEFAULT_METHOD), warnings, problems)
     if trainable and trainable.get("builtin") in BUILTINS:
         _check_builtin_settings(trainable, space, problems)
+        if trainable["builtin"] == "classifier" and metric.name not in CLASSIFIER_METRICS:
+            problems.append(
+                f"metric.name: the classifier built-in reports {', '.join(CLASSIFIER_METRICS)}; "
+                f"got {metric.name!r} (e.g. metric: {{name: val_acc, goal: maximize}})"
+            )
     tensorboard = _tensorboard(raw.get("tensorboard"), source_dir, problems)
     _check_trial_names(trainable, space, warnings)
     promoting = [i for i, s in enumerate(stages, 1) if s.promote]

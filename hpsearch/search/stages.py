@@ -85,7 +85,13 @@ class BorderFlag:
         pct = (1 - self.position if self.side == "high" else self.position) * 100
         where = "top" if self.side == "high" else "bottom"
         scale = "a log" if self.dim.log else "a linear"
-        show = sp.sci if self.dim.log else sp.fmt
+        if self.dim.integer:  # hidden 498 of [32, 512], not 5e+02 of [3.2e+01, 5.1e+02]
+
+            def show(x: Any) -> str:
+                return str(round(x))
+
+        else:
+            show = sp.sci if self.dim.log else sp.fmt
         rng = f"[{show(self.dim.low)}, {show(self.dim.high)}]"
         way = "upward" if self.side == "high" else "downward"
         then = (

@@ -188,6 +188,16 @@ class Store:
     def exists(self) -> bool:
         return self.layout.journal.exists()
 
+    def missing(self) -> str:
+        """Why this is no sweep directory, in one phrase: the path does not exist, is a file, or has
+        no journal (for an error message; call when `exists()` is False)."""
+        root = self.layout.root
+        if not Path(root).exists():
+            return f"{root} does not exist (a typo in the path?)"
+        if not Path(root).is_dir():
+            return f"{root} is a file, not a sweep directory"
+        return f"{root} is not a sweep directory (no journal.jsonl)"
+
     def refresh(self) -> SweepState:
         return self.journal.refresh()
 
