@@ -136,10 +136,13 @@ def test_next_writes_a_follow_up_that_runs_with_a_warm_start(checked_sweep) -> N
     small = yaml.safe_load(out.read_text())
     small["stages"] = [{"trials": 3, "epochs": 3}, {"trials": 2, "epochs": 4, "top": 2}]
     f2 = write_sweep(tmp, small, "next-small.yaml")
-    run_cli("master", "start", str(f2), "--dir", str(tmp / "next run"), timeout=600, check=True)
+    started = run_cli("master", "start", str(f2), "--dir", str(tmp / "next run"), timeout=600, check=True)
     ranking = json.loads((tmp / "next run" / "stages" / "stage-1.json").read_text())["ranking"]
     warm = [r for r in ranking if r["config"].startswith("warm:")]
     assert warm and len(ranking) == len(warm) + 3  # carried runs ranked with stage 1's own
+    # and the master's stage-1 summary says so (its table lists this sweep's own trials)
+    said = next(ln for ln in started.stdout.splitlines() if ln.startswith("Warm start: "))
+    assert said.startswith(f"Warm start: {len(warm)} run(s) of {d.resolve()} ranked with this stage")
     assert {r["config"][5:] for r in warm} <= {t for t in Store(d).refresh().trials}
 
 

@@ -656,6 +656,17 @@ def stage_text(store: Store, sweep: Sweep, k: int, flags: list[stages.BorderFlag
     counts = counts_of(store.state, k)
     head = f"Stage {k} done: " + ", ".join(f"{v} {s}" for s, v in sorted(counts.items()))
     lines = [head, text_table(df, ranking_columns(df, sweep.metric.name, ranked)) if len(df) else "(no runs)"]
+    if k == 1 and sweep.warm_start:  # carried-in runs rank with stage 1 but are no trials of this sweep
+        from hpsearch.run.warmstart import warm_runs
+
+        warm = warm_runs(sweep)
+        joint = stages.rank(runs_of(store.state, 1) + warm, sweep.metric)[:top]
+        carried = [r for r in joint if r.config.startswith(stages.WARM)]
+        best = f"; the best is {carried[0].trials[0]} ({sweep.metric.name} {carried[0].mean:.4f})" if carried else ""
+        lines.append(
+            f"Warm start: {len(warm)} run(s) of {sweep.warm_start} ranked with this stage "
+            f"(stages/stage-1.json), {len(carried)} of them in the joint top {top}{best}"
+        )
     lines += [f"Border: {f.message}" for f in flags] or ["Border: no best value lies on the border of its range"]
     from hpsearch.report import rungs
 
