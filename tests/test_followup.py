@@ -114,6 +114,49 @@ def test_a_budget_sweep_follows_up_as_a_valid_sweep() -> None:
     assert "budget" not in doc and [(s.trials, s.epochs) for s in parse(doc).stages] == [(10, 4), (5, 8)]
 
 
+COND = {
+    **RAW,
+    "parameters": {
+        "optimizer": {
+            "values": ["adam", "sgd", "nesterov"],
+            "branches": {
+                "adam": {"lr": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-2}},
+                "sgd": {"lr": {"distribution": "log_uniform_values", "min": 1e-3, "max": 1.0}},
+                "nesterov": {"lr": {"distribution": "log_uniform_values", "min": 1e-3, "max": 1.0}},
+            },
+        },
+        "momentum": {"min": 0.5, "max": 0.99, "when": {"optimizer": ["sgd", "nesterov"]}},
+        "net": {"parameters": {"drop": {"min": 0.0, "max": 0.8}}},
+    },
+}
+
+
+def test_a_follow_up_of_conditional_parameters_narrows_each_branch_in_place() -> None:
+    """Each branch's range narrows around that branch's own top runs and is written back where it
+    was declared (under `branches:`, beside its `when:`); the choice that carries branches keeps
+    its values. `hpsearch next` crashed on such a sweep (KeyError 'lr[optimizer=adam]')."""
+    sweep = parse(COND)
+    runs = [run(i, 0.9 - i / 100, optimizer="adam", lr=1e-3 * (1 + i / 10), **{"net.drop": 0.2}) for i in range(4)]
+    runs += [
+        run(10 + i, 0.8 - i / 100, optimizer="sgd", lr=0.1 * (1 + i / 10), momentum=0.9, **{"net.drop": 0.3})
+        for i in range(4)
+    ]
+    space, flags, ranked, lines = followup.next_space(sweep, dict(sweep.space), runs)
+    # around each branch's own top runs (adam's at 1.0-1.3e-3, sgd's at 0.10-0.13), padded
+    assert 5e-4 < space["lr[optimizer=adam]"].low < 1e-3 and 1.3e-3 < space["lr[optimizer=adam]"].high < 3e-3
+    assert 0.05 < space["lr[optimizer=sgd]"].low < 0.1 and 0.13 < space["lr[optimizer=sgd]"].high < 0.3
+    assert space["lr[optimizer=nesterov]"] == sweep.space["lr[optimizer=nesterov]"]  # no run: kept
+    assert space["optimizer"] == sweep.space["optimizer"]  # carries branches: kept whole
+    doc = followup.followup_doc(COND, sweep, space, sweep.stages[-1])
+    new = parse(doc)  # a valid sweep file
+    assert new.space["lr[optimizer=sgd]"].low == pytest.approx(space["lr[optimizer=sgd]"].low, rel=1e-5)
+    assert doc["parameters"]["momentum"]["when"] == {"optimizer": ["sgd", "nesterov"]}
+    assert doc["parameters"]["optimizer"]["branches"]["adam"]["lr"]["max"] < 1e-2
+    assert "drop" in doc["parameters"]["net"]["parameters"] and "branches" in doc["parameters"]["optimizer"]
+    # warm runs need only the parameters of the branch they took
+    assert len(followup.warm_runs(runs, new.space)) == len(runs)
+
+
 @given(st.integers(1, 40), st.integers(1, 300))
 def test_next_stages_continue_at_equal_then_double_epochs(trials: int, epochs: int) -> None:
     first, second = followup.next_stages(Stage(trials=trials, epochs=epochs))

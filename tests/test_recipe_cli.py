@@ -326,6 +326,37 @@ def test_python_predict_without_saved_state_says_no_checkpoint_was_written(tmp_p
     assert len(e.stderr.strip().splitlines()) == 1 and not (tmp_path / "d" / "ensemble.json").exists()
 
 
+def test_next_on_conditional_parameters_writes_a_sweep_that_starts(tmp_path: Path) -> None:
+    """`hpsearch next` on a sweep with `branches:` and `when:` (it crashed with a KeyError)."""
+    doc = {
+        "name": "cond",
+        "metric": {"name": "val_acc", "goal": "maximize"},
+        "trainable": {"builtin": "noop"},
+        "parameters": {
+            "optimizer": {
+                "values": ["adam", "sgd"],
+                "branches": {
+                    "adam": {"lr": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-2}},
+                    "sgd": {"lr": {"distribution": "log_uniform_values", "min": 1e-3, "max": 1.0}},
+                },
+            },
+            "momentum": {"min": 0.5, "max": 0.99, "when": {"optimizer": ["sgd"]}},
+            "metric_value": {"min": 0.1, "max": 0.9},
+        },
+        "stages": [{"trials": 12, "epochs": 1}],
+        "workers": 1,
+        "heartbeat": 0.2,
+    }
+    d = tmp_path / "d"
+    run_cli("master", "start", str(write_sweep(tmp_path, doc)), "--dir", str(d), check=True)
+    n = run_cli("next", str(d), "-o", str(tmp_path / "next.yaml"), "--warm-start")
+    assert n.returncode == 0 and "Traceback" not in n.stderr, n.stderr
+    assert "lr[optimizer=adam]" in n.stdout and "Warm start: stage 1's 12 ranked run(s)" in n.stdout
+    new = yaml.safe_load((tmp_path / "next.yaml").read_text())
+    assert set(new["parameters"]["optimizer"]["branches"]) == {"adam", "sgd"}
+    run_cli("master", "start", str(tmp_path / "next.yaml"), "--dir", str(tmp_path / "n"), "--dry-run", check=True)
+
+
 PROGRAM = """
 import json, os, math, random
 subset = int(os.environ.get("HPSEARCH_SUBSET", "0")) or 200

@@ -259,6 +259,41 @@ def _exclusive(a: str, b: str) -> bool:
     return any(p in cb and not set(ca[p]) & set(cb[p]) for p in ca)
 
 
+def spec_nodes(block: Any, prefix: str = "", conds: tuple[tuple[str, tuple[Any, ...]], ...] = ()) -> dict[str, Any]:
+    """Where each key of `parse_space`'s space is written in a `parameters:` block: key -> (the
+    mapping that holds its spec, its name there), found by the same walk as parsing (nesting,
+    `when:`, `branches:`). For writing ranges back into a sweep file (`hpsearch next`)."""
+    out: dict[str, Any] = {}
+    if not isinstance(block, dict):
+        return out
+    for name, spec in block.items():
+        if not isinstance(spec, dict):
+            continue
+        full = f"{prefix}{name}"
+        own = list(conds)
+        when = spec.get("when")
+        if isinstance(when, dict):
+            own += [(str(p), tuple(v) if isinstance(v, list) else (v,)) for p, v in when.items()]
+        if isinstance(spec.get("parameters"), dict):
+            out.update(spec_nodes(spec["parameters"], f"{full}.", tuple(own)))
+            continue
+        suffix = "".join(f"[{p}={'|'.join(text(v) for v in vals)}]" for p, vals in own)
+        out[full + suffix] = (block, name)
+        branches, values = spec.get("branches"), spec.get("values")
+        if isinstance(branches, dict) and isinstance(values, list):
+            by_text = {text(v): v for v in values}
+            for choice, sub in branches.items():
+                if text(choice) in by_text and isinstance(sub, dict):
+                    sub = sub.get("parameters", sub) if set(sub) == {"parameters"} else sub
+                    out.update(spec_nodes(sub, prefix, (*own, (full, (by_text[text(choice)],)))))
+    return out
+
+
+def parents(space: sp.Space) -> set[str]:
+    """The parameters some conditional parameter depends on (`optimizer` for `lr[optimizer=adam]`)."""
+    return {p for k in space for p, _ in conditions(k)}
+
+
 # -- branches for ranking, narrowing and the report -------------------------------------------------
 def branch_of(key: str) -> str:
     """A readable branch label: `optimizer=adam` (conditions joined by ', ')."""

@@ -13,6 +13,7 @@ import dataclasses
 import math
 from typing import Any
 
+from hpsearch.search import conditional as cond
 from hpsearch.search import space as sp
 from hpsearch.search import stages
 from hpsearch.search.config import Stage, Sweep
@@ -33,30 +34,34 @@ def next_space(
     ranked = stages.rank(runs, sweep.metric)
     if not ranked:
         return dict(last_space), [], [], []
-    flags = stages.border_flags(last_space, ranked[0].params, sweep.border, sweep.on_border)
-    top = ranked[: stages.top_count(Stage(trials=1, epochs=1), len(ranked))]
+    flags = stages.all_border_flags(last_space, ranked, sweep.border, sweep.on_border)
+    one = Stage(trials=1, epochs=1)
+    top = ranked[: stages.top_count(one, len(ranked))]
     few = len(ranked) < stages.MIN_TO_NARROW
     lines = []
     space = {}
+    held = cond.parents(last_space)  # their values carry other parameters' branches: kept whole
     for name, dim in last_space.items():
         own = [f for f in flags if f.param == name]
-        if few:  # as the master does between stages: too few runs to say where the good region is
+        if name in held:
+            space[name] = dim
+        elif few:  # as the master does between stages: too few runs to say where the good region is
             edges = [dim.low, dim.high] if isinstance(dim, sp.Numeric) else []
             space[name] = stages.narrow(dim, edges, own, sweep.margin) if own and edges else dim
         else:
-            space[name] = stages.narrow(dim, [r.params[name] for r in top], own, sweep.margin)
+            space[name] = stages.narrow(dim, stages.branch_top_values(name, ranked, top, one), own, sweep.margin)
     if few:
         moved = sorted({f.param for f in flags if f.extends})
         lines.append(
             f"only {len(ranked)} configuration(s) finished, fewer than {stages.MIN_TO_NARROW}: the ranges are kept"
             + (f", moved only past the flagged border of {', '.join(moved)}" if moved else "")
         )
-    moves, held = stages.too_low_moves(last_space, runs if history is None else history, sweep.on_border)
+    moves, kept = stages.too_low_moves(last_space, runs if history is None else history, sweep.on_border)
     for m in moves:
         dim = space[m.param]
         if isinstance(dim, sp.Numeric):
             space[m.param] = stages.legal(dataclasses.replace(dim, low=m.low, high=m.high), dim)
-    return space, flags, ranked, lines + [m.says("the follow-up") for m in moves] + held
+    return space, flags, ranked, lines + [m.says("the follow-up") for m in moves] + kept
 
 
 def next_stages(last: Stage) -> list[dict[str, Any]]:
@@ -114,14 +119,14 @@ def followup_doc(
     doc["seed"] = int(sweep.seed) + 1  # fresh samples, not the finished sweep's again
     doc["description"] = f"follow-up of {sweep.name}: ranges from its last stage's ranking (hpsearch next)"
     params = doc.setdefault("parameters", {})
+    nodes = cond.spec_nodes(params)  # where each key is written: nested, per branch, with when:
+    held = cond.parents(space)
     for name, dim in space.items():
-        if not sp.is_searched(dim):
-            continue
-        node, parts = params, name.split(".")
-        for part in parts[:-1]:
-            node = node[part]["parameters"]
-        old = node.get(parts[-1]) if isinstance(node.get(parts[-1]), dict) else {}
-        node[parts[-1]] = param_spec(dim, old)
+        if not sp.is_searched(dim) or name in held or name not in nodes:
+            continue  # a choice that carries branches stays as written
+        node, leaf = nodes[name]
+        old = node[leaf] if isinstance(node.get(leaf), dict) else {}
+        node[leaf] = {**param_spec(dim, old), **({"when": old["when"]} if "when" in old else {})}
     if raw.get("stages") != "auto":  # `stages: auto` plans the follow-up from the same budget and epochs
         doc["stages"] = next_stages(last)
         doc.pop("budget", None)  # it counted the finished sweep's stages
@@ -138,5 +143,6 @@ def warm_runs(runs: list[stages.Run], space: sp.Space) -> list[stages.Run]:
     return [
         r._replace(trial=stages.WARM + r.trial, config=stages.WARM + r.config)
         for r in runs
-        if r.status == stages.USABLE and all(n in r.params for n in names)
+        # a conditional parameter is needed only where its branch is taken (`lr[optimizer=adam]`)
+        if r.status == stages.USABLE and all(cond.public(n) in r.params for n in names if cond.active(n, r.params))
     ]
