@@ -136,6 +136,28 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path) -> None:
     assert tree_hash(tmp_path) == before
 
 
+def test_dry_run_counts_promotions_with_repeats_as_the_run_does_and_warns_as_it(tmp_path: Path) -> None:
+    """Stage 1 runs each configuration twice (repeats: 2); stage 2 promotes 2 configurations with
+    one repeat each: 2 promoted trials, not 4 (the dry run counted the repeats it came from)."""
+    text = noop_sweep(trials=[6, 3], epochs=[1, 3])
+    text = text.replace("  - {trials: 6, epochs: 1}", "  - {trials: 6, epochs: 1, repeats: 2}")
+    text = text.replace("  - {trials: 3, epochs: 3}", "  - {trials: 3, epochs: 3, promote: 2, top: 3}")
+    # natural-log exponents given as values: a warning
+    text = text.replace("parameters:\n", "parameters:\n  lr: {distribution: log_uniform, min: 1.0e-5, max: 1.0e-1}\n")
+    sweep = write_sweep(tmp_path, text)
+    dry = run_cli("master", "start", str(sweep), "--dir", str(tmp_path / "d"), "--dry-run", check=True).stdout
+    assert "stage 2: 5 trial(s) x 3 epoch(s) (2 promoted from stage 1, each going on from epoch 1)" in dry
+    assert "Total: at most 25 epoch(s) of training" in dry  # 12 x 1 + 3 x 3 + 2 x 2
+    warned = [ln for ln in dry.splitlines() if ln.startswith("warning: parameters.lr: log_uniform")]
+    real = run_cli("master", "start", str(sweep), "--dir", str(tmp_path / "d"), check=True).stdout
+    assert warned and all(w in real for w in warned)
+    planned = [
+        json.loads(ln) for ln in (tmp_path / "d" / "journal.jsonl").read_text().splitlines() if '"ev":"stage"' in ln
+    ]
+    stage2 = planned[1]["trials"]
+    assert len(stage2) == 5 and sum(bool(t.get("parent")) for t in stage2) == 2
+
+
 THREADS_PROGRAM = """
 import json, os
 keys = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")

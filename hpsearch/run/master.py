@@ -736,6 +736,9 @@ def dry_run(sweep_path: str, root: str | None, workers: int | None, launcher: st
     root = root or os.path.join("runs", sweep.name)
     first = stages.plan_stage(sweep, 1, None, [])
     lines = [f"# hpsearch master start --dry-run: nothing is written; the sweep would run in {root}"]
+    lines += [f"warning: {w}" for w in sweep.warnings]  # what the real start would warn of
+    if sweep.budget is not None:
+        lines.append(budget_plan_text(sweep))
     lines.append(
         f"Sweep {sweep.name}: metric {sweep.metric.name} ({sweep.metric.goal}), trainable {sweep.trainable_kind}"
     )
@@ -752,8 +755,12 @@ def dry_run(sweep_path: str, root: str | None, workers: int | None, launcher: st
         else:
             promoted = 0
         fresh = stage.trials * stage.repeats
-        carried = promoted * prev_repeats
-        epochs = fresh * stage.epochs + carried * max(0, stage.epochs - prev_epochs)
+        # a promoted configuration runs the stage's repeats: its first repeats continue, seeds it gains start afresh
+        going_on = min(prev_repeats, stage.repeats)
+        carried = promoted * stage.repeats
+        epochs = fresh * stage.epochs + promoted * (
+            going_on * max(0, stage.epochs - prev_epochs) + (stage.repeats - going_on) * stage.epochs
+        )
         total += epochs
         what = f"{fresh + carried} trial(s) x {stage.epochs} epoch(s)"
         if carried:
