@@ -158,6 +158,23 @@ def test_dry_run_counts_promotions_with_repeats_as_the_run_does_and_warns_as_it(
     assert len(stage2) == 5 and sum(bool(t.get("parent")) for t in stage2) == 2
 
 
+def test_the_resume_hint_names_the_sweep_file_as_seen_from_where_status_runs(tmp_path: Path) -> None:
+    """The master was started as `master start s.yaml` inside a/; status run from a/'s parent
+    names a/s.yaml (it named s.yaml, which does not exist from there)."""
+    (tmp_path / "a").mkdir()
+    write_sweep(tmp_path / "a", noop_sweep(trials=4, epochs=1), name="s.yaml")
+    m = spawn("master", "start", "s.yaml", "--dir", "run", "--no-workers", log=tmp_path / "m.log", cwd=tmp_path / "a")
+    try:
+        wait_for(lambda: count_events(tmp_path / "a" / "run", "stage") >= 1, 60, "stage 1", proc=m)
+        run_cli("master", "stop", str(tmp_path / "a" / "run"), check=True)
+        assert m.wait(timeout=60) == 0
+    finally:
+        kill_pids([m.pid])
+    status = run_cli("master", "status", "a/run", cwd=tmp_path, check=True).stdout
+    assert "resume with: hpsearch master start a/s.yaml --dir a/run" in status
+    assert (tmp_path / "a" / "s.yaml").is_file()
+
+
 THREADS_PROGRAM = """
 import json, os
 keys = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")

@@ -115,6 +115,8 @@ def test_a_stage_in_which_every_trial_fails_stops_the_sweep_loudly(
     assert "stage 1 had no usable run" in rep and "nothing stands out" not in rep
     status = run_cli("master", "status", str(root), check=True).stdout
     assert "stopped (stage 1: no trial finished)" in status and "left in stage" not in status
+    # resuming would fail the same way: status says what the master said
+    assert "then run it in a new directory: hpsearch master start" in status and "resume with" not in status
 
 
 def test_the_same_error_in_the_first_trials_stops_the_sweep_early(tmp_path: Path) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
 from hpsearch.errors import StoreError
 from hpsearch.report.frames import open_sweep
 from hpsearch.report.picture import Picture, duration, latest_lines, picture_lines, snapshot
+from hpsearch.store.fold import State
 from hpsearch.store.liveness import describe_master, local_process_alive, master_alive
 from hpsearch.store.sweepdir import Store, read_json
 
@@ -34,9 +36,26 @@ def master_line(store: Store, sweep: Any, now: float | None = None) -> str:
     else:
         line = f"master: none alive since {at} ({ago} ago): the last one ({who}) stopped beating or was killed"
     if not st.done:
-        sweep_file = info.get("sweep_file") or "SWEEP.yaml"
-        line += f"; resume with: hpsearch master start {sweep_file} --dir {store.layout.root}"
+        # paths as seen from here: the master recorded its sweep file's absolute path
+        recorded = info.get("sweep_file")
+        sweep_file = _from_here(recorded) if recorded and os.path.isabs(recorded) else recorded or "SWEEP.yaml"
+        k = st.current_stage
+        trials = st.stage_trials(k) if k else []
+        if st.stop and trials and all(t.state in (State.FAILED, State.DIVERGED) for t in trials):
+            # the master stopped the sweep as failed: resuming would fail again (run/master.py, _failed)
+            line += (
+                f"; the sweep failed ({st.stop_reason or 'every trial of stage ' + str(k) + ' failed'}): fix the "
+                f"cause, then run it in a new directory: hpsearch master start {sweep_file} --dir NEW_DIR"
+            )
+        else:
+            line += f"; resume with: hpsearch master start {sweep_file} --dir {store.layout.root}"
     return line
+
+
+def _from_here(path: str) -> str:
+    """An absolute path as short as it stays valid from this folder: relative below it, else absolute."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
 
 
 def picture_of(store: Store, sweep: Any) -> Picture:

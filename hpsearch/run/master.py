@@ -138,7 +138,8 @@ class Master:
             "time": time.time(),
             "beat": self._beat_n,
             "state": state,
-            "sweep_file": self.opts.sweep_path,
+            # absolute: `master status` may run from another folder, or on another host of the share
+            "sweep_file": os.path.abspath(self.opts.sweep_path) if self.opts.sweep_path else None,
         }
         atomic_write_json(self.store.layout.master, doc)
 
