@@ -56,6 +56,24 @@ def test_border_flag_of_an_integer_range_says_integers():
     assert f.message.startswith("best hidden 498 lies in the top 1% of [32, 512] on a log scale")
 
 
+def test_a_held_border_says_what_holds_it():
+    def said(dim, side, value, on_border="extend"):
+        (f,) = stages.border_flags({"x": dim}, {"x": value}, 0.1, on_border)
+        assert f.side == side and not f.extends
+        return f.message.split(": ", 1)[1]
+
+    assert said(sp.Numeric(1.0, 100.0, log=True, integer=True), "low", 1) == (
+        "the range cannot move lower (a log range of integers stays >= 1)"
+    )
+    assert said(sp.Numeric(0.0, 0.95, bounds=(0.0, 0.95)), "high", 0.94) == (
+        "the range cannot move past its hard bound 0.95 (bounds:)"
+    )
+    assert said(sp.Numeric(1e-4, 1.0, log=True), "high", 0.9, "keep") == "the range is held by on_border: keep"
+    assert said(sp.Numeric(1e-4, 1.0, log=True, on_border="keep"), "low", 1e-4) == (
+        "the range is held by on_border: keep"
+    )
+
+
 def test_border_measured_in_the_parameters_own_scale():
     # 0.5 is near the top of [1e-6, 1] linearly, but in the middle-upper part on a log scale
     log = {"lr": sp.Numeric(1e-6, 1.0, log=True)}

@@ -89,7 +89,7 @@ def test_status_shows_workers_alive_by_heartbeat_age_and_what_is_left(planned):
     assert "w-live: alive training s1-t0001 on cuda:1@node7" in text
     assert "w-old: gone  training s1-t0002 on cpu@node8, last heartbeat 2m00s ago" in text
     assert "workers: 1 alive of 2 seen" in text
-    assert "left: 3 trial(s) not finished; 2 stage(s) to go" in text
+    assert "left: 3 trial(s) not finished; 2 stage(s) not done (the running one included)" in text
     assert "\033" not in text
 
 

@@ -262,5 +262,5 @@ def picture_lines(p: Picture, root: str | None = None, workers: bool = True) -> 
                 f"  {w.worker}: {'alive' if w.alive else 'gone '} {doing} on {w.device or '?'}"
                 f"@{w.host or '?'}, last heartbeat {duration(w.age)} ago"
             )
-    lines.append(f"left: {p.left} trial(s) not finished; {p.stages_left} stage(s) to go")
+    lines.append(f"left: {p.left} trial(s) not finished; {p.stages_left} stage(s) not done (the running one included)")
     return lines

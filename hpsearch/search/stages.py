@@ -99,12 +99,29 @@ class BorderFlag:
             if self.extends and not self.final
             else f"this was the last stage: extend the range {way} in a follow-up sweep"
             if self.extends
-            else "the range cannot move past its hard bound or on_border: keep"
+            else self._why_held()
         )
         if not 0 <= self.position <= 1:  # an enqueued value outside the range
             side = "above" if self.side == "high" else "below"
             return f"best {self.param} {show(self.value)} lies {side} {rng} ({scale} scale): {then}"
         return f"best {self.param} {show(self.value)} lies in the {where} {pct:.0f}% of {rng} on {scale} scale: {then}"
+
+    def _why_held(self) -> str:
+        """Why a flagged side does not move: on_border: keep, a hard bound, or what the range's
+        kind allows (a log range stays > 0, of integers >= 1; a non-negative range stays >= 0)."""
+        floor, ceil = _limits(self.dim)
+        edge = floor if self.side == "low" else ceil
+        reached = self.dim.low <= floor if self.side == "low" else self.dim.high >= ceil
+        if self.dim.on_border == "keep" or not reached:  # the parameter's own, or the sweep's
+            return "the range is held by on_border: keep"
+        if self.dim.bounds is not None and edge == (self.dim.bounds[0] if self.side == "low" else self.dim.bounds[1]):
+            return f"the range cannot move past its hard bound {sp.fmt(edge)} (bounds:)"
+        if self.side == "low" and self.dim.log:
+            kind = "a log range of integers stays >= 1" if self.dim.integer else "a log range stays > 0"
+            return f"the range cannot move lower ({kind})"
+        if self.side == "low":
+            return f"the range cannot move below {sp.fmt(edge)} (its values are not negative)"
+        return "the range cannot move past its hard bound or on_border: keep"
 
 
 USABLE = "finished"
