@@ -102,7 +102,7 @@ def test_enqueue_through_the_cli(tmp_path: Path) -> None:
     d = tmp_path / "run"
     p = run_cli("master", "start", str(f), "--dir", str(d), check=True)
     assert (
-        "warning: enqueue[1].metric_value: 0.95 lies outside the range [0.1, 0.5] linear; it runs as given" in p.stdout
+        "warning: enqueue[1].metric_value: 0.95 lies outside the range [0.1, 0.5] linear; it runs as given" in p.stderr
     )
     st1 = Store(d).refresh().stage_trials(1)
     assert len(st1) == 5 and [t.params["metric_value"] for t in st1[:2]] == [0.95, 0.3]

@@ -145,12 +145,14 @@ def test_dry_run_counts_promotions_with_repeats_as_the_run_does_and_warns_as_it(
     # natural-log exponents given as values: a warning
     text = text.replace("parameters:\n", "parameters:\n  lr: {distribution: log_uniform, min: 1.0e-5, max: 1.0e-1}\n")
     sweep = write_sweep(tmp_path, text)
-    dry = run_cli("master", "start", str(sweep), "--dir", str(tmp_path / "d"), "--dry-run", check=True).stdout
+    r = run_cli("master", "start", str(sweep), "--dir", str(tmp_path / "d"), "--dry-run", check=True)
+    dry = r.stdout
     assert "stage 2: 5 trial(s) x 3 epoch(s) (2 promoted from stage 1, each going on from epoch 1)" in dry
     assert "Total: at most 25 epoch(s) of training" in dry  # 12 x 1 + 3 x 3 + 2 x 2
-    warned = [ln for ln in dry.splitlines() if ln.startswith("warning: parameters.lr: log_uniform")]
-    real = run_cli("master", "start", str(sweep), "--dir", str(tmp_path / "d"), check=True).stdout
-    assert warned and all(w in real for w in warned)
+    # warnings on stderr, as a real start writes them
+    warned = [ln for ln in r.stderr.splitlines() if ln.startswith("warning: parameters.lr: log_uniform")]
+    real = run_cli("master", "start", str(sweep), "--dir", str(tmp_path / "d"), check=True)
+    assert warned and all(w in real.stderr.splitlines() for w in warned) and "warning:" not in real.stdout
     planned = [
         json.loads(ln) for ln in (tmp_path / "d" / "journal.jsonl").read_text().splitlines() if '"ev":"stage"' in ln
     ]

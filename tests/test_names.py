@@ -135,7 +135,7 @@ def test_command_names_and_placeholders_follow_one_rule(tmp_path: Path) -> None:
     )
     r = run_cli("master", "start", "s.yaml", "--dir", "run", cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "warning: parameters.seed: your 'seed'" in r.stdout and "warning: trainable.stage" in r.stdout
+    assert "warning: parameters.seed: your 'seed'" in r.stderr and "warning: trainable.stage" in r.stderr
     for seen_file in sorted((tmp_path / "run" / "trials").glob("*/seen.json")):
         seen = json.loads(seen_file.read_text())
         argv, env = seen["argv"], seen["env"]

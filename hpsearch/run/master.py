@@ -280,7 +280,7 @@ class Master:
             if code is not None:
                 return code  # the parent: the sweep runs on in the child
         for w in self.sweep.warnings:
-            self.out.say(f"warning: {w}")
+            self.out.warn(w)
         if self.sweep.budget is not None:  # the plan, before anything runs (stages: auto planned it)
             self.out.say(budget_plan_text(self.sweep))
         self._signals()
@@ -737,7 +737,6 @@ def dry_run(sweep_path: str, root: str | None, workers: int | None, launcher: st
     root = root or os.path.join("runs", sweep.name)
     first = stages.plan_stage(sweep, 1, None, [])
     lines = [f"# hpsearch master start --dry-run: nothing is written; the sweep would run in {root}"]
-    lines += [f"warning: {w}" for w in sweep.warnings]  # what the real start would warn of
     if sweep.budget is not None:
         lines.append(budget_plan_text(sweep))
     lines.append(

@@ -118,6 +118,16 @@ class Progress:
             self._block = 0
             self._last_line = ""
 
+    def warn(self, text: str) -> None:
+        """`warning: TEXT` on standard error (a stream given in place of stdout gets it too, for tests
+        and captured logs), so that a sweep's output piped to a file or a pager still shows it."""
+        if self.stream is not sys.stdout:
+            self.say(f"warning: {text}")
+            return
+        self.close_line()
+        sys.stderr.write(f"warning: {text}\n")
+        sys.stderr.flush()
+
     def say(self, text: str) -> None:
         if self.tty and self._block:
             self._erase()  # the block is redrawn below the message at the next update
