@@ -141,7 +141,6 @@ def master_start(sweep_file: str, root: str | None, **kw: Any) -> None:
 
     if kw.pop("dry_run"):
         from hpsearch.run.master import dry_run
-
         from hpsearch.store import sweepfile
 
         for w in sweepfile.load(sweep_file)[0].warnings:  # what the real start would warn of
