@@ -81,6 +81,20 @@ def test_parameters_that_never_varied_are_left_out_and_failed_runs_do_not_count(
     assert imp["stages"][0]["runs"] == 60 - sum(data.runs.loc[:4, "stage"] == 1)
 
 
+def test_a_conditional_parameter_left_out_is_named_in_the_note():
+    """`momentum[optimizer=sgd]` has no value in the runs that took another optimizer: PED-ANOVA
+    cannot compare it, and the note says so (it was dropped silently)."""
+    data = data_where_only_lr_matters()
+    assert importance(data)["note"] is None  # every parameter counted
+    for s in data.stages:
+        s["ranges"]["momentum[optimizer=sgd]"] = DROPOUT
+    data.runs["p.momentum"] = [0.9 if i % 2 else float("nan") for i in range(len(data.runs))]
+    imp = importance(data)
+    assert "momentum" not in imp["sweep"] and set(imp["sweep"]) == {"lr", "dropout", "batch"}
+    assert imp["note"] == "left out, not set in every run (conditional parameters): momentum"
+    assert "(left out, not set in every run (conditional parameters): momentum)" in importance_text(imp)
+
+
 def test_without_optuna_importance_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)  # what an uninstalled package looks like
     imp = importance(data_where_only_lr_matters())

@@ -144,7 +144,7 @@ def importance_table(imp: dict[str, Any]) -> str:
         + "</tr>"
         for p in params
     )
-    notes = "".join(f"<li>{_e(label)}: {_e(note)}</li>" for label, v, note in scopes if not v and note)
+    notes = "".join(f"<li>{_e(label)}: {_e(note)}</li>" for label, _, note in scopes if note)
     return (
         f"<p class='sub'>{_e(imp['method'])}; each column sums to 1.</p>"
         f"<table id='importance'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"

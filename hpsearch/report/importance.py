@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from hpsearch.report.sweepdata import SweepData
+from hpsearch.search import conditional as cond
 from hpsearch.search import space as sp
 
 MIN_RUNS = 10  # finished runs a scope needs: PED-ANOVA compares the best 10% to all of them
@@ -98,7 +99,21 @@ def _scope(data: SweepData, rows: pd.DataFrame, stage: int | None) -> tuple[dict
         trials.append(optuna.trial.create_trial(params=params, distributions=dists, value=value))
     study.add_trials(trials)
     imp = get_param_importances(study, evaluator=PedAnovaImportanceEvaluator())
-    return {k: float(v) for k, v in imp.items()}, None
+    # a parameter some runs do not have (conditional, `lr[optimizer=adam]`, or absent) has no value
+    # to compare there: PED-ANOVA needs every run's; say which were left out rather than drop them
+    left = sorted({cond.public(n) for n in searched(data, stage)} - set(dists) - _constant(rows, data, stage))
+    note = f"left out, not set in every run (conditional parameters): {', '.join(left)}" if left else None
+    return {k: float(v) for k, v in imp.items()}, note
+
+
+def _constant(rows: pd.DataFrame, data: SweepData, stage: int | None) -> set[str]:
+    """Searched parameters that took a single value among `rows` (left out as explaining nothing)."""
+    out = set()
+    for name in searched(data, stage):
+        col = f"p.{cond.public(name)}"
+        if col in rows and rows[col].notna().all() and rows[col].astype(str).nunique() <= 1:
+            out.add(cond.public(name))
+    return out
 
 
 def distributions(data: SweepData, rows: pd.DataFrame, stage: int | None) -> dict[str, Any]:
@@ -150,5 +165,7 @@ def importance_text(imp: dict[str, Any]) -> str:
     ]
     for label, values, note in scopes:
         text = ", ".join(f"{k} {v:.2f}" for k, v in values.items()) if values else f"({note})"
+        if values and note:
+            text += f" ({note})"
         lines.append(f"  {label}: {text}")
     return "\n".join(lines)
