@@ -141,3 +141,14 @@ def test_checkpoint_names_of_promoted_trials_point_at_the_parent_for_inherited_e
     assert frames.best_checkpoint(st, child, "val_acc") == "s1-t0001_ep002_val_acc0.5000.pt"
     child.best_epoch = 4
     assert frames.best_checkpoint(st, child, "val_acc") == "s2-t0000_ep004_val_acc0.5000.pt"
+
+
+def test_a_parameter_a_run_does_not_have_shows_as_a_dash():
+    """A conditional parameter (`momentum` only with sgd) is NaN in the runs without it: "-", not "nan"."""
+    from hpsearch.report.tables import text_table
+
+    df = pd.DataFrame({"trial": ["a", "b"], "p.momentum": [0.9, float("nan")], "p.opt": ["sgd", "adam"]})
+    rows = text_table(df, ["trial", "p.momentum", "p.opt"]).splitlines()[2:]
+    assert rows[0].split() == ["a", "0.9", "sgd"] and rows[1].split() == ["b", "-", "adam"]
+    df = pd.DataFrame({"trial": ["a", "b"], "p.momentum": [0.9, float("nan")], "p.width": [64, None]})
+    assert "nan" not in text_table(df, ["trial", "p.momentum", "p.width"])

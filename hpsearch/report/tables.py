@@ -59,11 +59,16 @@ def _column_cells(values: list[Any], kinds: set[type], col: str) -> list[str]:
         return [f"{v:.4f}" if 1e-3 <= abs(v) < 1e4 else format_value(v) for v in values]
     if kinds == {float}:
         return [
-            (f"{v:.1e}" if a < 1e-2 or a >= 1e4 else f"{v:.4g}") if 0 < (a := abs(v)) < math.inf else sp.fmt(v)
+            (f"{v:.1e}" if a < 1e-2 or a >= 1e4 else f"{v:.4g}") if 0 < (a := abs(v)) < math.inf else _param(v)
             for v in values
         ]
-    float_text = sp.fmt if col.startswith("p.") else format_value
+    float_text = _param if col.startswith("p.") else format_value
     return [v if type(v) is str else float_text(v) if type(v) is float else format_value(v) for v in values]
+
+
+def _param(v: float) -> str:
+    """A parameter's value; NaN is a parameter the run does not have (a conditional one): "-"."""
+    return "-" if v != v else sp.fmt(v)
 
 
 def _numeric(kinds: set[type], cells: list[str]) -> bool:
