@@ -92,12 +92,13 @@ def test_csv_text_is_what_pandas_writes():
 
 
 def reference_table(df: pd.DataFrame, columns: list[str], max_width: int = 60) -> str:
-    """The table by its definition, cell by cell: format_value (sp.fmt for parameters), cut at
+    """The table by its definition, cell by cell: format_value (sp.fmt for parameters' values), cut at
     max_width; a column right-aligned when every cell reads as a number or "-", except the last."""
     from hpsearch.search import space as sp
 
     def cell(v, c):
-        return (sp.fmt(v) if c.startswith("p.") and isinstance(v, float) else report.format_value(v))[:max_width]
+        param = c.startswith("p.") and isinstance(v, float) and not math.isnan(v)  # NaN: a parameter it lacks, "-"
+        return (sp.fmt(v) if param else report.format_value(v))[:max_width]
 
     def isnum(s):
         try:
