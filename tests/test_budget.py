@@ -91,15 +91,22 @@ def test_a_running_sweep_never_trains_past_its_budget(budget, epochs, rnd):
             status = rnd.choice(["diverged", "pruned", "failed"]) if rnd.random() < 0.2 else "finished"
             end = t["epochs"] if status == "finished" else rnd.randint(start + (status == "diverged"), t["epochs"])
             spent += end - start
-            # a diverged run's journal counts the epochs before the one it diverged in
-            done[t["trial"]] = end - (status == "diverged" and end > start)
+            # a diverged run's journal counts the epochs before the one it diverged in, or that one
+            # too when it was found after the epoch's report (a NaN validation loss)
+            reported = status == "diverged" and end > start and rnd.random() < 0.5
+            done[t["trial"]] = end - (status == "diverged" and end > start and not reported)
             # early stages sometimes hold the best: later promotions reach back to them
             best = rnd.random() * (1.3 if k == 1 else 1.0)
             run = stages.Run(t["trial"], t["config"], t["params"], status, best, 1, t["seed"])
             if rnd.random() < stateless:
                 lost.add(t["trial"])
             runs.append(
-                run._replace(epochs_done=done[t["trial"]], parent=t.get("parent"), resumable=t["trial"] not in lost)
+                run._replace(
+                    epochs_done=done[t["trial"]],
+                    parent=t.get("parent"),
+                    resumable=t["trial"] not in lost,
+                    diverged_reported=reported,
+                )
             )
         history += runs
         prev_space, prev_runs = plan.space, runs
@@ -188,6 +195,42 @@ def test_a_trainable_without_state_retrains_promotions_within_the_budget(tmp_pat
     promoted = [r for r in ran if planned[r["trial"]].get("parent")]
     assert promoted and all(r["ran"][0] == 1 for r in promoted)  # started over
     assert 30 < sum(len(r["ran"]) for r in ran) <= 40
+
+
+NAN_AT_2 = """
+import math
+
+def fit(params, trial):
+    for epoch in trial.epoch_range:
+        odd = int(params["quality"] * 1000) % 2  # about half of the configurations
+        loss = math.nan if odd and epoch >= 2 else 1 - params["quality"]
+        trial.report(epoch, val_acc=params["quality"] * (1 - 0.5 ** epoch), train_loss=loss, state={"e": epoch})
+"""
+
+
+def test_a_run_that_reports_a_nan_loss_is_counted_once_for_that_epoch(tmp_path):
+    """A NaN reported at epoch 2 diverges the run after that epoch was recorded: the journal says so
+    (`diverged_reported`), its epoch is not counted twice, and no stage is told that earlier ones
+    trained more than planned (a last stage was left empty by that miscount)."""
+    write(tmp_path / "nan2.py", NAN_AT_2)
+    doc = {
+        "name": "nan2",
+        "trainable": {"python": "nan2:fit"},
+        "parameters": {"quality": {"min": 0.1, "max": 0.9}},
+        "stages": "auto",
+        "budget": 40,
+        "epochs": 6,
+        "workers": 1,
+        "heartbeat": 0.2,
+    }
+    root = tmp_path / "run"
+    run_cli("master", "start", str(write_sweep(tmp_path, doc)), "--dir", str(root), check=True)
+    results = [json.loads(x) for x in (root / "journal.jsonl").read_text().splitlines() if '"ev":"result"' in x]
+    diverged = [r for r in results if r["status"] == "diverged"]
+    assert diverged and all(r.get("diverged_reported") and r["epochs_done"] >= 2 for r in diverged)
+    notes = [n for k in (2, 3) for n in json.loads((root / "stages" / f"stage-{k}.json").read_text()).get("notes", [])]
+    assert not any("more than planned" in n for n in notes), notes
+    assert json.loads((root / "stages" / "stage-3.json").read_text())["trials"]
 
 
 def test_explore_epochs_sets_aside_whole_trials_at_least_one():
@@ -302,6 +345,15 @@ def test_balance_counts_what_runs_trained_against_the_plan():
     s2[0] = s2[0]._replace(status="finished", best=0.5, epochs_done=3)
     s2[1] = s2[1]._replace(status="finished", epochs_done=3)
     assert bp.balance(plan[:2], s1 + s2) == -1  # negative: the next stage pays it
+    # a run that diverged in an epoch it had reported (a NaN loss) counts that epoch once
+    s1[0] = s1[0]._replace(resumable=True)
+    s2[0] = s2[0]._replace(status="diverged", best=None, epochs_done=2, diverged_reported=True)
+    assert bp.balance(plan[:2], s1 + s2) == 1
+    s2[0] = s2[0]._replace(diverged_reported=False)  # inside epoch 3, which it did not report
+    assert bp.balance(plan[:2], s1 + s2) == 0
+    # and never more than its stage's epochs (a journal without the flag, diverged at its last epoch)
+    s2[0] = s2[0]._replace(epochs_done=3)
+    assert bp.balance(plan[:2], s1 + s2) == 0
 
 
 def test_a_promotion_without_resumable_state_is_priced_from_epoch_1():

@@ -347,6 +347,7 @@ class Worker:
             reason,
             resumable=t.resumable,
             update_ratio=t.update_ratio,
+            diverged_reported=status == "diverged" and t.diverged_reported,
         )
         self.failures_in_a_row = self.failures_in_a_row + 1 if status == "failed" else 0
         self.done += 1

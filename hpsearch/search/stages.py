@@ -34,6 +34,7 @@ class Run(NamedTuple):
     epochs_done: int | None = None  # epochs it trained, its parent's included (None: not known)
     parent: str | None = None  # the trial it continues from a checkpoint (a promotion)
     resumable: bool = True  # False: it left no state to continue from; its promotion trains from epoch 1
+    diverged_reported: bool = False  # diverged in an epoch it reported: `epochs_done` counts that epoch
 
 
 @bulk
@@ -52,6 +53,7 @@ def runs_from(trials: Any) -> list[Run]:
             t.epochs_done,
             t.parent,
             t.resumable,
+            t.diverged_reported,
         )
         for t in trials
     ]

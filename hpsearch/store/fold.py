@@ -50,6 +50,8 @@ class TrialRecord:
     reason: str | None = None
     device: str | None = None  # as the claiming worker named it (cpu, cuda:0 (GPU 1))
     resumable: bool = True  # False: the trial wrote no checkpoint it could resume from (no state)
+    # diverged in an epoch it had reported (so `epochs_done` includes it; budget.balance reads it)
+    diverged_reported: bool = False
     # early stopping: [epoch, value, stop] per rung reached, in order (None until the first rung;
     # a list, not a dict, so the snapshot's JSON keeps the epochs as numbers)
     rungs: list[list[Any]] | None = None
@@ -98,6 +100,7 @@ class SweepState:
                 t.best, t.best_epoch = ev.get("best"), ev.get("best_epoch")
                 t.epochs_done, t.reason = ev.get("epochs_done", t.epochs_done), ev.get("reason")
                 t.resumable = ev.get("resumable", True)
+                t.diverged_reported = ev.get("diverged_reported", False)
                 t.update_ratio = ev.get("update_ratio")
                 self.queue.pop(t.trial, None)
                 self.requeued.pop(t.trial, None)

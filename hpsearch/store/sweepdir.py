@@ -266,6 +266,7 @@ class Store:
         reason: str | None = None,
         resumable: bool = True,
         update_ratio: float | None = None,
+        diverged_reported: bool = False,
     ) -> bool:
         """Record a result if the claim still holds; False when another worker owns the trial now.
         `resumable=False`: the trial wrote no checkpoint it could resume from (recorded as such).
@@ -289,6 +290,7 @@ class Store:
                         "worker": t.worker,
                         "device": t.device,
                         **({} if resumable else {"resumable": False}),
+                        **({"diverged_reported": True} if diverged_reported else {}),
                         **({} if _finite(update_ratio) is None else {"update_ratio": _finite(update_ratio)}),
                     }
                 ]

@@ -88,6 +88,9 @@ class Trial:
         self.best: float | None = None
         self.best_epoch: int | None = None
         self.stop_reason: str | None = None
+        # True: the epoch it diverged in was reported (a NaN or exploding reported loss), so it counts
+        # among the epochs done; False: found inside an epoch (mark_diverged), which then was not
+        self.diverged_reported = False
         self.last_progress = time.monotonic()  # when the trial started or last reported (epoch_timeout)
         self.epoch_timeout: float | None = None  # seconds an epoch may take (the sweep's; None: no limit)
         self.restarted: str | None = None  # why earlier epochs were not resumed (None: nothing was lost)
@@ -194,7 +197,7 @@ class Trial:
         self._after_epoch(line)
         diverged = self._diverged(metrics)
         if diverged:
-            self.stop_reason = "diverged"
+            self.stop_reason, self.diverged_reported = "diverged", True
             raise StopTrial(f"diverged: {diverged}")
         if self._stop_event.is_set() or self.store.state.stop:
             self.stop_reason = "stopped"
