@@ -165,14 +165,13 @@ def fit(params, trial):
 """
 
 
-def test_a_trainable_without_state_retrains_promotions_within_the_budget(tmp_path):
-    """Through the CLI, a python trainable that never passes state=: every promotion trains again from
-    epoch 1 (the trainable's own log of the epochs it ran says so), and the sweep still trains at
-    most its budget, the later stages paying for the restarts."""
-    write(tmp_path / "stateless.py", STATELESS)
+def _python_budget_sweep(tmp_path, module: str, code: str):
+    """A `budget: 40`, `epochs: 6`, `stages: auto` sweep of python trainable `module:fit` (its code
+    written beside the sweep file) run through the CLI: (its directory, the master's process)."""
+    write(tmp_path / f"{module}.py", code)
     doc = {
-        "name": "stateless",
-        "trainable": {"python": "stateless:fit"},
+        "name": module,
+        "trainable": {"python": f"{module}:fit"},
         "parameters": {"quality": {"min": 0.1, "max": 0.9}},
         "stages": "auto",
         "budget": 40,
@@ -181,9 +180,15 @@ def test_a_trainable_without_state_retrains_promotions_within_the_budget(tmp_pat
         "heartbeat": 0.2,
         "stale_after": 3,
     }
-    f = write_sweep(tmp_path, doc)
     root = tmp_path / "run"
-    p = run_cli("master", "start", str(f), "--dir", str(root), check=True)
+    return root, run_cli("master", "start", str(write_sweep(tmp_path, doc)), "--dir", str(root), check=True)
+
+
+def test_a_trainable_without_state_retrains_promotions_within_the_budget(tmp_path):
+    """Through the CLI, a python trainable that never passes state=: every promotion trains again from
+    epoch 1 (the trainable's own log of the epochs it ran says so), and the sweep still trains at
+    most its budget, the later stages paying for the restarts."""
+    root, p = _python_budget_sweep(tmp_path, "stateless", STATELESS)
     assert "at most 40 epochs in all" in p.stdout
     ran = [json.loads(line) for line in (root / "ran.jsonl").read_text().splitlines()]
     planned = {
@@ -212,19 +217,7 @@ def test_a_run_that_reports_a_nan_loss_is_counted_once_for_that_epoch(tmp_path):
     """A NaN reported at epoch 2 diverges the run after that epoch was recorded: the journal says so
     (`diverged_reported`), its epoch is not counted twice, and no stage is told that earlier ones
     trained more than planned (a last stage was left empty by that miscount)."""
-    write(tmp_path / "nan2.py", NAN_AT_2)
-    doc = {
-        "name": "nan2",
-        "trainable": {"python": "nan2:fit"},
-        "parameters": {"quality": {"min": 0.1, "max": 0.9}},
-        "stages": "auto",
-        "budget": 40,
-        "epochs": 6,
-        "workers": 1,
-        "heartbeat": 0.2,
-    }
-    root = tmp_path / "run"
-    run_cli("master", "start", str(write_sweep(tmp_path, doc)), "--dir", str(root), check=True)
+    root, _ = _python_budget_sweep(tmp_path, "nan2", NAN_AT_2)
     results = [json.loads(x) for x in (root / "journal.jsonl").read_text().splitlines() if '"ev":"result"' in x]
     diverged = [r for r in results if r["status"] == "diverged"]
     assert diverged and all(r.get("diverged_reported") and r["epochs_done"] >= 2 for r in diverged)
