@@ -92,7 +92,24 @@ def test_fewer_than_three_finished_keep_the_ranges_as_the_master_does() -> None:
     assert len(ranked) == 2 and {(f.param, f.side) for f in flags} == {("lr", "low")}
     assert space["lr"].low < 1e-4 and space["lr"].high == last["lr"].high  # moved past the flag only
     assert all(space[k] == last[k] for k in ("drop", "width", "opt", "nested.m"))
-    assert lines[0].startswith("only 2 configuration(s) finished, fewer than 3: the ranges are kept")
+    assert lines[0].startswith("only 2 configuration(s) finished, fewer than 3: the ranges are not narrowed")
+
+
+def test_the_follow_up_leaves_out_where_most_runs_diverged() -> None:
+    """As between stages (`evidence.refine`): the best run sits at lr 0.28, and every run at lr >=
+    0.3 diverged, so the follow-up's lr range stops at 0.3 and says so (narrowing alone padded it
+    up to 1.0, the region `report` says to leave out)."""
+    sweep = parse(RAW)
+    base = {"drop": 0.3, "width": 64, "opt": "adam", "nested.m": 0.9}
+    ok = [run(i, 0.95 - i / 100, lr=lr, **base) for i, lr in enumerate([0.28, 1e-3, 3e-3, 1e-2, 3e-2])]
+    bad = [
+        stages.Run(f"s2-t00{10 + i}", f"s2-t00{10 + i}", {**base, "lr": lr}, "diverged", None, None, 10 + i)
+        for i, lr in enumerate([0.3, 0.5, 0.9])
+    ]
+    space, flags, ranked, lines = followup.next_space(sweep, dict(sweep.space), ok + bad)
+    assert 0.28 <= space["lr"].high <= 0.3
+    assert any(line.startswith("lr: most runs at lr >= 3e-01 diverged") for line in lines)
+    assert parse(followup.followup_doc(RAW, sweep, space, sweep.stages[-1])).space["lr"].high <= 0.3
 
 
 def test_a_budget_sweep_follows_up_as_a_valid_sweep() -> None:
@@ -162,6 +179,9 @@ def test_next_stages_continue_at_equal_then_double_epochs(trials: int, epochs: i
     first, second = followup.next_stages(Stage(trials=trials, epochs=epochs))
     assert first["epochs"] == epochs and second["epochs"] == 2 * epochs
     assert first["trials"] >= 10 and 3 <= second["trials"] <= first["trials"]
+    assert "repeats" not in first and "repeats" not in second
+    again = followup.next_stages(Stage(trials=trials, epochs=epochs, repeats=3))
+    assert [s["repeats"] for s in again] == [3, 3]  # a sweep with repeats follows up with them
 
 
 def test_warm_runs_are_finished_complete_and_marked() -> None:

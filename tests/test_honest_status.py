@@ -148,6 +148,12 @@ def test_dry_run_counts_promotions_with_repeats_as_the_run_does_and_warns_as_it(
     r = run_cli("master", "start", str(sweep), "--dir", str(tmp_path / "d"), "--dry-run", check=True)
     dry = r.stdout
     assert "stage 2: 5 trial(s) x 3 epoch(s) (2 promoted from stage 1, each going on from epoch 1)" in dry
+    # the other way round, a promoted configuration gains a seed, which trains from epoch 1
+    grown = text.replace("repeats: 2}", "}").replace("promote: 2, top: 3}", "promote: 2, top: 3, repeats: 2}")
+    regrown = run_cli("master", "start", str(write_sweep(tmp_path, grown, name="g.yaml")), "--dry-run", check=True)
+    assert "(4 trial(s) of the 2 configuration(s) promoted from stage 1: 2 going on from epoch 1, 2 new seed(s)" in (
+        regrown.stdout
+    )
     assert "Total: at most 25 epoch(s) of training" in dry  # 12 x 1 + 3 x 3 + 2 x 2
     # warnings on stderr, as a real start writes them
     warned = [ln for ln in r.stderr.splitlines() if ln.startswith("warning: parameters.lr: log_uniform")]

@@ -69,7 +69,8 @@ def measure(root: str, top: int) -> dict[str, Any]:
         ):
             by_epoch[c.epoch] = c
     own = [by_epoch[e] for e in sorted(by_epoch, reverse=True)][:top]
-    singles = [(f"{best_trial} epoch {c.epoch}", c.name) for c in own]
+    # each named by the run that wrote it: a promoted run's first epochs are its parent's files
+    singles = [(f"{c.trial} epoch {c.epoch}", c.name) for c in own]
     states = [_state(store, name) for _, name in singles]
     single_probs = [predictor(s)[0] for s in states]
     note = "" if len(own) > 1 else "only one checkpoint kept: set `checkpoints: all` in the sweep to keep every epoch"

@@ -763,8 +763,14 @@ def dry_run(sweep_path: str, root: str | None, workers: int | None, launcher: st
         )
         total += epochs
         what = f"{fresh + carried} trial(s) x {stage.epochs} epoch(s)"
-        if carried:
+        gained = promoted * (stage.repeats - going_on)  # seeds a promoted configuration gains: from epoch 1
+        if carried and not gained:
             what += f" ({carried} promoted from stage {k - 1}, each going on from epoch {prev_epochs})"
+        elif carried:
+            what += (
+                f" ({carried} trial(s) of the {promoted} configuration(s) promoted from stage {k - 1}: "
+                f"{carried - gained} going on from epoch {prev_epochs}, {gained} new seed(s) from epoch 1)"
+            )
         top = f", ranges narrowed around the top {stage.top}" if k > 1 and stage.top else ""
         rule = sweep.early_stop_for(k)
         rungs = rule.rungs(stage.epochs)

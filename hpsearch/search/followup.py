@@ -9,13 +9,12 @@ ones compare at equal training), then a finer one trained twice as long.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 from typing import Any
 
 from hpsearch.search import conditional as cond
+from hpsearch.search import divergence, evidence, stages
 from hpsearch.search import space as sp
-from hpsearch.search import stages
 from hpsearch.search.config import Stage, Sweep
 
 
@@ -26,7 +25,7 @@ def next_space(
     follow-up from the last stage's ranges and runs.
 
     Narrowed as `stages.plan_stage` narrows between stages, around the top 20% (at least 3);
-    with fewer than `stages.MIN_TO_NARROW` ranked configurations the ranges are kept, moved only
+    with fewer than `stages.MIN_TO_NARROW` ranked configurations the ranges are not narrowed, moved only
     past a flagged border (a line says so); with no finished run the ranges stay. A learning
     rate whose whole range the update-to-weight ratio of `history` (every run of the sweep;
     default `runs`) says is too low moves as between stages (`stages.too_low_moves`); the lines
@@ -53,23 +52,54 @@ def next_space(
     if few:
         moved = sorted({f.param for f in flags if f.extends})
         lines.append(
-            f"only {len(ranked)} configuration(s) finished, fewer than {stages.MIN_TO_NARROW}: the ranges are kept"
+            f"only {len(ranked)} configuration(s) finished, fewer than {stages.MIN_TO_NARROW}: "
+            "the ranges are not narrowed"
             + (f", moved only past the flagged border of {', '.join(moved)}" if moved else "")
         )
-    moves, kept = stages.too_low_moves(last_space, runs if history is None else history, sweep.on_border)
-    for m in moves:
-        dim = space[m.param]
-        if isinstance(dim, sp.Numeric):
-            space[m.param] = stages.legal(dataclasses.replace(dim, low=m.low, high=m.high), dim)
+    # then the evidence rules, as `stages.plan_stage` applies them between stages: border moves by
+    # where the top runs lie, the incumbents kept, a too-low lr range moved, the diverged region cut
+    every = runs if history is None else history
+    moves, kept = stages.too_low_moves(last_space, every, sweep.on_border)
+    seeds = {r.trial: r.seed for r in every}
+    overall = evidence.without_diverged(stages.rank(every, sweep.metric), every, seeds)
+    refined = evidence.refine(
+        last_space,
+        space,
+        sweep.space,
+        {name: stages.branch_top_values(name, ranked, top, one) for name in last_space},
+        {f.param: {g.side for g in flags if g.param == f.param and g.extends} for f in flags if f.extends},
+        every,
+        evidence.incumbents(overall, len(top), seeds),
+        sweep.margin,
+        stages.EXTEND,
+        {m.param: (m.low, m.high) for m in moves},
+        sweep.on_border == "keep",
+    )
+    space = {name: dim if name in held else stages.legal(refined[name], space[name]) for name, dim in space.items()}
+    cuts = divergence.thresholds(last_space, every)
+    lines += [
+        f"{name}: most runs at {name} >= {sp.sci(t)} diverged: the follow-up's range stops there"
+        for name, t in cuts.items()
+        if isinstance(new := space[name], sp.Numeric)
+        and isinstance(old := last_space[name], sp.Numeric)
+        and new.high <= t < old.high
+    ]
     return space, flags, ranked, lines + [m.says("the follow-up") for m in moves] + kept
 
 
 def next_stages(last: Stage) -> list[dict[str, Any]]:
-    """Stage 1 at the last stage's epochs (at least 10 trials); stage 2 half as many, trained twice as long."""
+    """Stage 1 at the last stage's epochs (at least 10 trials); stage 2 half as many, trained twice
+    as long; both with the last stage's `repeats` when it had more than one."""
     first = max(10, last.trials)
+    repeats = {"repeats": last.repeats} if last.repeats > 1 else {}
     return [
-        {"trials": first, "epochs": last.epochs},
-        {"trials": max(3, math.ceil(first / 2)), "epochs": 2 * last.epochs, "top": max(3, math.ceil(first / 5))},
+        {"trials": first, "epochs": last.epochs, **repeats},
+        {
+            "trials": max(3, math.ceil(first / 2)),
+            "epochs": 2 * last.epochs,
+            "top": max(3, math.ceil(first / 5)),
+            **repeats,
+        },
     ]
 
 

@@ -431,7 +431,7 @@ def plan_stage(
                 moved = sorted({f.param for f in flags if f.extends})
                 notes.append(
                     f"stage {k}: only {len(ranked)} configuration(s) of stage {k - 1} finished, fewer than "
-                    f"{MIN_TO_NARROW}: the ranges are kept"
+                    f"{MIN_TO_NARROW}: the ranges are not narrowed"
                     + (f", moved only past the flagged border of {', '.join(moved)}" if moved else "")
                 )
             narrowed = space
