@@ -131,6 +131,11 @@ def test_promoted_configurations_keep_the_stages_repeats_and_the_last_line_names
     assert len(done) == 1
     assert f"configuration {best['config']}" in done[0] and "mean of 2 repeats" in done[0]
     assert f"{best['mean']:.4f}" in done[0] and f"quality={best['params']['quality']:.4g}" in done[0]
+    # the report's configurations: a promoted one once, at stage 2, never beside its stage-1 parent
+    listed = [c["config"] for c in doc["configs"]]
+    parents = {x["parent"] for x in stage2 if x["parent"]}
+    assert len(listed) == len(set(listed)) == 4 + 2 and parents.isdisjoint(listed)  # 4 of stage 2, 2 unpromoted
+    assert listed[0] == best["config"]
 
 
 def _runs(values: list[float | None]) -> list:

@@ -24,16 +24,20 @@ def has_repeats(state: SweepState) -> bool:
 
 
 def configs_frame(state: SweepState, metric: Metric, stage: int | None = None) -> pd.DataFrame:
-    """One row per configuration with a finished run, best mean first."""
+    """One row per configuration with a finished run, best mean first: of one stage, or (`stage`
+    None) of the whole sweep as `configurations` ranks it (a promoted configuration once)."""
     trials = [t for t in state.trials.values() if stage is None or t.stage == stage]
-    runs = stages.runs_from(trials)
     total: dict[str, int] = {}
     stage_of: dict[str, int] = {}
     for t in trials:
         total[t.config] = total.get(t.config, 0) + 1
         stage_of[t.config] = t.stage
+    if stage is None:
+        ranking = [s.ranked for s in configurations(state, metric)]
+    else:
+        ranking = stages.rank(stages.runs_from(trials), metric)
     rows: list[dict[str, Any]] = []
-    for i, r in enumerate(stages.rank(runs, metric), 1):
+    for i, r in enumerate(ranking, 1):
         rows.append(
             {
                 "rank": i,
