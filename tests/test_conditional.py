@@ -197,6 +197,32 @@ def test_each_branch_narrows_and_is_flagged_on_its_own_runs() -> None:
     assert plan.space["lr[optimizer=nesterov]"].low <= 0.2 <= plan.space["lr[optimizer=nesterov]"].high
 
 
+def test_a_branch_with_one_run_is_not_narrowed_and_keeps_its_incumbents() -> None:
+    """nesterov has one finished configuration: one run has no spread, so its lr range is not
+    narrowed around it (as a stage with fewer than 3 is not), and the incumbents of its branch stay
+    inside it: a single lucky value no longer shrinks a branch's range to 5% of its width."""
+    s = sweep()
+    runs = [
+        _run(0, "adam", 1e-3, 0.95),
+        _run(1, "adam", 2e-3, 0.93),
+        _run(2, "adam", 3e-3, 0.91),
+        _run(3, "nesterov", 0.3, 0.90),
+        _run(4, "sgd", 0.02, 0.85),
+        _run(5, "sgd", 0.05, 0.84),
+        _run(6, "sgd", 0.09, 0.83),
+    ]
+    plan = stages.plan_stage(s, 2, s.space, runs)
+    assert plan.space["lr[optimizer=nesterov]"] == s.space["lr[optimizer=nesterov]"]
+    adam = plan.space["lr[optimizer=adam]"]
+    assert adam.low <= 1e-3 and adam.high >= 3e-3 and adam.high < 1e-2  # three runs: narrowed around them
+    # stage 3 after a stage-2 adam run that narrowed adam's range elsewhere: stage 1's adam incumbent stays
+    moved = sp.Numeric(4e-3, 6e-3, log=True)
+    s2 = [stages.Run("s2-t0000", "s2-t0000", {**runs[0].params, "lr": 5e-3}, "finished", 0.5, 1, 9)]
+    space2 = {**plan.space, "lr[optimizer=adam]": moved}
+    plan3 = stages.plan_stage(s, 2, space2, s2, None, runs + s2)
+    assert plan3.space["lr[optimizer=adam]"].low <= 1e-3  # the best adam run so far is inside
+
+
 def test_enqueue_names_a_branch_by_its_choice() -> None:
     s = sweep(enqueue=[{"optimizer": "sgd", "lr": 0.5, "momentum": 0.95}, {"optimizer": "adam", "lr": 0.5}])
     assert any("enqueue[2].lr: 0.5 lies outside the range [1.0e-05, 0.01] log" in w for w in s.warnings)

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from hpsearch.search import conditional as cond
 from hpsearch.search import divergence
 from hpsearch.search import space as sp
 
@@ -203,7 +204,10 @@ def refine(
         old = prev_space.get(name)
         if isinstance(old, sp.Numeric) and name in extending:
             dim = moved(old, dim, top_values.get(name, []), extending[name], extend, margin)
-        keep = [r.params[name] for r in best if name in r.params]
+        # a conditional parameter (`lr[optimizer=adam]`) keeps the incumbents that took its branch
+        keep = [
+            r.params[cond.public(name)] for r in best if cond.active(name, r.params) and cond.public(name) in r.params
+        ]
         if misplaced and name in misplaced and isinstance(dim, sp.Numeric):
             # the incumbents were ranked by a metric that is noise when every lr is too low (or
             # high): they are not kept inside this range (promotion still continues them)

@@ -38,17 +38,9 @@ def next_space(
     top = ranked[: stages.top_count(one, len(ranked))]
     few = len(ranked) < stages.MIN_TO_NARROW
     lines = []
-    space = {}
     held = cond.parents(last_space)  # their values carry other parameters' branches: kept whole
-    for name, dim in last_space.items():
-        own = [f for f in flags if f.param == name]
-        if name in held:
-            space[name] = dim
-        elif few:  # as the master does between stages: too few runs to say where the good region is
-            edges = [dim.low, dim.high] if isinstance(dim, sp.Numeric) else []
-            space[name] = stages.narrow(dim, edges, own, sweep.margin) if own and edges else dim
-        else:
-            space[name] = stages.narrow(dim, stages.branch_top_values(name, ranked, top, one), own, sweep.margin)
+    space = stages.narrow_space(last_space, ranked, top, flags, one, sweep.margin)
+    space = {name: last_space[name] if name in held else dim for name, dim in space.items()}
     if few:
         moved = sorted({f.param for f in flags if f.extends})
         lines.append(

@@ -317,6 +317,25 @@ def narrow(dim: sp.Dim, top_values: list[Any], flags: list[BorderFlag], margin: 
     return new if valid_range(new) else dim
 
 
+def narrow_space(
+    space: sp.Space, ranked: list[Ranked], top: list[Ranked], flags: list[BorderFlag], stage: Stage, margin: float
+) -> sp.Space:
+    """Each range narrowed around the `top` configurations' values (`narrow`), moved past its
+    flagged border. With fewer than MIN_TO_NARROW ranked configurations, in the stage or (for a
+    conditional parameter, `lr[optimizer=adam]`) in its own branch, a range is not narrowed (one
+    run has no spread): it moves only past a flagged border."""
+    out: sp.Space = {}
+    for name, dim in space.items():
+        own = [f for f in flags if f.param == name]
+        branch = len(ranked) if not cond.is_conditional(name) else sum(cond.active(name, r.params) for r in ranked)
+        if branch < MIN_TO_NARROW:
+            edges = [dim.low, dim.high] if isinstance(dim, sp.Numeric) else []
+            out[name] = narrow(dim, edges, own, margin) if own and edges else dim
+        else:
+            out[name] = narrow(dim, branch_top_values(name, ranked, top, stage), own, margin)
+    return out
+
+
 def legal(dim: sp.Dim, fallback: sp.Dim) -> sp.Dim:
     """A range the evidence rules gave (search/evidence.py), held to `narrow`'s guarantees: within
     its limits, on its grid (multiples of q, or integers), and valid (`valid_range`); else `fallback`
@@ -419,14 +438,7 @@ def plan_stage(
             flags = all_border_flags(prev_space, ranked, sweep.border, sweep.on_border)
             top = ranked[:n]
             few = len(ranked) < MIN_TO_NARROW
-            space = {}
-            for name, dim in prev_space.items():
-                own = [f for f in flags if f.param == name]
-                if few:  # too few runs to say where the good region is: keep the range, move only off a border
-                    edges = [dim.low, dim.high] if isinstance(dim, sp.Numeric) else []
-                    space[name] = narrow(dim, edges, own, sweep.margin) if own and edges else dim
-                else:
-                    space[name] = narrow(dim, branch_top_values(name, ranked, top, stage), own, sweep.margin)
+            space = narrow_space(prev_space, ranked, top, flags, stage, sweep.margin)
             if few:
                 moved = sorted({f.param for f in flags if f.extends})
                 notes.append(
