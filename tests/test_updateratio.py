@@ -189,7 +189,9 @@ def test_each_branch_of_a_choice_is_judged_on_its_own_runs():
     assert m.param == sgd and m.n == 16
     plan = stages.plan_stage(sw, 2, sw.space, runs, history=runs)
     assert plan.space[sgd].low > 1e-4 and plan.space[sgd].high > 1e-2
-    assert plan.space[adam].high <= 1e-1 * (1 + 1e-9)
+    # adam's range is not moved as a whole: it still holds its own runs (1e-4 .. 1e-1, all tied: all
+    # incumbents, which every range keeps, a branch's as a plain parameter's)
+    assert plan.space[adam].low <= 1e-4 and plan.space[adam].high >= 1e-1
 
 
 def test_a_nested_learning_rate_is_judged():
