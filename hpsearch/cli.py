@@ -141,11 +141,11 @@ def master_start(sweep_file: str, root: str | None, **kw: Any) -> None:
 
     if kw.pop("dry_run"):
         from hpsearch.run.master import dry_run
-        from hpsearch.store import sweepfile
 
-        for w in sweepfile.load(sweep_file)[0].warnings:  # what the real start would warn of
-            click.echo(f"warning: {w}", err=True)
-        click.echo(dry_run(sweep_file, root, kw.get("workers"), kw.get("launcher")))
+        def warn(text: str) -> None:  # what the real start would warn of, on stderr as it writes them
+            click.echo(f"warning: {text}", err=True)
+
+        click.echo(dry_run(sweep_file, root, kw.get("workers"), kw.get("launcher"), warn))
         return
     sys.exit(start(sweep_file, root, StartOptions(**kw, sweep_path=sweep_file)))
 

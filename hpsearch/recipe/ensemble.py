@@ -16,8 +16,9 @@ import torch
 
 from hpsearch.errors import HpsearchError
 from hpsearch.report.frames import best_checkpoint, open_sweep
-from hpsearch.report.repeats import configuration_key, configurations
+from hpsearch.report.repeats import configurations
 from hpsearch.search import ensemble as choose
+from hpsearch.search.evidence import configuration_key
 from hpsearch.store.sweepdir import Store, atomic_write_json
 from hpsearch.trainables import predict
 
@@ -62,12 +63,12 @@ def measure(root: str, top: int) -> dict[str, Any]:
     while t is not None and t.trial not in lineage:
         lineage.append(t.trial)
         t = store.state.trials.get(t.parent) if t.parent else None
+    names = list(store.checkpoint_names())  # read once, walked per run of the lineage
     by_epoch: dict[int, Any] = {}
-    for c in store.checkpoint_names():
-        if c.trial in lineage and (
-            c.epoch not in by_epoch or lineage.index(c.trial) < lineage.index(by_epoch[c.epoch].trial)
-        ):
-            by_epoch[c.epoch] = c
+    for trial in lineage:  # the run first: an epoch it trained again after a restart is its own
+        for c in names:
+            if c.trial == trial:
+                by_epoch.setdefault(c.epoch, c)
     own = [by_epoch[e] for e in sorted(by_epoch, reverse=True)][:top]
     # each named by the run that wrote it: a promoted run's first epochs are its parent's files
     singles = [(f"{c.trial} epoch {c.epoch}", c.name) for c in own]

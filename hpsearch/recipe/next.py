@@ -33,7 +33,7 @@ def next_sweep(root: str, warm_start: bool) -> tuple[str, list[str]]:
     space, flags, ranked, ratio_lines = followup.next_space(sweep, last_space, runs, history)
     raw = yaml.safe_load(store.layout.sweep_yaml.read_text()) or {}
     doc = followup.followup_doc(raw, sweep, space, sweep.stages[k - 1], os.path.abspath(root) if warm_start else None)
-    sweepfile.parse(doc, source_dir=sweep.source_dir)  # what we write must start: a bug here is ours
+    new = sweepfile.parse(doc, source_dir=sweep.source_dir)  # what we write must start: a bug here is ours
     head = [
         f"# written by hpsearch next {root}: the follow-up of {sweep.name!r}, from stage {k}'s ranking",
         f"# ({len(ranked)} ranked configuration(s)); the sweep file's folder was {sweep.source_dir}",
@@ -51,7 +51,7 @@ def next_sweep(root: str, warm_start: bool) -> tuple[str, list[str]]:
     elif raw.get("budget") is not None:
         notes.append(
             f"Budget: {raw['budget']} left out: it counted the finished sweep's stages; the follow-up's "
-            f"train up to {budget.cost(sweepfile.parse(doc, source_dir=sweep.source_dir).stages)} epochs "
+            f"train up to {budget.cost(new.stages)} epochs "
             "(add budget: back to cap them)"
         )
     if warm_start:

@@ -15,6 +15,7 @@ from hpsearch.report.frames import best_checkpoint
 from hpsearch.search import space as sp
 from hpsearch.search import stages
 from hpsearch.search.config import Metric
+from hpsearch.search.evidence import configuration_key
 from hpsearch.store.fold import SweepState
 
 
@@ -68,12 +69,6 @@ class Standing:
     stage: int
     ranked: stages.Ranked
     run: Any
-
-
-def configuration_key(params: dict[str, Any]) -> str:
-    """One configuration's identity across stages: its parameters (a promoted trial repeats its
-    parent's, a repeat its siblings')."""
-    return repr(sorted(params.items()))
 
 
 def configurations(state: SweepState, metric: Metric) -> list[Standing]:

@@ -190,7 +190,7 @@ class SweepData:
         parent, checkpoint (absolute path of its best epoch's checkpoint, or None when retention
         deleted it or none was written)}."""
         state = self.store.state
-        ranking = [s for s in configurations(state, self.sweep.metric) if s.run.best is not None]
+        ranking = configurations(state, self.sweep.metric)  # ranked runs: each has a best
         if not ranking:
             return None
         t = ranking[0].run

@@ -729,10 +729,20 @@ def request_stop(root: str) -> str:
     return f"Stop requested for {root}; workers release their trials at their next epoch, then the master exits."
 
 
-def dry_run(sweep_path: str, root: str | None, workers: int | None, launcher: str | None) -> str:
+def dry_run(
+    sweep_path: str,
+    root: str | None,
+    workers: int | None,
+    launcher: str | None,
+    warn: Callable[[str], None] | None = None,
+) -> str:
     """What `master start` would do, written nowhere: the plan of every stage and the epoch budget,
-    and for Slurm the batch script. Validates the file and the trainable like a real start."""
+    and for Slurm the batch script. Validates the file and the trainable like a real start, and
+    passes each warning it would print to `warn`."""
     sweep, _ = sweepfile.load(sweep_path)
+    for w in sweep.warnings:
+        if warn is not None:
+            warn(w)
     check_trainable(sweep)
     root = root or os.path.join("runs", sweep.name)
     first = stages.plan_stage(sweep, 1, None, [])

@@ -28,13 +28,13 @@ that restarted from epoch 1), are settled by the next stage (`balance`).
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hpsearch.search.evidence import stage_of
+
 ETA = 3
-_STAGE = re.compile(r"s(\d+)-")
 FIRST_SHARE = 0.4
 # Measured (bench quality, synthetic family, 30 seeds, budgets 64 and 200, three range cases): with
 # FIRST_SHARE 0.4, KEEP 0 (the incumbent alone) scored a median and worst seed at least as good as
@@ -145,19 +145,18 @@ def balance(planned: Sequence[Any], runs: Sequence[Any], skip: str = "warm:") ->
 
     Args:
         planned: the stages that ran (`config.Stage`s); runs: every run of those stages, each with
-            `trial`, `status`, `epochs_done` (its parent's included), `parent` and `resumable`
-            (see `stages.Run`); runs whose trial starts with `skip` (carried in from another sweep)
+            `trial`, `status`, `epochs_done` (its parent's included), `parent`, `resumable` and
+            `diverged_reported` (see `stages.Run`); runs whose trial starts with `skip` (carried in from another sweep)
             are not counted.
 
     Returns:
         Epochs, either sign: the planned cost less what the runs trained, counting one more epoch
         for a run that diverged inside an epoch it did not report (the epoch it diverged in, as the
-        quality bench counts it; never past its stage's epochs) and
-        every epoch of a promoted run whose parent was not resumable; 0 when a run's epochs are not
-        known.
+        quality bench counts it; never past its stage's epochs) and every epoch of a promoted run
+        whose parent was not resumable; 0 when a run's epochs are not known.
     """
     done = {r.trial: r.epochs_done for r in runs}
-    resumable = {r.trial: getattr(r, "resumable", True) for r in runs}
+    resumable = {r.trial: r.resumable for r in runs}
     trained = 0
     for r in runs:
         if r.trial.startswith(skip):
@@ -166,18 +165,12 @@ def balance(planned: Sequence[Any], runs: Sequence[Any], skip: str = "warm:") ->
             return 0
         start = (done.get(r.parent) or 0) if r.parent and resumable.get(r.parent, True) else 0
         # the epoch a run diverged in counts, unless its report is among the epochs done already
-        ran = max(0, r.epochs_done - start) + (r.status == "diverged" and not getattr(r, "diverged_reported", False))
-        k = _stage_of(r.trial)
+        ran = max(0, r.epochs_done - start) + (r.status == "diverged" and not r.diverged_reported)
+        k = stage_of(r.trial)
         if 1 <= k <= len(planned):  # a run diverged in its last epoch may have recorded that epoch too
             ran = min(ran, max(0, planned[k - 1].epochs - start))
         trained += ran
     return cost(planned) - trained
-
-
-def _stage_of(trial: str) -> int:
-    """The stage in a trial id (`s2-t0003` -> 2; 0 when there is none)."""
-    m = _STAGE.match(trial)
-    return int(m.group(1)) if m else 0
 
 
 def explore_epochs(left: int, one: int, share: float | None = None) -> int:

@@ -107,10 +107,16 @@ def incumbents(ranked: Sequence[Any], n: int, seeds: dict[str, int] | None = Non
     return out
 
 
+def configuration_key(params: dict[str, Any]) -> str:
+    """One configuration's identity across stages: its parameters (a promoted trial repeats its
+    parent's, a repeat its siblings')."""
+    return repr(sorted(params.items()))
+
+
 def lineage(params: dict[str, Any], seed: Any) -> str:
     """A run's lineage key: a promoted trial repeats its parent's parameters and seed (and goes on
-    from its checkpoint), so the two share one."""
-    return repr((sorted(params.items()), seed))
+    from its checkpoint), so the two share one; repeats of a configuration differ by their seeds."""
+    return repr((configuration_key(params), seed))
 
 
 def without_diverged(ranked: Sequence[Any], runs: Sequence[Any], seeds: dict[str, int]) -> list[Any]:
@@ -126,6 +132,7 @@ def without_diverged(ranked: Sequence[Any], runs: Sequence[Any], seeds: dict[str
 
 
 def stage_of(trial: str) -> int:
+    """The stage in a trial id (`s2-t0003` -> 2; 0 for an id without one, such as a warm run's)."""
     m = _STAGE.match(trial)
     return int(m.group(1)) if m else 0
 

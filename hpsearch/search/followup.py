@@ -33,50 +33,21 @@ def next_space(
     ranked = stages.rank(runs, sweep.metric)
     if not ranked:
         return dict(last_space), [], [], []
-    flags = stages.all_border_flags(last_space, ranked, sweep.border, sweep.on_border)
-    one = Stage(trials=1, epochs=1)
-    top = ranked[: stages.top_count(one, len(ranked))]
-    few = len(ranked) < stages.MIN_TO_NARROW
-    lines = []
-    held = cond.parents(last_space)  # their values carry other parameters' branches: kept whole
-    space = stages.narrow_space(last_space, ranked, top, flags, one, sweep.margin)
-    space = {name: last_space[name] if name in held else dim for name, dim in space.items()}
-    if few:
-        moved = sorted({f.param for f in flags if f.extends})
-        lines.append(
-            f"only {len(ranked)} configuration(s) finished, fewer than {stages.MIN_TO_NARROW}: "
-            "the ranges are not narrowed"
-            + (f", moved only past the flagged border of {', '.join(moved)}" if moved else "")
-        )
-    # then the evidence rules, as `stages.plan_stage` applies them between stages: border moves by
-    # where the top runs lie, the incumbents kept, a too-low lr range moved, the diverged region cut
     every = runs if history is None else history
-    moves, kept = stages.too_low_moves(last_space, every, sweep.on_border)
     seeds = {r.trial: r.seed for r in every}
     overall = evidence.without_diverged(stages.rank(every, sweep.metric), every, seeds)
-    refined = evidence.refine(
-        last_space,
-        space,
-        sweep.space,
-        {name: stages.branch_top_values(name, ranked, top, one) for name in last_space},
-        {f.param: {g.side for g in flags if g.param == f.param and g.extends} for f in flags if f.extends},
-        every,
-        evidence.incumbents(overall, len(top), seeds),
-        sweep.margin,
-        stages.EXTEND,
-        {m.param: (m.low, m.high) for m in moves},
-        sweep.on_border == "keep",
-    )
-    space = {name: dim if name in held else stages.legal(refined[name], space[name]) for name, dim in space.items()}
-    cuts = divergence.thresholds(last_space, every)
+    new = stages.next_ranges(sweep, last_space, ranked, Stage(trials=1, epochs=1), every, overall, seeds)
+    held = cond.parents(last_space)  # their values carry other parameters' branches: kept whole
+    space = {name: last_space[name] if name in held else dim for name, dim in new.space.items()}
+    lines = [stages.few_note(len(ranked), new.flags)] if len(ranked) < stages.MIN_TO_NARROW else []
     lines += [
         f"{name}: most runs at {name} >= {sp.sci(t)} diverged: the follow-up's range stops there"
-        for name, t in cuts.items()
-        if isinstance(new := space[name], sp.Numeric)
-        and isinstance(old := last_space[name], sp.Numeric)
-        and new.high <= t < old.high
+        for name, t in divergence.thresholds(last_space, every).items()
+        if isinstance(now := space[name], sp.Numeric)
+        and isinstance(was := last_space[name], sp.Numeric)
+        and now.high <= t < was.high
     ]
-    return space, flags, ranked, lines + [m.says("the follow-up") for m in moves] + kept
+    return space, new.flags, ranked, lines + [m.says("the follow-up") for m in new.off] + new.held
 
 
 def next_stages(last: Stage) -> list[dict[str, Any]]:

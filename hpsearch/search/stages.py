@@ -87,13 +87,8 @@ class BorderFlag:
         pct = (1 - self.position if self.side == "high" else self.position) * 100
         where = "top" if self.side == "high" else "bottom"
         scale = "a log" if self.dim.log else "a linear"
-        if self.dim.integer:  # hidden 498 of [32, 512], not 5e+02 of [3.2e+01, 5.1e+02]
-
-            def show(x: Any) -> str:
-                return str(round(x))
-
-        else:
-            show = sp.sci if self.dim.log else sp.fmt
+        # an integer range as integers: hidden 498 of [32, 512], not 5e+02 of [3.2e+01, 5.1e+02]
+        show = _whole if self.dim.integer else sp.sci if self.dim.log else sp.fmt
         rng = f"[{show(self.dim.low)}, {show(self.dim.high)}]"
         way = "upward" if self.side == "high" else "downward"
         then = (
@@ -124,6 +119,10 @@ class BorderFlag:
         if self.side == "low":
             return f"the range cannot move below {sp.fmt(edge)} (its values are not negative)"
         return "the range cannot move past its hard bound or on_border: keep"
+
+
+def _whole(x: Any) -> str:
+    return str(round(x))
 
 
 USABLE = "finished"
@@ -336,6 +335,58 @@ def narrow_space(
     return out
 
 
+class NextRanges(NamedTuple):
+    """The ranges `next_ranges` gives, with what moved them: the border flags, the learning-rate
+    ranges the update ratio moved (`off`) and the lines saying where it could not (`held`)."""
+
+    space: sp.Space
+    flags: list[BorderFlag]
+    off: list[updateratio.Misplaced]
+    held: list[str]
+
+
+def next_ranges(
+    sweep: Sweep,
+    prev_space: sp.Space,
+    ranked: list[Ranked],
+    stage: Stage,
+    history: list[Run],
+    overall: list[Ranked],
+    seeds: dict[str, int],
+) -> NextRanges:
+    """The ranges that follow `prev_space` from its (non-empty) ranking, as between two stages and
+    for `hpsearch next`: narrowed around the stage's top (`narrow_space`, `stage` saying how many),
+    then the evidence rules of every earlier run, `history` (`evidence.refine`: border moves by
+    where the top runs lie, the incumbents of `overall` kept, a too-low lr range moved, the region
+    where runs diverged left out), each held to `narrow`'s guarantees (`legal`)."""
+    top = ranked[: top_count(stage, len(ranked))]
+    flags = all_border_flags(prev_space, ranked, sweep.border, sweep.on_border)
+    narrowed = narrow_space(prev_space, ranked, top, flags, stage, sweep.margin)
+    off, held = too_low_moves(prev_space, history, sweep.on_border)
+    refined = evidence.refine(
+        prev_space,
+        narrowed,
+        sweep.space,
+        {name: branch_top_values(name, ranked, top, stage) for name in prev_space},
+        {f.param: {g.side for g in flags if g.param == f.param and g.extends} for f in flags if f.extends},
+        history,
+        evidence.incumbents(overall, len(top), seeds),
+        sweep.margin,
+        EXTEND,
+        {m.param: (m.low, m.high) for m in off},
+        sweep.on_border == "keep",
+    )
+    return NextRanges({name: legal(dim, narrowed[name]) for name, dim in refined.items()}, flags, off, held)
+
+
+def few_note(n_ranked: int, flags: list[BorderFlag], of: str = "") -> str:
+    """What a stage with fewer than MIN_TO_NARROW ranked configurations did to the ranges."""
+    moved = sorted({f.param for f in flags if f.extends})
+    return f"only {n_ranked} configuration(s){of} finished, fewer than {MIN_TO_NARROW}: the ranges are not narrowed" + (
+        f", moved only past the flagged border of {', '.join(moved)}" if moved else ""
+    )
+
+
 def legal(dim: sp.Dim, fallback: sp.Dim) -> sp.Dim:
     """A range the evidence rules gave (search/evidence.py), held to `narrow`'s guarantees: within
     its limits, on its grid (multiples of q, or integers), and valid (`valid_range`); else `fallback`
@@ -423,7 +474,8 @@ def plan_stage(
     the ones promoted, its diverged runs cut the learning rate's range (`search.evidence`), and a
     `sampler: tpe` stage is told them."""
     stage = sweep.stages[k - 1]
-    space, flags = dict(sweep.space), []
+    space = dict(sweep.space)
+    flags: list[BorderFlag] = []
     notes: list[str] = []
     off: list[updateratio.Misplaced] = []
     history = prev_runs if history is None else history
@@ -434,35 +486,10 @@ def plan_stage(
         overall = ranked if history is prev_runs else rank(history, sweep.metric)
         overall = evidence.without_diverged(overall, history, seeds)
         if ranked:
-            n = top_count(stage, len(ranked))
-            flags = all_border_flags(prev_space, ranked, sweep.border, sweep.on_border)
-            top = ranked[:n]
-            few = len(ranked) < MIN_TO_NARROW
-            space = narrow_space(prev_space, ranked, top, flags, stage, sweep.margin)
-            if few:
-                moved = sorted({f.param for f in flags if f.extends})
-                notes.append(
-                    f"stage {k}: only {len(ranked)} configuration(s) of stage {k - 1} finished, fewer than "
-                    f"{MIN_TO_NARROW}: the ranges are not narrowed"
-                    + (f", moved only past the flagged border of {', '.join(moved)}" if moved else "")
-                )
-            narrowed = space
-            off, held = too_low_moves(prev_space, history, sweep.on_border)
+            space, flags, off, held = next_ranges(sweep, prev_space, ranked, stage, history, overall, seeds)
+            if len(ranked) < MIN_TO_NARROW:
+                notes.append(f"stage {k}: {few_note(len(ranked), flags, f' of stage {k - 1}')}")
             notes += [f"stage {k}: {m.message}" for m in off] + [f"stage {k}: {line}" for line in held]
-            refined = evidence.refine(
-                prev_space,
-                narrowed,
-                sweep.space,
-                {name: branch_top_values(name, ranked, top, stage) for name in prev_space},
-                {f.param: {g.side for g in flags if g.param == f.param and g.extends} for f in flags if f.extends},
-                history,
-                evidence.incumbents(overall, n, seeds),
-                sweep.margin,
-                EXTEND,
-                {m.param: (m.low, m.high) for m in off},
-                sweep.on_border == "keep",
-            )
-            space = {name: legal(dim, narrowed[name]) for name, dim in refined.items()}
         else:
             space = dict(prev_space)  # nothing finished: keep the ranges
     ranked = ranked or []
@@ -611,8 +638,8 @@ def _within_budget(
         return c + (stage.repeats - going_on + restarts) * stage.epochs
 
     reserved = 0
-    if explore and price(promoted[0]) <= allowance:  # explore: there is an incumbent to promote
-        reserved = budget.explore_epochs(allowance - price(promoted[0]), one)
+    if explore and (first := price(promoted[0])) <= allowance:  # explore: there is an incumbent to promote
+        reserved = budget.explore_epochs(allowance - first, one)
     # a promote-only stage that does not explore spends what is spare on the next incumbents
     queue = promoted if explore or stage.trials else [*promoted, *(reserve or [])]
     kept, spent = [], 0
