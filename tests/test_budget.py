@@ -46,6 +46,18 @@ def test_plan_for_a_first_time_user():
     assert bp.cost(plan) == 64
 
 
+def test_a_larger_budget_ends_with_fresh_full_length_trials():
+    """200 epochs = 25 runs of 8: the bracket gets 70%, then 30% buys fresh 8-epoch trials, drawn
+    in the ranges narrowed around the 8-epoch runs (the short-horizon correction, see budget.py)."""
+    plan = bp.plan(200, 8)
+    assert [s.epochs for s in plan] == [1, 3, 8, 8]
+    assert plan[2].promote and not plan[2].trials
+    assert plan[3] == bp.Stage(trials=7, epochs=8)
+    assert bp.cost(plan) == 200
+    below = bp.plan(bp.FINAL_FROM * 8 - 1, 8)
+    assert [s.epochs for s in below] == [1, 3, 8]
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.integers(1, 3000), st.integers(1, 60), st.floats(0.05, 0.9), st.floats(0.0, 1.0))
 def test_plan_never_exceeds_the_budget(budget, epochs, first_share, keep):
@@ -56,7 +68,13 @@ def test_plan_never_exceeds_the_budget(budget, epochs, first_share, keep):
     plan = bp.plan(budget, epochs, first_share=first_share, keep=keep)
     assert bp.cost(plan) <= budget
     assert plan[-1].epochs == epochs and plan[0].trials >= 1
-    assert all(a.epochs < b.epochs for a, b in zip(plan, plan[1:]))
+    # rungs rise; a budget of FINAL_FROM full runs or more ends with a stage of fresh full-length trials
+    final = budget >= bp.FINAL_FROM * epochs and epochs > 1
+    rising = plan[:-1] if final else plan
+    assert all(a.epochs < b.epochs for a, b in zip(rising, rising[1:]))
+    if final:
+        assert plan[-2].epochs == plan[-1].epochs == epochs and plan[-2].promote and not plan[-1].promote
+        assert plan[-1].trials * epochs == int(bp.FINAL_SHARE * budget) // epochs * epochs
     assert all(s.trials >= 0 and (s.trials or s.promote) for s in plan)
     # the budget is used: what is left cannot pay for one more stage-1 trial
     assert budget - bp.cost(plan) < plan[0].epochs
@@ -304,20 +322,20 @@ def test_stages_written_by_hand_keep_the_promotions_they_ask_for():
 
 
 def test_epochs_earlier_stages_did_not_train_are_spent_by_the_next():
-    """A 200-epoch plan (81 x 1; 19 x 3 + 1 promoted; 12 promoted to 8): five stage-2 runs fail after
-    1 of 3 epochs, 10 epochs unspent; the promote-only last stage spends them on incumbents (a
-    stage-2 one costs 5 more epochs, a stage-1 one 7) beyond its own 60, within the 200."""
+    """A 200-epoch plan (63 x 1; 13 x 3 + 1 promoted; 8 promoted to 8; 7 x 8): five stage-2 runs fail
+    after 1 of 3 epochs, 10 epochs unspent; the promote-only third stage spends them on incumbents (a
+    stage-2 one costs 5 more epochs, a stage-1 one 7) beyond its own 40, within the 200."""
 
     def cost3(plan3):
         return sum(8 - (3 if t["parent"].startswith("s2-") else 1) for t in plan3.trials)
 
     sw, plan2, plan3 = _last_stage(best_lr=1e-2, failed=5, budget=200)
-    assert [s.trials for s in sw.stages] == [81, 19, 0] and sw.stages[2].promote == 12
+    assert [s.trials for s in sw.stages] == [63, 13, 0, 7] and sw.stages[2].promote == 8
     assert all(t.get("parent") for t in plan3.trials)
-    assert 60 < cost3(plan3) <= 60 + 10  # 81 + 20 x 3 - 10 + cost3 <= 200
+    assert 40 < cost3(plan3) <= 40 + 10  # 63 + 14 x 3 - 10 + cost3 + 7 x 8 <= 200
     assert any("10 epoch(s) earlier stages were counted for but did not train" in n for n in plan3.notes)
     _, _, planned = _last_stage(best_lr=1e-2, failed=0, budget=200)
-    assert cost3(planned) <= 60 and not any("did not train" in n for n in planned.notes)
+    assert cost3(planned) <= 40 and not any("did not train" in n for n in planned.notes)
 
 
 def test_balance_counts_what_runs_trained_against_the_plan():
