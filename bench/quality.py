@@ -246,9 +246,11 @@ def stats(v: list[float]) -> dict[str, float]:
 
 
 def judge(scores: dict[str, list[float]], case: str) -> dict[str, Any]:
-    """The three goals of a cell for hpsearch's default against the best peer."""
+    """The three goals of a cell for hpsearch's default against the best peer (none when no peer ran)."""
     st = {m: stats(v) for m, v in scores.items()}
     peers = [m for m in scores if m in PEERS]
+    if not peers:  # `--methods hpsearch`: its figures alone
+        return {"stats": st}
     best_median = max(st[m]["median"] for m in peers)
     best_worst = max(st[m]["worst"] for m in peers)
     d = st[DEFAULT]
@@ -329,6 +331,9 @@ def report(s: Section, key: str, cell: dict[str, Any], spent: dict[str, list[int
             f"  {m:<26} median {st['median']:.4f}  worst {st['worst']:.4f}  p10 {st['p10']:.4f}  "
             f"epochs {min(spent[m])}-{max(spent[m])}"
         )
+    if "margin_median" not in cell:
+        s.say("  (no peer ran: no goals judged)")
+        return
     goals = ["median_goal", "worst_goal", *(("every_seed_goal",) if "every_seed_goal" in cell else ())]
     s.say(
         f"  margin over the best peer (median): {cell['margin_median']:+.4f}; "

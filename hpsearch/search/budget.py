@@ -8,8 +8,8 @@ Optimization", JMLR 18, Algorithm 1, with the reduction factor eta = 3 it recomm
   epochs a good run needs (`epochs:`) and s = ceil(log_eta R): stage 1 trains 1 epoch, the last R;
 - each middle stage continues (promotes) the best KEEP of the configurations so far from their
   checkpoints, as successive halving does, at least the incumbent, and spends what is left of its
-  share on fresh trials sampled in the narrowed ranges (the coarse-to-fine part); the last stage
-  spends its whole share continuing the best configurations found so far (the incumbents), unless
+  share on fresh trials sampled in the narrowed ranges (the coarse-to-fine part); the bracket's
+  last stage spends its whole share continuing the best configurations found so far (the incumbents), unless
   its ranges moved (a border flag, a too-low learning rate: the incumbents lie where the evidence
   says the optimum is not): then it continues the incumbent and spends EXPLORE_SHARE of the rest on
   fresh trials in the moved ranges (`explore_epochs`, applied by `stages.plan_stage`);
@@ -54,7 +54,7 @@ KEEP = 0.0
 # Below 20 runs of R it cost more than it gave (64 epochs = 8 runs: medians -0.002 to -0.019).
 FINAL_SHARE = 0.3
 FINAL_FROM = 20
-# A promote-only last stage whose ranges moved spends this share of what its incumbent leaves on
+# A promote-only stage (the bracket's last) whose ranges moved spends this share of what its incumbent leaves on
 # fresh trials in the moved ranges (`explore_epochs`); chosen by the quality suite (README "Performance").
 EXPLORE_SHARE = 0.5
 
@@ -205,9 +205,10 @@ def balance(planned: Sequence[Any], runs: Sequence[Any], skip: str = "warm:") ->
 
 
 def explore_epochs(left: int, one: int, share: float | None = None) -> int:
-    """Epochs a promote-only last stage whose ranges moved sets aside for fresh trials: `share`
-    (default EXPLORE_SHARE) of the `left` epochs its incumbent does not use, rounded down to whole
-    trials of `one` epochs each, and at least one trial when `left` affords one.
+    """Epochs a promote-only stage of `stages: auto` (the bracket's last) whose ranges moved sets
+    aside for fresh trials: `share` (default EXPLORE_SHARE) of the `left` epochs its incumbent does
+    not use, rounded down to whole trials of `one` epochs each, and at least one trial when `left`
+    affords one.
 
     Example: a last stage of 8 epochs after one of 3 has 15 epochs (3 promotions of 5); the
     incumbent takes 5, and 8 of the 10 left buy one fresh trial (EXPLORE_SHARE 0.5 would round to 0,

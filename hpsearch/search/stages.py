@@ -499,9 +499,9 @@ def plan_stage(
     promoted = _promoted(stage, candidates, sweep, len(ranked))
     fresh = stage.trials
     if sweep.budget is not None:
-        # a promote-only last stage of `stages: auto` whose ranges moved also samples where they moved
+        # a promote-only stage of `stages: auto` (the bracket's last) whose ranges moved also samples where they moved
         moved = sorted({m.param for m in off} | {f.param for f in flags if f.extends})
-        explore = sweep.auto and k == len(sweep.stages) and not stage.trials and bool(moved) and bool(promoted)
+        explore = sweep.auto and not stage.trials and bool(moved) and bool(promoted)
         spare = budget.balance(sweep.stages[: k - 1], history) if k > 1 else 0
         # `promoted` is the head of every configuration that may be promoted; the rest wait in order
         reserve = _promoted(stage, candidates, sweep, len(ranked), every=True)[len(promoted) :]
