@@ -136,6 +136,24 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path) -> None:
     assert tree_hash(tmp_path) == before
 
 
+def test_dry_run_says_what_a_real_start_would_find_in_the_directory(tmp_path: Path) -> None:
+    """A new-user trial: --dry-run said "the sweep would run in DIR" for a directory holding another,
+    finished sweep, which a real start refuses."""
+    sweep = write_sweep(tmp_path, noop_sweep(trials=[4], epochs=[1], workers=1))
+    root = tmp_path / "d"
+    assert "holds" not in run_cli("master", "start", str(sweep), "--dir", str(root), "--dry-run", check=True).stdout
+    run_cli("master", "start", str(sweep), "--dir", str(root), check=True)
+    other = write_sweep(tmp_path, noop_sweep(trials=[5], epochs=[1], workers=1), name="other.yaml")
+    before = tree_hash(tmp_path)
+    same = run_cli("master", "start", str(sweep), "--dir", str(root), "--dry-run", check=True).stdout
+    assert f"{root} holds this sweep, finished (1 of 1 stage(s) done): a real start only reports it" in same
+    r = run_cli("master", "start", str(other), "--dir", str(root), "--dry-run", check=True)
+    assert f"{root} holds a different sweep" in r.stdout and "a real start refuses it" in r.stdout
+    assert tree_hash(tmp_path) == before
+    refused = run_cli("master", "start", str(other), "--dir", str(root))
+    assert refused.returncode != 0 and "holds a different sweep" in refused.stderr
+
+
 def test_dry_run_counts_promotions_with_repeats_as_the_run_does_and_warns_as_it(tmp_path: Path) -> None:
     """Stage 1 runs each configuration twice (repeats: 2); stage 2 promotes 2 configurations with
     one repeat each: 2 promoted trials, not 4 (the dry run counted the repeats it came from)."""

@@ -729,6 +729,26 @@ def request_stop(root: str) -> str:
     return f"Stop requested for {root}; workers release their trials at their next epoch, then the master exits."
 
 
+def _already_there(root: str, fingerprint: str, n_stages: int) -> str | None:
+    """What a real start would find in `root` (as `Master.open_directory` judges it), or None when it holds no sweep."""
+    store = Store(root)
+    if not store.exists():
+        return None
+    try:
+        st = store.refresh()
+    except StoreError as e:
+        return f"{root} cannot be read ({e}): a real start would fail"
+    if st.fingerprint and st.fingerprint != fingerprint:
+        return (
+            f"{root} holds a different sweep (its sweep.yaml differs from this file): a real start refuses it; "
+            "use another --dir, or --force to continue it with the new file"
+        )
+    done = len(st.stages_done)
+    if done >= n_stages:
+        return f"{root} holds this sweep, finished ({done} of {n_stages} stage(s) done): a real start only reports it"
+    return f"{root} holds this sweep: a real start resumes it ({done} of {n_stages} stage(s) done)"
+
+
 def dry_run(
     sweep_path: str,
     root: str | None,
@@ -739,7 +759,7 @@ def dry_run(
     """What `master start` would do, written nowhere: the plan of every stage and the epoch budget,
     and for Slurm the batch script. Validates the file and the trainable like a real start, and
     passes each warning it would print to `warn`."""
-    sweep, _ = sweepfile.load(sweep_path)
+    sweep, raw = sweepfile.load(sweep_path)
     for w in sweep.warnings:
         if warn is not None:
             warn(w)
@@ -747,6 +767,8 @@ def dry_run(
     root = root or os.path.join("runs", sweep.name)
     first = stages.plan_stage(sweep, 1, None, [])
     lines = [f"# hpsearch master start --dry-run: nothing is written; the sweep would run in {root}"]
+    if (there := _already_there(root, config.fingerprint(raw), len(sweep.stages))) is not None:
+        lines.append(f"# {there}")
     if sweep.budget is not None:
         lines.append(budget_plan_text(sweep))
     lines.append(
