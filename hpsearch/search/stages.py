@@ -515,8 +515,8 @@ def plan_stage(
         if spare > 0:
             notes.append(
                 f"stage {k}: {spare} epoch(s) earlier stages were counted for but did not train (runs that "
-                f"stopped early, each charged the epoch it stopped in; trials their share could not buy) are added to its share: {fresh} fresh "
-                f"trial(s), {len(promoted)} promoted"
+                f"stopped early, each charged the epoch it stopped in; trials their share could not buy) are "
+                f"added to its share: {fresh} fresh trial(s), {len(promoted)} promoted"
             )
         elif spare < 0:
             notes.append(
