@@ -154,6 +154,27 @@ def test_dry_run_says_what_a_real_start_would_find_in_the_directory(tmp_path: Pa
     assert refused.returncode != 0 and "holds a different sweep" in refused.stderr
 
 
+def test_a_stage_table_cut_to_its_top_says_so(tmp_path: Path) -> None:
+    """A new-user trial: "Stage 2 done: 4 diverged, 7 finished" above 10 rows, one diverged run missing, unsaid."""
+    sweep = write_sweep(tmp_path, noop_sweep(trials=[12, 10], epochs=[1, 1], workers=1))
+    root = tmp_path / "d"
+    out = run_cli("master", "start", str(sweep), "--dir", str(root), check=True).stdout
+    assert f"(the top 10 of 12 runs; all of them: hpsearch report {root} --stage 1)" in out
+    assert "of 10 runs" not in out  # stage 2's table is whole
+    assert "only continues earlier configurations" not in out
+
+
+def test_a_promote_only_stage_says_its_ranges_draw_nothing(tmp_path: Path) -> None:
+    """A new-user trial: "Ranges for stage 3" were printed for a stage that drew no trial in them."""
+    text = noop_sweep(trials=[6, 0, 3], epochs=[1, 2, 3], workers=1)
+    text = text.replace("  - {trials: 0, epochs: 2}", "  - {trials: 0, epochs: 2, promote: 2}")
+    out = run_cli("master", "start", str(write_sweep(tmp_path, text)), "--dir", str(tmp_path / "d"), check=True).stdout
+    lines = out.splitlines()
+    said = [i for i, line in enumerate(lines) if "only continues earlier configurations" in line]
+    assert len(said) == 1 and lines[said[0]].startswith("(stage 2 ") and "stage 3 narrows from them" in lines[said[0]]
+    assert lines[said[0] + 1].startswith("Stage 2/3: 2 trial(s)")
+
+
 def test_dry_run_counts_promotions_with_repeats_as_the_run_does_and_warns_as_it(tmp_path: Path) -> None:
     """Stage 1 runs each configuration twice (repeats: 2); stage 2 promotes 2 configurations with
     one repeat each: 2 promoted trials, not 4 (the dry run counted the repeats it came from)."""

@@ -84,7 +84,7 @@ def test_status_shows_workers_alive_by_heartbeat_age_and_what_is_left(planned):
     root, _store = planned
     text = status_text(root)
     assert "watched in " + root + ": running stage 1 of 2" in text
-    assert "stage 1/2: 1/4 done (2 running, 1 queued, 0 failed, 0 diverged), best val_acc 0.42" in text
+    assert "stage 1/2: 1/4 done (2 running, 1 queued, 0 failed, 0 diverged), sweep best val_acc 0.42" in text
     assert "s1-t0001 on w-live (cuda:1): epoch 2/3, val_acc 0.6100" in text
     assert "w-live: alive training s1-t0001 on cuda:1@node7" in text
     assert "w-old: gone  training s1-t0002 on cpu@node8, last heartbeat 2m00s ago" in text

@@ -50,7 +50,7 @@ class Picture:
     total: int = 0
     best: float | None = None
     best_trial: str | None = None
-    best_scope: str = ""  # "stage" when `best` is the running stage's, "" for the sweep's
+    best_scope: str = ""  # "stage" when `best` is the running stage's, "" for the sweep's ("sweep best")
     eta: float | None = None  # seconds left in this stage, None when unknown
     running: list[Running] = field(default_factory=list)
     workers: list[WorkerView] = field(default_factory=list)
@@ -206,7 +206,7 @@ def headline(p: Picture) -> str:
         return f"{p.name}: not planned yet"
     c = p.counts
     where = f"stage {p.stage}/{p.stages}" + ("" if p.phase == "stage" else f" ({p.phase})")
-    label = f"{p.best_scope} best" if p.best_scope else "best"
+    label = f"{p.best_scope} best" if p.best_scope else "sweep best"  # not the counted stage's own
     best = f"{label} {p.metric} {fmt(round(p.best, 4)) if p.best is not None else '-'}"
     eta_s = f", ~{duration(p.eta)} left in stage" if p.eta is not None else ""
     pruned = f", {c['pruned']} pruned" if c.get("pruned") else ""  # only where a stage stops trials early

@@ -400,6 +400,13 @@ class Master:
         self.store.journal.append([{"ev": "stage", "stage": k, "space": doc["ranges"], "trials": plan.trials}])
         if k > 1 and prev_space is not None:
             self.out.say(ranges_text(prev_space, plan.space, k))
+            if all(t.get("parent") for t in plan.trials):  # a promote-only stage samples nothing
+                later = (
+                    f"stage {k + 1} narrows from them" if k < len(self.sweep.stages) else "a follow-up starts from them"
+                )
+                self.out.say(
+                    f"(stage {k} only continues earlier configurations: it draws nothing in these ranges; {later})"
+                )
         for note in plan.notes:
             self.out.say(note)
         self.out.say(
@@ -657,6 +664,10 @@ def stage_text(store: Store, sweep: Sweep, k: int, flags: list[stages.BorderFlag
     counts = counts_of(store.state, k)
     head = f"Stage {k} done: " + ", ".join(f"{v} {s}" for s, v in sorted(counts.items()))
     lines = [head, text_table(df, ranking_columns(df, sweep.metric.name, ranked)) if len(df) else "(no runs)"]
+    if len(ranked) > len(df):  # say what the table leaves out, and where to see it
+        lines.append(
+            f"(the top {len(df)} of {len(ranked)} runs; all of them: hpsearch report {store.layout.root} --stage {k})"
+        )
     if k == 1 and sweep.warm_start:  # carried-in runs rank with stage 1 but are no trials of this sweep
         from hpsearch.run.warmstart import warm_runs
 
