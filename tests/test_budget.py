@@ -422,3 +422,15 @@ def test_a_promotion_without_resumable_state_is_priced_from_epoch_1():
         assert all(t.get("parent") for t in plan3.trials)
         assert len(plan3.trials) == (3 if resumable else 2)
         assert trained == (64 if resumable else 63)
+
+
+def test_cost_counts_the_seeds_a_promoted_configuration_gains_from_epoch_1():
+    """Stage 2 promotes 2 configurations with 3 repeats each: one run of each continues from epoch 2
+    (3 more epochs), the 2 seeds it gains train all 5, as `master start --dry-run` and
+    `stages._within_budget` count them (one function, `promoted_epochs`)."""
+    from hpsearch.search.config import Stage
+
+    planned = [Stage(trials=4, epochs=2), Stage(trials=0, epochs=5, promote=2, repeats=3)]
+    assert bp.promoted_epochs(2, 1, 5, 3) == 3 + 2 * 5
+    assert bp.cost(planned) == 4 * 2 + 2 * (3 + 2 * 5)
+    assert bp.promoted_epochs(2, 5, 5, 3) == 3 * 3  # never more continuing runs than repeats

@@ -7,9 +7,9 @@ import time
 from typing import Any
 
 from hpsearch.errors import StoreError
+from hpsearch.report.failures import no_usable_run
 from hpsearch.report.frames import open_sweep
 from hpsearch.report.picture import Picture, duration, latest_lines, picture_lines, snapshot
-from hpsearch.store.fold import State
 from hpsearch.store.liveness import describe_master, local_process_alive, master_alive
 from hpsearch.store.sweepdir import Store, read_json
 
@@ -41,7 +41,7 @@ def master_line(store: Store, sweep: Any, now: float | None = None) -> str:
         sweep_file = _from_here(recorded) if recorded and os.path.isabs(recorded) else recorded or "SWEEP.yaml"
         k = st.current_stage
         trials = st.stage_trials(k) if k else []
-        if st.stop and trials and all(t.state in (State.FAILED, State.DIVERGED) for t in trials):
+        if st.stop and no_usable_run(trials):
             # the master stopped the sweep as failed: resuming would fail again (run/master.py, _failed)
             line += (
                 f"; the sweep failed ({st.stop_reason or 'every trial of stage ' + str(k) + ' failed'}): fix the "

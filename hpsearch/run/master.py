@@ -801,8 +801,8 @@ def dry_run(
         # a promoted configuration runs the stage's repeats: its first repeats continue, seeds it gains start afresh
         going_on = min(prev_repeats, stage.repeats)
         carried = promoted * stage.repeats
-        epochs = fresh * stage.epochs + promoted * (
-            going_on * max(0, stage.epochs - prev_epochs) + (stage.repeats - going_on) * stage.epochs
+        epochs = fresh * stage.epochs + promoted * budget.promoted_epochs(
+            prev_epochs, prev_repeats, stage.epochs, stage.repeats
         )
         total += epochs
         what = f"{fresh + carried} trial(s) x {stage.epochs} epoch(s)"

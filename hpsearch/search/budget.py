@@ -157,14 +157,25 @@ def _fit(stages: list[Stage], budget: int) -> list[Stage]:
     return stages
 
 
+def promoted_epochs(epochs_before: int, going_on: int, epochs: int, repeats: int) -> int:
+    """Epochs one promoted configuration trains in a stage of `epochs` epochs and `repeats` repeats:
+    `going_on` of its runs (at most `repeats`) continue from their checkpoints at `epochs_before`,
+    the seeds it gains (or runs that cannot continue) train from epoch 1."""
+    going_on = min(going_on, repeats)
+    return going_on * max(0, epochs - epochs_before) + (repeats - going_on) * epochs
+
+
 def cost(stages: Sequence[Any]) -> int:
-    """Epochs a plan trains at most: fresh trials from epoch 1, promoted ones past the previous stage's epochs
-    (a fractional `promote` counts as every configuration of the previous stage)."""
-    total, before, n_before = 0, 0, 0
+    """Epochs a plan trains at most: fresh trials from epoch 1, promoted ones past the previous stage's
+    epochs (`promoted_epochs`: the seeds a promoted configuration gains when `repeats` rises start from
+    epoch 1; a fractional `promote` counts as every configuration of the previous stage)."""
+    total, before, n_before, repeats_before = 0, 0, 0, 1
     for s in stages:
         promote = s.promote if isinstance(s.promote, int) else math.ceil(s.promote * n_before)
-        total += s.trials * s.repeats * s.epochs + int(promote) * s.repeats * max(0, s.epochs - before)
-        before, n_before = s.epochs, s.trials + int(promote)
+        total += s.trials * s.repeats * s.epochs + int(promote) * promoted_epochs(
+            before, repeats_before, s.epochs, s.repeats
+        )
+        before, n_before, repeats_before = s.epochs, s.trials + int(promote), s.repeats
     return total
 
 

@@ -631,11 +631,12 @@ def _within_budget(
     allowance = budget.cost(sweep.stages[:k]) - budget.cost(sweep.stages[: k - 1]) + spare
 
     def price(p: Ranked) -> int:
-        # its first repeats continue (the epochs they lack); seeds it gains train the whole stage
+        # its first repeats continue (the epochs they lack) unless they left no state; seeds it gains
+        # train the whole stage
         going_on = min(len(p.trials), stage.repeats)
         restarts = sum(t in restart for t in sorted(p.trials)[:going_on])  # the parents _promoted_trials picks
-        c = (going_on - restarts) * max(0, stage.epochs - _epochs(sweep, evidence.stage_of(p.trials[0])))
-        return c + (stage.repeats - going_on + restarts) * stage.epochs
+        before = _epochs(sweep, evidence.stage_of(p.trials[0]))
+        return budget.promoted_epochs(before, going_on - restarts, stage.epochs, stage.repeats)
 
     reserved = 0
     if explore and (first := price(promoted[0])) <= allowance:  # explore: there is an incumbent to promote
