@@ -118,7 +118,12 @@ def hpsearch_best(root: Path, doc: dict[str, Any]) -> tuple[float, int]:
     st = master.store.refresh()
     bests = [t.best for t in st.trials.values() if t.best is not None]
     inherited = {tid: st.trials[t.parent].epochs_done for tid, t in st.trials.items() if t.parent in st.trials}
-    spent = sum(t.epochs_done - inherited.get(t.trial, 0) + (t.state.value == "diverged") for t in st.trials.values())
+    # a diverged run is charged the epoch it diverged in, unless it reported that epoch (then
+    # `epochs_done` counts it already: the divergence was seen in the epoch's metrics)
+    spent = sum(
+        t.epochs_done - inherited.get(t.trial, 0) + (t.state.value == "diverged" and not t.diverged_reported)
+        for t in st.trials.values()
+    )
     return max(bests, default=0.0), spent
 
 

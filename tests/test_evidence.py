@@ -273,3 +273,84 @@ def test_on_border_keep_holds_the_incumbents_padding_inside_the_sweeps_range(hol
     assert kept.low == pytest.approx(1e-7) and kept.high == pytest.approx(1e-5)
     loose = evidence.keep_incumbents(sp.Numeric(1e-6, 8e-6, log=True), sp.Numeric(1e-7, 1e-5, log=True), [1e-7], 0.25)
     assert loose.low < 1e-7  # without keep the padding may pass the edge, as narrowing pads
+
+
+# -- most of the range diverged: the next range reaches a decade below the threshold -----------
+def mostly_diverged_stage():
+    """The quality suite's deeper MLP, best lr a decade below [0.1, 10] (seed 3 at 64 epochs): the
+    runs diverge from 0.11 up, the few that finish lie in [0.1, 0.25] and the best of them (0.21)
+    is not on the border, so neither the cap nor a border move looks below 0.1."""
+    sw = sweep([{"trials": 12, "epochs": 1}, {"trials": 6, "epochs": 3}], lr=(0.1, 10.0))
+    s1 = [
+        run(1, 0, 0.42, lr=0.21, reg=6e-4),
+        run(1, 1, 0.40, lr=0.12, reg=5e-5),
+        run(1, 2, 0.25, lr=0.24, reg=8e-3),
+        run(1, 3, 0.24, lr=0.14, reg=4e-6),
+        *[run(1, 4 + i, None, "diverged", lr=10 ** (-0.96 + 0.25 * i), reg=1e-4) for i in range(8)],
+    ]
+    return sw, s1
+
+
+def test_a_range_that_mostly_diverged_reaches_a_decade_below_the_threshold():
+    sw, s1 = mostly_diverged_stage()
+    t = divergence.thresholds(sw.space, s1)["lr"]
+    assert t == pytest.approx(10**-0.96)
+    p2 = stages.plan_stage(sw, 2, sw.space, s1, history=s1)
+    lr = p2.space["lr"]
+    assert lr.low == pytest.approx(t / divergence.BELOW)
+    assert lr.high >= 0.21  # the incumbent that finished above the threshold stays inside
+    assert not any(f.param == "lr" and f.extends for f in p2.flags)  # no border flag moved it
+    assert [n for n in p2.notes if "a decade below" in n] == [
+        "stage 2: most runs at lr >= 1.1e-01 diverged and the range held less than a decade below that: "
+        "lr's range reaches down to 1.1e-02, a decade below"
+    ]
+
+
+def test_a_range_with_room_below_the_threshold_is_only_cut():
+    # the issue's sweep: lr 0.9 and up diverged in [1e-5, 1]: five decades below it were searched
+    sw, s1, p2, s2 = issue_case()
+    p3 = stages.plan_stage(sw, 3, p2.space, s2, history=s1 + s2)
+    assert not any("a decade below" in n for n in p2.notes + p3.notes)
+    assert divergence.reach_below(sp.Numeric(1e-5, 1.0, log=True), 0.9) is None
+
+
+def test_reach_below_needs_most_of_the_range_above_the_threshold_and_less_than_a_decade_below_it():
+    dim = sp.Numeric(0.1, 10.0, log=True)
+    assert divergence.reach_below(dim, 0.11) == pytest.approx(0.011)
+    assert divergence.reach_below(dim, 0.5) == pytest.approx(0.05)
+    assert divergence.reach_below(dim, 1.0) is None  # a decade below it was searched
+    assert divergence.reach_below(sp.Numeric(0.1, 0.3, log=True), 0.2) is None  # half the range lies below
+    assert divergence.reach_below(dim, 20.0) is None  # the threshold lies outside the range
+    assert divergence.reach_below(dim, 0.05) is None  # (the cap slides such a range down)
+
+
+def test_lowered_keeps_hard_bounds_and_on_border_keep():
+    dim = sp.Numeric(0.1, 0.3, log=True)
+    assert divergence.lowered(dim, 0.01, dim, False).low == pytest.approx(0.01)
+    bounded = sp.Numeric(0.1, 0.3, log=True, bounds=(0.05, 10.0))
+    assert divergence.lowered(bounded, 0.01, bounded, False).low == pytest.approx(0.05)
+    assert divergence.lowered(dim, 0.01, dim, True) is dim  # the sweep's on_border: keep
+    own = sp.Numeric(0.1, 0.3, log=True, on_border="keep")
+    assert divergence.lowered(own, 0.01, own, False) is own
+    assert divergence.lowered(dim, 0.2, dim, False) is dim  # nothing lower to reach
+
+
+def test_on_border_keep_holds_a_mostly_diverged_range():
+    sw, s1 = mostly_diverged_stage()
+    held = sweep([{"trials": 12, "epochs": 1}, {"trials": 6, "epochs": 3}], lr=(0.1, 10.0), on_border="keep")
+    p2 = stages.plan_stage(held, 2, held.space, s1, history=s1)
+    assert p2.space["lr"].low >= 0.1
+    assert not any("a decade below" in n for n in p2.notes)
+
+
+@settings(max_examples=200, deadline=None)
+@given(log_range_and_values(), st.floats(min_value=-7, max_value=4))
+def test_reach_below_lies_a_decade_under_a_threshold_inside_the_range_and_lowered_stays_valid(case, t):
+    dim, _ = case
+    low = divergence.reach_below(dim, 10**t)
+    if low is None:
+        return
+    assert dim.low < 10**t < dim.high and low == pytest.approx(10**t / divergence.BELOW)
+    assert low < dim.low  # it only ever reaches lower than the range did
+    new = divergence.lowered(dim, low, dim, False)
+    assert 0 < new.low < new.high and new.high == dim.high and new.low == pytest.approx(low)

@@ -112,6 +112,25 @@ def test_the_follow_up_leaves_out_where_most_runs_diverged() -> None:
     assert parse(followup.followup_doc(RAW, sweep, space, sweep.stages[-1])).space["lr"].high <= 0.3
 
 
+def test_a_follow_up_of_a_mostly_diverged_range_reaches_a_decade_below() -> None:
+    """Every run at lr >= 0.12 of [0.1, 1] diverged: the follow-up's range reaches down to 0.012
+    (a decade below where the runs diverged), not only [0.1, 0.12], and says why."""
+    raw = {
+        **RAW,
+        "parameters": {**RAW["parameters"], "lr": {"distribution": "log_uniform_values", "min": 0.1, "max": 1.0}},
+    }
+    sweep = parse(raw)
+    base = {"drop": 0.3, "width": 64, "opt": "adam", "nested.m": 0.9}
+    ok = [run(i, 0.6 - i / 100, lr=lr, **base) for i, lr in enumerate([0.11, 0.105, 0.115])]
+    bad = [
+        stages.Run(f"s2-t00{10 + i}", f"s2-t00{10 + i}", {**base, "lr": lr}, "diverged", None, None, 10 + i)
+        for i, lr in enumerate([0.12, 0.2, 0.4, 0.8])
+    ]
+    space, _flags, _ranked, lines = followup.next_space(sweep, dict(sweep.space), ok + bad)
+    assert space["lr"].low == pytest.approx(0.012) and space["lr"].high <= 0.12
+    assert any(line.endswith("lr's range reaches down to 1.2e-02, a decade below") for line in lines)
+
+
 def test_a_budget_sweep_follows_up_as_a_valid_sweep() -> None:
     """`stages: auto` is kept with its budget and epochs (planned again in the new ranges); a budget
     beside written-out stages counted the finished sweep's, so it is left out (the follow-up's

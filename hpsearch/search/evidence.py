@@ -13,7 +13,9 @@ Pure. `stages.plan_stage` narrows each range around the previous stage's top run
    elitism of evolutionary search (De Jong 1975) and the incumbent of SMAC/BOHB (Hutter et al. 2011,
    Falkner et al. 2018), applied to ranges: the next stage always samples around the best so far.
 3. The region where most runs diverged is left out (`divergence.cap`, the threshold the
-   diagnostics report), padding included, unless an incumbent finished there.
+   diagnostics report), padding included, unless an incumbent finished there; and when most of
+   the previous range lay above that threshold, with less than a decade below it, the range
+   reaches a decade below the threshold (`divergence.reach_below`).
 
 Before rule 2, a learning-rate range that the runs' update-to-weight ratios show to be too low as
 a whole (`search.updateratio`, the notes' ~1e-3 rule of thumb) is replaced by the band
@@ -189,6 +191,8 @@ def refine(
     extend: float,
     misplaced: dict[str, tuple[float, float]] | None = None,
     hold: bool = False,
+    caps: dict[str, float] | None = None,
+    below: dict[str, float] | None = None,
 ) -> sp.Space:
     """Apply the three rules of the module docstring to the narrowed next ranges.
 
@@ -204,8 +208,10 @@ def refine(
             or too high (search/updateratio.py), the (low, high) it moves to; rule 1 then gives
             way to it, and rules 2 and 3 apply as to any range.
         hold: the sweep's `on_border: keep`: rule 2 never widens a range past the sweep's own.
+        caps: the divergence thresholds (`divergence.thresholds` of `history`, computed when None).
+        below: per learning-rate parameter, the low end rule 3 reaches down to (`divergence.reach_below`).
     """
-    caps = divergence.thresholds(prev_space, history)
+    caps = divergence.thresholds(prev_space, history) if caps is None else caps
     out = {}
     for name, dim in narrowed.items():
         old = prev_space.get(name)
@@ -223,6 +229,8 @@ def refine(
             dim = keep_incumbents(_positive(dim), original.get(name, dim), keep, margin, hold)
         if name in caps and isinstance(dim, sp.Numeric):  # after the padding: it never reaches past the cap
             dim = divergence.cap(dim, caps[name], [float(v) for v in keep])
+        if below and name in below and isinstance(dim, sp.Numeric) and not (misplaced and name in misplaced):
+            dim = divergence.lowered(dim, below[name], original.get(name, dim), hold)
         out[name] = dim
     return out
 

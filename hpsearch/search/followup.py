@@ -47,7 +47,7 @@ def next_space(
         and isinstance(was := last_space[name], sp.Numeric)
         and now.high <= t < was.high
     ]
-    return space, new.flags, ranked, lines + [m.says("the follow-up") for m in new.off] + new.held
+    return space, new.flags, ranked, lines + [m.says("the follow-up") for m in new.off] + new.held + new.lowered
 
 
 def next_stages(last: Stage) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from hpsearch.gcpause import bulk
-from hpsearch.search import budget, evidence, sampler, updateratio
+from hpsearch.search import budget, divergence, evidence, sampler, updateratio
 from hpsearch.search import conditional as cond
 from hpsearch.search import enqueue as eq
 from hpsearch.search import space as sp
@@ -337,12 +337,14 @@ def narrow_space(
 
 class NextRanges(NamedTuple):
     """The ranges `next_ranges` gives, with what moved them: the border flags, the learning-rate
-    ranges the update ratio moved (`off`) and the lines saying where it could not (`held`)."""
+    ranges the update ratio moved (`off`) and the lines saying where it could not (`held`), and a
+    line for each learning rate that reaches a decade below where its runs diverged (`lowered`)."""
 
     space: sp.Space
     flags: list[BorderFlag]
     off: list[updateratio.Misplaced]
     held: list[str]
+    lowered: list[str]
 
 
 def next_ranges(
@@ -358,11 +360,18 @@ def next_ranges(
     for `hpsearch next`: narrowed around the stage's top (`narrow_space`, `stage` saying how many),
     then the evidence rules of every earlier run, `history` (`evidence.refine`: border moves by
     where the top runs lie, the incumbents of `overall` kept, a too-low lr range moved, the region
-    where runs diverged left out), each held to `narrow`'s guarantees (`legal`)."""
+    where runs diverged left out, or reached a decade below when most of the range diverged),
+    each held to `narrow`'s guarantees (`legal`)."""
     top = ranked[: top_count(stage, len(ranked))]
     flags = all_border_flags(prev_space, ranked, sweep.border, sweep.on_border)
     narrowed = narrow_space(prev_space, ranked, top, flags, stage, sweep.margin)
     off, held = too_low_moves(prev_space, history, sweep.on_border)
+    caps = divergence.thresholds(prev_space, history)
+    below = {
+        name: low
+        for name, t in caps.items()
+        if isinstance(dim := prev_space[name], sp.Numeric) and (low := divergence.reach_below(dim, t)) is not None
+    }
     refined = evidence.refine(
         prev_space,
         narrowed,
@@ -375,8 +384,17 @@ def next_ranges(
         EXTEND,
         {m.param: (m.low, m.high) for m in off},
         sweep.on_border == "keep",
+        caps,
+        below,
     )
-    return NextRanges({name: legal(dim, narrowed[name]) for name, dim in refined.items()}, flags, off, held)
+    space = {name: legal(dim, narrowed[name]) for name, dim in refined.items()}
+    lowered = [
+        f"most runs at {name} >= {sp.sci(caps[name])} diverged and the range held less than a decade below that: "
+        f"{name}'s range reaches down to {sp.sci(dim.low)}, a decade below"
+        for name, low in below.items()
+        if isinstance(dim := space[name], sp.Numeric) and dim.low <= low * (1 + 1e-9)
+    ]
+    return NextRanges(space, flags, off, held, lowered)
 
 
 def few_note(n_ranked: int, flags: list[BorderFlag], of: str = "") -> str:
@@ -486,10 +504,11 @@ def plan_stage(
         overall = ranked if history is prev_runs else rank(history, sweep.metric)
         overall = evidence.without_diverged(overall, history, seeds)
         if ranked:
-            space, flags, off, held = next_ranges(sweep, prev_space, ranked, stage, history, overall, seeds)
+            space, flags, off, held, lowered = next_ranges(sweep, prev_space, ranked, stage, history, overall, seeds)
             if len(ranked) < MIN_TO_NARROW:
                 notes.append(f"stage {k}: {few_note(len(ranked), flags, f' of stage {k - 1}')}")
             notes += [f"stage {k}: {m.message}" for m in off] + [f"stage {k}: {line}" for line in held]
+            notes += [f"stage {k}: {line}" for line in lowered]
         else:
             space = dict(prev_space)  # nothing finished: keep the ranges
     ranked = ranked or []
