@@ -388,11 +388,12 @@ def next_ranges(
         below,
     )
     space = {name: legal(dim, narrowed[name]) for name, dim in refined.items()}
+    # a line only where this rule set the low end (a border move may have taken it lower still)
     lowered = [
         f"most runs at {name} >= {sp.sci(caps[name])} diverged and the range held less than a decade below that: "
         f"{name}'s range reaches down to {sp.sci(dim.low)}, a decade below"
         for name, low in below.items()
-        if isinstance(dim := space[name], sp.Numeric) and dim.low <= low * (1 + 1e-9)
+        if isinstance(dim := space[name], sp.Numeric) and math.isclose(dim.low, low, rel_tol=1e-9)
     ]
     return NextRanges(space, flags, off, held, lowered)
 
