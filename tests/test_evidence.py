@@ -354,3 +354,23 @@ def test_reach_below_lies_a_decade_under_a_threshold_inside_the_range_and_lowere
     assert low < dim.low  # it only ever reaches lower than the range did
     new = divergence.lowered(dim, low, dim, False)
     assert 0 < new.low < new.high and new.high == dim.high and new.low == pytest.approx(low)
+
+
+def test_a_hard_bound_stops_the_reach_below_and_the_line_says_so():
+    sw, s1 = mostly_diverged_stage()
+    bounded = parse(
+        {
+            "trainable": "noop",
+            "parameters": {
+                "lr": {"distribution": "log_uniform_values", "min": 0.1, "max": 10.0, "bounds": [0.05, 100]},
+                "reg": {"distribution": "log_uniform_values", "min": 1e-6, "max": 0.1},
+            },
+            "stages": [{"trials": 12, "epochs": 1}, {"trials": 6, "epochs": 3}],
+            "method": "random",
+        }
+    )
+    p2 = stages.plan_stage(bounded, 2, bounded.space, s1, history=s1)
+    assert p2.space["lr"].low == pytest.approx(0.05)
+    assert any(
+        n.endswith("lr's range reaches down to 5e-02, as near a decade below as its bounds allow") for n in p2.notes
+    )

@@ -115,14 +115,19 @@ def reach_below(prev: sp.Numeric, threshold: float) -> float | None:
     return threshold / BELOW
 
 
-def lowered(dim: sp.Numeric, low: float, original: sp.Dim, hold: bool) -> sp.Numeric:
-    """The range with its low end moved down to `low` (`reach_below`), never past its hard bounds
-    nor, with `on_border: keep` (the parameter's, or the sweep's: `hold`), the sweep's own range
-    (`original`); unchanged when that leaves nothing lower."""
-    if dim.bounds is not None:
-        low = max(low, dim.bounds[0])
+def floor(dim: sp.Numeric, original: sp.Dim, hold: bool) -> float:
+    """The lowest a range's low end may move to: its hard bound, and with `on_border: keep` (the
+    parameter's, or the sweep's: `hold`) the sweep's own range's (`original`); else -inf."""
+    out = dim.bounds[0] if dim.bounds is not None else -math.inf
     if isinstance(original, sp.Numeric) and (hold or dim.on_border == "keep"):
-        low = max(low, original.low)
+        out = max(out, original.low)
+    return out
+
+
+def lowered(dim: sp.Numeric, low: float, original: sp.Dim, hold: bool) -> sp.Numeric:
+    """The range with its low end moved down to `low` (`reach_below`), never past its `floor`;
+    unchanged when that leaves nothing lower."""
+    low = max(low, floor(dim, original, hold))
     if low >= dim.low or (dim.log and low <= 0) or (dim.integer and math.floor(low) >= dim.low):
         return dim
     return _with(dim, low, dim.high)

@@ -388,14 +388,28 @@ def next_ranges(
         below,
     )
     space = {name: legal(dim, narrowed[name]) for name, dim in refined.items()}
-    # a line only where this rule set the low end (a border move may have taken it lower still)
-    lowered = [
-        f"most runs at {name} >= {sp.sci(caps[name])} diverged and the range held less than a decade below that: "
-        f"{name}'s range reaches down to {sp.sci(dim.low)}, a decade below"
-        for name, low in below.items()
-        if isinstance(dim := space[name], sp.Numeric) and math.isclose(dim.low, low, rel_tol=1e-9)
-    ]
-    return NextRanges(space, flags, off, held, lowered)
+    return NextRanges(space, flags, off, held, _lowered_lines(prev_space, space, below, caps, sweep))
+
+
+def _lowered_lines(
+    prev_space: sp.Space, space: sp.Space, below: dict[str, float], caps: dict[str, float], sweep: Sweep
+) -> list[str]:
+    """A line for each learning rate whose low end `divergence.reach_below` moved below the range its
+    runs were drawn in (none where a border move took it lower still, or its floor held it)."""
+    lines = []
+    for name, low in below.items():
+        dim, prev = space[name], prev_space[name]
+        if not isinstance(dim, sp.Numeric) or not isinstance(prev, sp.Numeric):
+            continue
+        floor = divergence.floor(dim, sweep.space.get(name, dim), sweep.on_border == "keep")
+        if not math.isclose(dim.low, max(low, floor), rel_tol=1e-9) or dim.low >= prev.low:
+            continue
+        where = "a decade below" if floor <= low else "as near a decade below as its bounds allow"
+        lines.append(
+            f"most runs at {name} >= {sp.sci(caps[name])} diverged and the range held less than a decade "
+            f"below that: {name}'s range reaches down to {sp.sci(dim.low)}, {where}"
+        )
+    return lines
 
 
 def few_note(n_ranked: int, flags: list[BorderFlag], of: str = "") -> str:
