@@ -275,8 +275,11 @@ class Worker:
         try:
             with LazyLog(log) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
                 body()
-        except StopTrial:
-            pass
+        except StopTrial as e:
+            # a trainable that set stop_reason itself says why in the exception (one trial: it is that one's)
+            t = trials[0]
+            if len(trials) == 1 and t.stop_reason == "diverged" and t.diverged_why is None:
+                t.diverged_why = str(e).removeprefix("diverged:").strip() or None
         except Exception as e:
             if is_disk_full(e):  # not the trial's fault: it goes back to the queue, the worker stops
                 self.disk_full = str(e)
@@ -326,7 +329,7 @@ class Worker:
         metric = self.sweep.metric.name
         reason: str | None
         if t.stop_reason == "diverged":  # it left first: an error its population hit later is not its own
-            status, reason = "diverged", "diverged"
+            status, reason = "diverged", f"diverged: {t.diverged_why}" if t.diverged_why else "diverged"
         elif error is not None:
             self.store.write_error(t.id, error[0])
             # a command program's failure is told in its own terms (exit code, log tail, metrics line)
@@ -352,7 +355,8 @@ class Worker:
         self.failures_in_a_row = self.failures_in_a_row + 1 if status == "failed" else 0
         self.done += 1
         best = f", best {metric} {t.best:.4f} at epoch {t.best_epoch}" if t.best is not None else ""
-        self.say(f"{t.id}: {status}{f' ({reason})' if reason else ''}{best}")
+        said = reason.removeprefix("diverged: ") if reason and status == "diverged" else reason
+        self.say(f"{t.id}: {status}{f' ({said})' if said and said != status else ''}{best}")
 
     def _short_reason(self, epochs_done: int, epochs: int) -> str:
         """Why a trainable that returned early failed, in the terms of its kind of trainable."""

@@ -138,8 +138,9 @@ def fit(p: dict[str, Any], trial: Trial) -> None:
             if first_loss is None:
                 first_loss = value
             if value != value or value in (float("inf"), float("-inf")) or value > p["diverge_factor"] * first_loss:
+                factor = p["diverge_factor"]
                 trial.mark_diverged(
-                    f"batch loss {value:.3g} (first was {first_loss:.3g}) at epoch {epoch}, batch {b + 1}"
+                    f"batch loss {value:.3g} > {factor:g} x first {first_loss:.3g} (epoch {epoch}, batch {b + 1})"
                 )
         # update-to-weight ratio of the first layer, measured on the epoch's last step
         ratio = float((W0.detach() - before).norm() / (before.norm() + 1e-12))

@@ -339,7 +339,9 @@ class Population:
             first = self.first_loss[k]
             assert first is not None
             if value != value or value in (float("inf"), float("-inf")) or value > self.factor[k] * first:
-                t.mark_diverged(f"batch loss {value:.3g} (first was {first:.3g}) at epoch {epoch}, batch {b + 1}")
+                t.mark_diverged(
+                    f"batch loss {value:.3g} > {self.factor[k]:g} x first {first:.3g} (epoch {epoch}, batch {b + 1})"
+                )
 
     @torch.no_grad()
     def evaluate(self, X: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:

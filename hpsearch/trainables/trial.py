@@ -91,6 +91,8 @@ class Trial:
         # True: the epoch it diverged in was reported (a NaN or exploding reported loss), so it counts
         # among the epochs done; False: found inside an epoch (mark_diverged), which then was not
         self.diverged_reported = False
+        # why it diverged, in the rule's words ("train_loss 1.69 > 3 x first 0.25"): the journal's reason
+        self.diverged_why: str | None = None
         self.last_progress = time.monotonic()  # when the trial started or last reported (epoch_timeout)
         self.epoch_timeout: float | None = None  # seconds an epoch may take (the sweep's; None: no limit)
         self.restarted: str | None = None  # why earlier epochs were not resumed (None: nothing was lost)
@@ -197,7 +199,7 @@ class Trial:
         self._after_epoch(line)
         diverged = self._diverged(metrics)
         if diverged:
-            self.stop_reason, self.diverged_reported = "diverged", True
+            self.stop_reason, self.diverged_reported, self.diverged_why = "diverged", True, diverged
             raise StopTrial(f"diverged: {diverged}")
         if self._stop_event.is_set() or self.store.state.stop:
             self.stop_reason = "stopped"
@@ -265,8 +267,9 @@ class Trial:
         return None if math.isfinite(value) else f"{self.metric} is {value}"
 
     def mark_diverged(self, why: str) -> None:
-        """For trainables that detect divergence inside an epoch (before reporting it)."""
-        self.stop_reason = "diverged"
+        """For trainables that detect divergence inside an epoch (before reporting it); `why` becomes
+        the run's recorded reason ("diverged: WHY")."""
+        self.stop_reason, self.diverged_why = "diverged", why
         raise StopTrial(f"diverged: {why}")
 
     # -- resuming --------------------------------------------------------------------------
