@@ -94,6 +94,41 @@ def test_lr_range_counts_a_non_finite_loss_as_divergence() -> None:
     assert v.data["diverged_lr"] == pytest.approx(lrs[79])
 
 
+def test_lr_range_warns_when_most_of_the_declared_range_diverges() -> None:
+    lrs, losses = _range(150, 1e-6, 100, 1e-2, 20.0)
+    ok = pf.lr_range_verdict(lrs, losses, (1e-5, 1.0))
+    d = ok.data["diverged_lr"]
+    assert d is not None and ok.status == pf.PASS  # the range reaches a little past divergence: normal
+    hot = pf.lr_range_verdict(lrs, losses, (d / 2, d * 20))
+    assert hot.status == pf.WARN and "most of the declared range lies above where the loss diverges" in hot.message
+    assert pf.mostly_diverges((0.1, 10.0), 0.5) and not pf.mostly_diverges((0.1, 10.0), 2.0)
+    assert not pf.mostly_diverges((0.1, 10.0), 20.0)
+
+
+def test_representative_takes_only_the_branch_its_choice_takes() -> None:
+    """A configuration as a trial gets it: plain names, the first choice's branch only (`hpsearch
+    check` listed `lr[optimizer=sgd]=...` beside optimizer=adam, and its lr range test had no lr)."""
+    from hpsearch.search import conditional as cond
+
+    space = cond.parse_space(
+        {
+            "optimizer": {
+                "values": ["adam", "sgd"],
+                "branches": {
+                    "adam": {"lr": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-1}},
+                    "sgd": {"lr": {"distribution": "log_uniform_values", "min": 1e-3, "max": 1.0}, "m": {"value": 0.9}},
+                },
+            }
+        },
+        [],
+        [],
+    )
+    r = pf.representative(space)
+    assert set(r) == {"optimizer", "lr"} and r["optimizer"] == "adam" and r["lr"] == pytest.approx(1e-3)
+    key = pf.lr_key(space, r)
+    assert key == "lr[optimizer=adam]" and pf.declared_range(space, key) == pytest.approx((1e-5, 1e-1))
+
+
 def test_representative_is_each_ranges_middle_in_its_scale() -> None:
     space = {
         "lr": sp.Numeric(1e-6, 1.0, log=True),

@@ -8,6 +8,7 @@ lr range. Returns 1 when a check failed, else 0.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from typing import Any
 import yaml
 
 from hpsearch.errors import HpsearchError
+from hpsearch.search import conditional as cond
 from hpsearch.search import preflight as pf
 from hpsearch.search.config import Sweep
 from hpsearch.store import sweepfile
@@ -41,15 +43,20 @@ def run_check(sweep_path: str, root: str | None, write: str | None, say: Callabl
             raise HpsearchError(f"--write {write}: is a directory; give a file name such as next.yaml")
     root = root or str(Path("runs") / sweep.name)
     params = {**sweep.fixed_settings(), **pf.representative(sweep.space)}
+    key = pf.lr_key(sweep.space, params)  # `lr`, or the taken branch's `lr[optimizer=...]`
     say(f"Checking {sweep.name} ({_kind(sweep)}) on one stage-1 configuration: {_show(params, sweep)}")
     started = time.perf_counter()
-    verdicts = checks_of(sweep, params)
+    verdicts = checks_of(sweep, params, key)
     for v in verdicts:
         say(f"  {MARK[v.status]}  {v.check:<13} {v.message}")
     failed = [v.check for v in verdicts if v.status == pf.FAIL]
+    warned = [v.check for v in verdicts if v.status == pf.WARN]
     say(
         f"{len(failed)} check(s) failed: {', '.join(failed)}"
         if failed
+        else f"No check failed, {len(warned)} warned ({', '.join(warned)}): read the warning, then go on with "
+        "the sweep (step 4, a coarse search)."
+        if warned
         else "No check failed: go on with the sweep (step 4, a coarse search)."
     )
     lay = Layout(root)
@@ -71,8 +78,8 @@ def run_check(sweep_path: str, root: str | None, write: str | None, say: Callabl
         if lr is None:
             say(f"nothing written to {write}: the lr range test gave no suggestion")
         else:
-            write_sweep_with_lr(raw, lr.data["suggested"], write)
-            say(f"wrote {write} with lr in [{lr.data['suggested'][0]:.3g}, {lr.data['suggested'][1]:.3g}]")
+            where = write_sweep_with_lr(raw, lr.data["suggested"], write, key or "lr")
+            say(f"wrote {write} with {where} in [{lr.data['suggested'][0]:.3g}, {lr.data['suggested'][1]:.3g}]")
             try:  # relative paths in it now resolve from its own folder
                 sweepfile.load(write)
             except HpsearchError as e:
@@ -80,10 +87,11 @@ def run_check(sweep_path: str, root: str | None, write: str | None, say: Callabl
     return pf.exit_code(verdicts)
 
 
-def checks_of(sweep: Sweep, params: dict[str, Any]) -> list[pf.Verdict]:
-    """The four verdicts for the sweep's trainable; what it does not support is a SKIP saying why."""
+def checks_of(sweep: Sweep, params: dict[str, Any], key: str | None = "lr") -> list[pf.Verdict]:
+    """The four verdicts for the sweep's trainable on the configuration `params`; `key`: the space's
+    key of its learning rate (`pf.lr_key`). What a trainable does not support is a SKIP saying why."""
     kind = sweep.trainable_kind
-    declared = pf.declared_range(sweep.space)
+    declared = pf.declared_range(sweep.space, key)
     if kind == "builtin" and sweep.trainable["builtin"] == "classifier":
         from hpsearch.trainables import preflight as tp
 
@@ -177,18 +185,23 @@ def _command(sweep: Sweep, params: dict[str, Any]) -> list[pf.Verdict]:
     return out
 
 
-def write_sweep_with_lr(raw: dict[str, Any], lr: list[float], path: str) -> None:
-    """The sweep file with `parameters.lr` log-uniform over `lr` (other keys kept; comments are not)."""
-    doc = dict(raw)
-    params = dict(doc.get("parameters") or {})
-    old: dict[str, Any] = params["lr"] if isinstance(params.get("lr"), dict) else {}
-    params["lr"] = {
+def write_sweep_with_lr(raw: dict[str, Any], lr: list[float], path: str, key: str = "lr") -> str:
+    """The sweep file with the learning rate under `key` log-uniform over `lr`, written where the
+    file declares it (`parameters.lr`, nested, or inside the checked configuration's branch:
+    `conditional.spec_nodes`; a new top-level `lr` when it declares none). Other keys are kept
+    (`when:`, `bounds:`), comments are not. Returns how the line names it: `lr` or
+    `lr (optimizer=adam)`."""
+    doc = copy.deepcopy(raw)
+    if not isinstance(doc.get("parameters"), dict):
+        doc["parameters"] = {}
+    node, leaf = cond.spec_nodes(doc["parameters"]).get(key, (doc["parameters"], cond.public(key)))
+    old: dict[str, Any] = node[leaf] if isinstance(node.get(leaf), dict) else {}
+    node[leaf] = {
         **{k: v for k, v in old.items() if k not in ("min", "max", "value", "values", "distribution")},
         "distribution": "log_uniform_values",
         "min": float(f"{lr[0]:.3g}"),
         "max": float(f"{lr[1]:.3g}"),
     }
-    doc["parameters"] = params
     text = "# written by hpsearch check --write: lr from the learning-rate range test\n" + yaml.safe_dump(
         doc, sort_keys=False
     )
@@ -197,6 +210,8 @@ def write_sweep_with_lr(raw: dict[str, Any], lr: list[float], path: str) -> None
     except OSError as e:
         raise HpsearchError(f"--write {path}: cannot create its folder: {e.strerror}") from None
     atomic_write_bytes(Path(path), text.encode())
+    where = ", ".join(f"{p}={'|'.join(v)}" for p, v in cond.conditions(key))
+    return f"{cond.public(key)} ({where})" if where else cond.public(key)
 
 
 def _kind(sweep: Sweep) -> str:
@@ -207,5 +222,6 @@ def _kind(sweep: Sweep) -> str:
 def _show(params: dict[str, Any], sweep: Sweep) -> str:
     from hpsearch.search.space import fmt
 
-    names = [n for n in sweep.space] or list(params)[:6]
+    # plain names, each once: a conditional parameter shows under its own name where its branch is taken
+    names = [n for n in cond.public_names(sweep.space) if cond.keys_for(sweep.space, n, params)] or list(params)[:6]
     return ", ".join(f"{n}={fmt(params[n])}" for n in names if n in params)

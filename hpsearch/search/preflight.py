@@ -13,6 +13,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from hpsearch.search import conditional as cond
 from hpsearch.search import space as sp
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
@@ -200,21 +201,48 @@ def lr_range_verdict(lrs: list[float], losses: list[float], declared: tuple[floa
         )
     if diverged is None:
         return Verdict("lr_range", WARN, head + ": the upper end may lie higher", data)
+    if declared and mostly_diverges(declared, lrs[diverged]):
+        return Verdict(
+            "lr_range",
+            WARN,
+            head + ": most of the declared range lies above where the loss diverges; its runs there will "
+            "diverge (use the suggested range: --write)",
+            data,
+        )
     return Verdict("lr_range", PASS, head, data)
+
+
+def mostly_diverges(declared: tuple[float, float], diverged_lr: float) -> bool:
+    """Whether more than half of a declared lr range (on a log scale) lies above the lr where the
+    loss diverged: the same "most of the range" test the planner uses to reach below a range whose
+    runs mostly diverged (`divergence.reach_below`)."""
+    lo, hi = declared
+    if not (0 < lo < hi) or diverged_lr >= hi:
+        return False
+    return math.log10(hi / max(diverged_lr, lo)) > 0.5 * math.log10(hi / lo)
 
 
 def representative(space: sp.Space) -> dict[str, Any]:
     """One configuration standing for the sweep's stage 1: each range's middle in its own scale
-    (geometric middle of a log range), a categorical's first value, a constant's value."""
-    out = {}
+    (geometric middle of a log range), a categorical's first value, a constant's value; under
+    plain names, a conditional parameter (`lr[optimizer=adam]`) only where its branch is taken
+    (`conditional.resolve`), as a trial gets them."""
+    draw = {}
     for name, dim in space.items():
-        out[name] = dim.values[0] if isinstance(dim, sp.Categorical) else dim.from_unit(0.5)
-    return out
+        draw[name] = dim.values[0] if isinstance(dim, sp.Categorical) else dim.from_unit(0.5)
+    return cond.resolve(space, draw)
 
 
-def declared_range(space: sp.Space, name: str = "lr") -> tuple[float, float] | None:
-    """The searched [low, high] of a numeric parameter, or None when it is fixed or not numeric."""
-    dim = space.get(name)
+def lr_key(space: sp.Space, params: dict[str, Any], name: str = "lr") -> str | None:
+    """The key of the space that gives `name` in the configuration `params` (`lr`, or the branch's
+    `lr[optimizer=adam]`), or None when the configuration has none."""
+    return cond.keys_for(space, name, params)
+
+
+def declared_range(space: sp.Space, key: str | None = "lr") -> tuple[float, float] | None:
+    """The searched [low, high] of a numeric parameter (its key in the space: `lr_key`), or None
+    when it is fixed, not numeric or absent."""
+    dim = space.get(key) if key is not None else None
     return (float(dim.low), float(dim.high)) if isinstance(dim, sp.Numeric) else None
 
 
