@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -391,10 +392,12 @@ def next_(root: str, output: str | None, warm_start: bool) -> None:
         for line in notes:
             click.echo(line, err=True)
         return
+    replaced = Path(output).is_file()
     note = write(text, output)
     for line in notes + ([note] if note else []):
         click.echo(line)
-    click.echo(f"wrote {output}; run it with: hpsearch master start {output}")
+    was = " (it replaced the file that was there)" if replaced else ""
+    click.echo(f"wrote {output}{was}; run it with: hpsearch master start {output}")
 
 
 @main.command()

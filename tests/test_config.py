@@ -156,3 +156,19 @@ def test_classifier_parameter_typo_lists_valid_settings():
     assert problems(doc)[0].startswith(
         "parameters.learning_rate: not a setting of the classifier built-in (valid: batch,"
     )
+
+
+def test_the_promote_warning_names_every_promoting_stage() -> None:
+    s = parse(
+        {
+            "trainable": {"python": "m:fit"},
+            "parameters": {"x": {"min": 0.0, "max": 1.0}},
+            "stages": [
+                {"trials": 6, "epochs": 1},
+                {"trials": 2, "epochs": 3, "promote": 2},
+                {"trials": 0, "epochs": 9, "promote": 1},
+            ],
+        }
+    )
+    (w,) = [w for w in s.warnings if ".promote" in w]
+    assert w.startswith("stages[2] and stages[3].promote (stages counted from 1): ") and "can ignore this" in w

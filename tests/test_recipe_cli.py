@@ -63,7 +63,7 @@ def test_check_passes_on_digits_and_writes_preflight_and_lr_sweep(checked_sweep)
 def test_sweep_runs_beside_preflight_and_the_report_shows_it(checked_sweep) -> None:
     tmp, _, d, _, sweep = checked_sweep
     assert sweep.returncode == 0, sweep.stderr
-    assert f"hpsearch next {d}" in sweep.stdout  # the master's last line names the next step
+    assert f"hpsearch next {d} -o recipe-next.yaml" in sweep.stdout  # the master's last line names the next step
     html = tmp / "report.html"
     run_cli("report", str(d), "--html", str(html), check=True)
     page = html.read_text()
@@ -144,6 +144,34 @@ def test_next_writes_a_follow_up_that_runs_with_a_warm_start(checked_sweep) -> N
     said = next(ln for ln in started.stdout.splitlines() if ln.startswith("Warm start: "))
     assert said.startswith(f"Warm start: {len(warm)} run(s) of {d.resolve()} ranked with this stage")
     assert {r["config"][5:] for r in warm} <= {t for t in Store(d).refresh().trials}
+
+
+def test_warm_runs_rank_as_they_stood_after_the_new_stage_ones_epochs(checked_sweep) -> None:
+    """A follow-up whose stage 1 trains 1 epoch ranks the carried-in 3-epoch runs by their best
+    value up to epoch 1 (`stages: auto` starts at 1 epoch: the 3-epoch runs took the whole top)."""
+    from hpsearch.run.warmstart import _read, warm_runs
+    from hpsearch.search.config import parse
+
+    tmp, f, d, _, _ = checked_sweep
+    doc = {**yaml.safe_load(f.read_text()), "warm_start": str(d), "stages": [{"trials": 2, "epochs": 1}]}
+    _read.cache_clear()
+    warm = {r.trial.removeprefix("warm:"): r for r in warm_runs(parse(doc))}
+    store = Store(d)
+    assert warm and all(r.best_epoch == 1 for r in warm.values())
+    for trial, r in warm.items():
+        assert r.best == pytest.approx(store.metrics(trial)[0]["val_acc"])
+    full = {**doc, "stages": [{"trials": 2, "epochs": 3}]}  # as long as they trained: their own best
+    for r in warm_runs(parse(full)):
+        assert r.best == pytest.approx(store.refresh().trials[r.trial.removeprefix("warm:")].best)
+
+
+def test_next_says_when_it_replaces_a_file(checked_sweep) -> None:
+    tmp, _, d, _, _ = checked_sweep
+    out = tmp / "again.yaml"
+    first = run_cli("next", str(d), "-o", str(out), check=True).stdout
+    second = run_cli("next", str(d), "-o", str(out), check=True).stdout
+    assert f"wrote {out}; run it with" in first and "replaced" not in first
+    assert f"wrote {out} (it replaced the file that was there); run it with" in second
 
 
 def test_printed_follow_up_goes_to_stdout(checked_sweep) -> None:
@@ -324,6 +352,43 @@ def test_python_predict_without_saved_state_says_no_checkpoint_was_written(tmp_p
     e = run_cli("ensemble", str(tmp_path / "d"), cwd=tmp_path)
     assert e.returncode == 2 and "no run saved a checkpoint" in e.stderr and "state=" in e.stderr
     assert len(e.stderr.strip().splitlines()) == 1 and not (tmp_path / "d" / "ensemble.json").exists()
+
+
+def test_check_write_puts_the_lr_range_into_the_checked_branch(tmp_path: Path) -> None:
+    """`hpsearch check --write` on a sweep whose lr lives under `branches:` wrote a top-level lr
+    beside them (a file that does not start) and listed the branch not taken."""
+    doc = {
+        "name": "branches",
+        "metric": {"name": "val_acc", "goal": "maximize"},
+        "trainable": {"builtin": "classifier", "dataset": "digits", "hidden": [16], "max_batches": 4},
+        "parameters": {
+            "optimizer": {
+                "values": ["adam", "momentum"],
+                "branches": {
+                    "adam": {"lr": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-1}},
+                    "momentum": {
+                        "lr": {"distribution": "log_uniform_values", "min": 1e-3, "max": 1.0},
+                        "momentum": {"min": 0.5, "max": 0.99},
+                    },
+                },
+            },
+        },
+        "stages": [{"trials": 4, "epochs": 1}],
+    }
+    out = tmp_path / "lr.yaml"
+    p = run_cli("check", str(write_sweep(tmp_path, doc)), "--dir", str(tmp_path / "d"), "--write", str(out))
+    assert p.returncode == 0, p.stdout + p.stderr
+    head = lines(p.stdout, "Checking")[0]
+    assert "optimizer=adam" in head and "lr=" in head and "[" not in head.split(":", 1)[1] and "momentum=" not in head
+    assert lines(p.stdout, "wrote " + str(out))[0].startswith(f"wrote {out} with lr (optimizer=adam) in [")
+    assert "does not start" not in p.stdout
+    new = yaml.safe_load(out.read_text())["parameters"]
+    assert set(new) == {"optimizer"}  # no top-level lr beside the branches
+    suggested = json.loads((tmp_path / "d" / "preflight.json").read_text())["verdicts"][3]["data"]["suggested"]
+    adam = new["optimizer"]["branches"]["adam"]["lr"]
+    assert (adam["min"], adam["max"]) == pytest.approx(tuple(suggested), rel=1e-2)
+    assert new["optimizer"]["branches"]["momentum"] == doc["parameters"]["optimizer"]["branches"]["momentum"]
+    run_cli("master", "start", str(out), "--dir", str(tmp_path / "n"), "--dry-run", check=True)
 
 
 def test_next_on_conditional_parameters_writes_a_sweep_that_starts(tmp_path: Path) -> None:

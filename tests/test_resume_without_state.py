@@ -106,7 +106,10 @@ def _promoting_sweep(tmp_path: Path, trainable: str) -> None:
 
 def _check_promoted_child(tmp_path: Path, r) -> dict:  # type: ignore[no-untyped-def]
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "warning: stages[2].promote: a promoted trial continues only from resumable state" in r.stderr
+    assert (
+        "warning: stages[2].promote (stages counted from 1): a promoted trial continues only from resumable state"
+        in (r.stderr)
+    )
     doc = json.loads(run_cli("report", "run", "--format", "json", cwd=tmp_path).stdout)
     (child,) = [x for x in doc["runs"] if x["stage"] == 2]
     assert child["parent"] and child["status"] == "finished"

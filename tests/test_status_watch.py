@@ -93,6 +93,20 @@ def test_status_shows_workers_alive_by_heartbeat_age_and_what_is_left(planned):
     assert "\033" not in text
 
 
+def test_a_worker_whose_last_beat_predates_its_claim_shows_the_trial_it_runs(planned):
+    """A beat is written once a heartbeat period: one from before the claim still says "starting";
+    the journal says which trial the worker runs (master status said "alive starting" beside an
+    epoch 7/8 of its trial)."""
+    root, store = planned
+    (late,) = store.claim("w-new")
+    store.beat(
+        "w-new", {"host": "node9", "pid": os.getpid(), "device": "cpu", "state": "starting", "time": time.time()}
+    )
+    text = status_text(root)
+    assert f"w-new: alive training {late.trial} on cpu@node9" in text
+    assert "starting" not in text
+
+
 def test_status_eta_from_the_stage_start_in_the_journal(planned):
     _root, store = planned
     st = store.refresh()

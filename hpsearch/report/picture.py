@@ -110,8 +110,15 @@ def worker_views(
     """Every worker that ever beat. Alive when it has not exited, its last beat is younger than
     `stale_after`, and it is not in `gone` (workers on this host whose process is gone, which the
     caller checks). A worker shows a trial only while the journal (`state`) says it still owns
-    it: a trial requeued from a killed worker is not shown as trained by it."""
+    it: a trial requeued from a killed worker is not shown as trained by it; and it shows the
+    trials the journal says it runs also when its last beat predates them (a beat is written once
+    a `heartbeat` period, so one from before its claim still says "starting" or "idle")."""
     now = time.time() if now is None else now
+    running: dict[str, list[str]] = {}
+    if state is not None:
+        for tid, rec in state.trials.items():
+            if rec.state is State.RUNNING and rec.worker:
+                running.setdefault(rec.worker, []).append(tid)
     out = []
     for w, hb in sorted(heartbeats.items()):
         age = max(0.0, now - float(hb.get("time", 0) or 0))
@@ -125,6 +132,8 @@ def worker_views(
                 if (t := state.trials.get(tid)) and t.worker == w and t.state is State.RUNNING
             ]
             trial = ",".join(owned) or None
+        if trial is None and alive and running.get(w):
+            trial, state_s = ",".join(sorted(running[w])), "training"
         out.append(WorkerView(w, hb.get("host"), state_s, trial, hb.get("device"), age, alive))
     return out
 

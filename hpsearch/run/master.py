@@ -634,7 +634,7 @@ class Master:
         if line is not None:
             self.out.say(
                 f"Done. {line}. Full ranking: hpsearch report {self.root}; "
-                f"the next sweep: hpsearch next {self.root} -o next.yaml"
+                f"the next sweep: hpsearch next {self.root} -o {self.sweep.name}-next.yaml"
             )
 
 

@@ -289,10 +289,11 @@ def parse(
     _check_trial_names(trainable, space, warnings)
     promoting = [i for i, s in enumerate(stages, 1) if s.promote]
     if promoting and ("python" in trainable or "command" in trainable):
+        where = " and ".join(f"stages[{i}]" for i in promoting)
         warnings.append(
-            f"stages[{promoting[0]}].promote: a promoted trial continues only from resumable state "
+            f"{where}.promote (stages counted from 1): a promoted trial continues only from resumable state "
             '(python: pass state= to trial.report; command: hand over "checkpoint" files); '
-            "without it, it trains again from epoch 1"
+            "without it, it trains again from epoch 1 (a trainable that hands it over can ignore this)"
         )
     warm_start = _warm_start(raw.get("warm_start"), source_dir, problems, path_exists)
 

@@ -547,10 +547,12 @@ def plan_stage(
                 f"besides {len(promoted)} promoted configuration(s)"
             )
         if spare > 0:
+            share = budget.cost(sweep.stages[:k]) - budget.cost(sweep.stages[: k - 1])
             notes.append(
                 f"stage {k}: {spare} epoch(s) earlier stages were counted for but did not train (runs that "
-                f"stopped early, each charged the epoch it stopped in; trials their share could not buy) are "
-                f"added to its share: {fresh} fresh trial(s), {len(promoted)} promoted"
+                f"stopped early, each charged the epoch it stopped in; trials their share could not buy) join "
+                f"the {share} planned for it; with them it trains {fresh} fresh trial(s) and {len(promoted)} "
+                f"promoted configuration(s)"
             )
         elif spare < 0:
             notes.append(
