@@ -96,7 +96,9 @@ def test_best_in_each_format(checked_sweep) -> None:
     assert yaml.safe_load(run_cli("best", str(d), check=True).stdout)[0]["trial"] == rows[0]["trial"]
     args = run_cli("best", str(d), "--format", "args", check=True).stdout.split()
     p = rows[0]["params"]
-    assert args[0] == f"--lr={p['lr']:.4g}" and f"--lr_schedule={p['lr_schedule']}" in args
+    # exactly what ${args} gave the trial: the stored float, not rounded (pasting it reproduces the run)
+    assert args[0] == f"--lr={p['lr']!r}" and float(args[0].split("=")[1]) == p["lr"]
+    assert f"--lr_schedule={p['lr_schedule']}" in args
 
 
 def test_ensemble_curves_and_report(checked_sweep) -> None:

@@ -4,7 +4,6 @@ JSON or a command line to paste (`--lr=0.034 --reg=2e-05`)."""
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 import yaml
@@ -55,12 +54,11 @@ def best_configs(root: str, top: int) -> list[dict[str, Any]]:
 
 
 def arg_value(v: Any) -> str:
-    """One value on a command line: floats short but exact to 4 significant digits, lists as JSON."""
-    if isinstance(v, bool) or v is None or isinstance(v, (list, dict)):
-        return json.dumps(v)
-    if isinstance(v, float) and math.isfinite(v):
-        return f"{v:.4g}"
-    return str(v)
+    """One value on a command line, exactly as `${args}` gave it to the trial (trainables/command.py:
+    numbers in Python's shortest exact form, so the line reproduces the run; lists as JSON)."""
+    from hpsearch.trainables.command import text
+
+    return text(v)
 
 
 def render(rows: list[dict[str, Any]], fmt: str) -> str:

@@ -172,9 +172,12 @@ def unusable_findings(runs: pd.DataFrame) -> list[Finding]:
             f"{int((status == 'diverged').sum())} diverged{f', {left} never ran' if left else ''}; "
             f"most common reason ({keys.count(top)}x): {example}"
         )
-        advice = (
-            "fix the cause (the trial's error.txt holds the traceback, worker.log what it printed), "
-            "then run the sweep in a new directory"
+        # as the master says (run/master.py, _failed): trials that never ran still can, by resuming
+        advice = "fix the cause (the trial's error.txt holds the traceback, worker.log what it printed), " + (
+            "then resume the sweep with the same `hpsearch master start` command (the failed trials stay "
+            "failed, the rest run); a changed sweep file needs a new --dir"
+            if left
+            else "then run the sweep in a new directory"
         )
         out.append(Finding(f"stage {k}", "no_usable_run", msg, advice))
     return out

@@ -305,6 +305,9 @@ class Master:
             for k in range(1, len(self.sweep.stages) + 1):
                 if k in st.stages_done:
                     continue
+                if k > 1 and k not in st.stages and (hit := self._target_reached(k - 1)):
+                    self.out.say(hit)  # (also when a master resumes between the two stages)
+                    break
                 if k not in st.stages:
                     self.plan(k)
                 outcome = self.watch(k)
@@ -363,6 +366,19 @@ class Master:
                 f"hpsearch master start {self.opts.sweep_path or '<sweep.yaml>'} --dir NEW_DIR"
             )
         return EXIT_FAILED
+
+    def _target_reached(self, k: int) -> str | None:
+        """The line saying the sweep ends after stage k because a run reached `metric.target`
+        (W&B's meaning: the sweep finishes once any run reaches it), else None."""
+        metric = self.sweep.metric
+        runs = [t for t in self.store.state.trials.values() if t.best is not None and metric.reached(t.best)]
+        if not runs:
+            return None
+        best = (max if metric.goal == "maximize" else min)(runs, key=lambda t: t.best or 0.0)
+        return (
+            f"metric.target {metric.target:g} reached: {best.trial} has {metric.name} {best.best:.4g}; "
+            f"the sweep ends after stage {k} of {len(self.sweep.stages)} (remove target: to run every stage)"
+        )
 
     def plan(self, k: int) -> None:
         st = self.store.state
@@ -667,6 +683,15 @@ def stage_text(store: Store, sweep: Sweep, k: int, flags: list[stages.BorderFlag
     if len(ranked) > len(df):  # say what the table leaves out, and where to see it
         lines.append(
             f"(the top {len(df)} of {len(ranked)} runs; all of them: hpsearch report {store.layout.root} --stage {k})"
+        )
+    from hpsearch.trainables.trial import PAST_EPOCHS  # torch-free
+
+    past = [t.trial for t in store.state.stage_trials(k) if (t.reason or "").startswith(PAST_EPOCHS)]
+    if past:  # the trainable trains longer than its trial: the stages and the budget count the trial's epochs
+        lines.append(
+            f"{len(past)} run(s) ({', '.join(past[:3])}{', ...' if len(past) > 3 else ''}) reported epochs past "
+            f"the stage's {sweep.stages[k - 1].epochs} and were stopped there: does the trainable read {{epochs}} "
+            "(or HPSEARCH_EPOCHS, trial.epoch_range)? A fixed `epochs` parameter (W&B's way) does not follow the stages"
         )
     if k == 1 and sweep.warm_start:  # carried-in runs rank with stage 1 but are no trials of this sweep
         from hpsearch.run.warmstart import warm_runs

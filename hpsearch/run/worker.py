@@ -24,7 +24,7 @@ from hpsearch.store.fold import TrialRecord
 from hpsearch.store.lazylog import LazyLog
 from hpsearch.store.liveness import HOST, Liveness, lost_trials, my_pid_start
 from hpsearch.store.sweepdir import Store
-from hpsearch.trainables.trial import Trial
+from hpsearch.trainables.trial import PAST_EPOCHS, Trial
 
 EXIT_TOO_MANY_FAILURES = 3
 EXIT_DISK_FULL = 4  # the master stops the sweep and says to free space, then resume
@@ -340,6 +340,8 @@ class Worker:
             status, reason = "failed", self._short_reason(epochs_done, t.epochs)
         else:
             status, reason = "finished", t.restarted  # None, or why earlier epochs were trained again
+            if t.stop_reason == "past_epochs":
+                reason = f"{PAST_EPOCHS} {t.epochs} epoch(s): the trainable went on to epoch {t.epochs + 1}"
         self.store.finish(
             t.id,
             t.attempt,

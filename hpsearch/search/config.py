@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import shlex
 from collections.abc import Callable
@@ -120,6 +121,15 @@ TRIAL_NAMES = (
 class Metric:
     name: str = "val_acc"
     goal: str = "maximize"
+    # W&B's metric.target: once a run reaches it (at or past, in the goal's direction), the sweep
+    # plans no further stage (W&B sets the sweep finished; runs in progress finish)
+    target: float | None = None
+
+    def reached(self, value: float | None) -> bool:
+        """Whether `value` reaches `target` (False without a target or a value)."""
+        if self.target is None or value is None:
+            return False
+        return value >= self.target if self.goal == "maximize" else value <= self.target
 
 
 @dataclass(frozen=True)
@@ -214,8 +224,20 @@ def parse(
         raise ConfigError(
             [f"the file must be a mapping of keys (name:, parameters:, stages:, ...), got {type(raw).__name__}"], source
         )
+    uses_program = (
+        "${program}" in ((raw.get("trainable") or {}).get("command") or [])
+        if isinstance(raw.get("trainable"), dict)
+        else False
+    )
     for key in raw:
-        if key in WANDB_UNUSED:
+        if key in ("program", "command") and (key == "command" or not uses_program):
+            warnings.append(
+                f"W&B key '{key}' is not used: hpsearch runs the program of trainable:, where W&B's command works as "
+                "it is (trainable: {command: [${env}, ${interpreter}, ${program}, ${args}]}, with program: kept)"
+            )
+        elif key == "program":
+            continue  # ${program} in trainable.command names it
+        elif key in WANDB_UNUSED:
             warnings.append(f"W&B key '{key}' is not used by hpsearch (it always runs staged random search); ignored")
         elif key not in TOP_KEYS:
             problems.append(f"unknown key '{key}' (valid keys: {', '.join(sorted(TOP_KEYS))})")
@@ -226,6 +248,13 @@ def parse(
     metric = _metric(raw.get("metric", {}), problems, warnings)
     seed = _int(raw, "seed", 0, problems, minimum=0)
     trainable = _trainable(raw.get("trainable"), source_dir, problems, path_exists)
+    if "command" in trainable and isinstance(trainable["command"], list):
+        trainable["command"] = wandb_command(trainable["command"], raw.get("program"), problems)
+    if "metric" not in raw and trainable and "builtin" not in trainable:
+        warnings.append(
+            "metric: not given, so runs are ranked by val_acc, maximized (the built-in classifier's metric); "
+            "write metric: {name: ..., goal: ...} for the metric your trainable reports"
+        )
     space = cond.parse_space(raw.get("parameters", {}), problems, warnings)  # plain and conditional
     budget = raw.get("budget")
     if budget is not None and (not is_int(budget) or budget < 1):
@@ -379,7 +408,8 @@ def _method(method: Any, warnings: list[str], problems: list[str]) -> str:
         return str(method)
     if method in ("grid", "bayes"):
         warnings.append(
-            f"W&B key 'method': {method} is not an hpsearch sampler; each stage samples with {DEFAULT_METHOD}"
+            f"W&B key 'method': {method} is not an hpsearch sampler; each stage samples with {DEFAULT_METHOD} "
+            "(random and distinct draws in a space of only discrete parameters)"
         )
     else:
         problems.append(f"method: must be one of {', '.join(METHODS)}, got {method!r}")
@@ -414,6 +444,11 @@ def _metric(m: Any, problems: list[str], warnings: list[str]) -> Metric:
     for k in m:
         if k not in METRIC_KEYS:
             problems.append(f"metric: unknown key '{k}' (valid keys: goal, name, target)")
+    if m and "name" not in m:  # W&B requires it too: the block names the metric it ranks by
+        problems.append(
+            "metric.name: missing: the key of the metric your trainable reports that ranks the runs "
+            "(e.g. metric: {name: val_loss, goal: minimize})"
+        )
     name = m.get("name", "val_acc")
     goal = m.get("goal", "minimize" if m else "maximize")  # no block: the built-in val_acc
     if "goal" not in m and m:
@@ -434,7 +469,35 @@ def _metric(m: Any, problems: list[str], warnings: list[str]) -> Metric:
     if goal not in ("maximize", "minimize"):
         problems.append(f"metric.goal: must be 'maximize' or 'minimize', got {goal!r}")
         goal = "maximize"
-    return Metric(name=name, goal=goal)
+    target = m.get("target")
+    if isinstance(target, str):
+        target = yaml_number(target)
+    if target is not None and (not is_num(target) or not math.isfinite(target)):
+        problems.append(f"metric.target: must be a number (the value that ends the sweep), got {m.get('target')!r}")
+        target = None
+    return Metric(name=name, goal=goal, target=None if target is None else float(target))
+
+
+def wandb_command(argv: list[str], program: Any, problems: list[str]) -> list[str]:
+    """A command with W&B's agent macros resolved where the sweep file fixes them: `${program}` is
+    the file's `program:`, and `${env}` (W&B runs `/usr/bin/env` there) is dropped, since hpsearch
+    finds the program on PATH itself and runs no shell (W&B docs, "Sweep configuration: command").
+    `${interpreter}`, `${args}` and the other `${args...}` forms stay for each trial
+    (trainables/command.py)."""
+    out = []
+    for arg in argv:
+        if arg == "${env}":
+            continue
+        if "${program}" in arg:
+            if not isinstance(program, str) or not program:
+                problems.append("trainable.command: ${program} needs the file's program: key (e.g. program: train.py)")
+                return argv
+            arg = arg.replace("${program}", program)
+        out.append(arg)
+    if not out:
+        problems.append("trainable.command: nothing to run once ${env} is left out")
+        return argv
+    return out
 
 
 def _trainable(

@@ -10,8 +10,12 @@ Arguments
     {start_epoch} (epochs already done), {stage}, {attempt}, {metric}, {device},
     {metrics_file}, {checkpoint_dir}, {resume_from} (empty unless resuming). `{{`/`}}` are literal
     braces. W&B forms: an argument that is exactly `${args}` becomes `--name=value` for every
-    parameter, `${args_no_hyphens}` becomes `name=value`, `${args_json}` one JSON argument;
-    `${interpreter}` is the Python running the worker. No shell ever parses the command.
+    parameter, `${args_no_hyphens}` becomes `name=value`, `${args_no_boolean_flags}` is `${args}`
+    with a true boolean as a bare `--name` and a false one left out, `${args_json}` one JSON
+    argument, `${args_json_file}` the path of a JSON file holding them (in the trial's folder);
+    `${interpreter}` is the Python running the worker; `${program}` (the file's `program:`) and
+    `${env}` (left out) are resolved when the sweep file is read (search/config.py). No shell ever
+    parses the command.
 Environment (on top of the worker's, so CUDA_VISIBLE_DEVICES passes through)
     HPSEARCH_TRIAL_ID, HPSEARCH_TRIAL_DIR (keep your own files here), HPSEARCH_METRICS_FILE,
     HPSEARCH_CHECKPOINT_DIR, HPSEARCH_RESUME_FROM (only when resuming), HPSEARCH_PARAMS (JSON),
@@ -75,7 +79,8 @@ from hpsearch.search.config import TRIAL_NAMES
 RUNNER_KEYS = ("command", "grace", "metric_regex")  # trainable settings of the runner, not parameters
 RESERVED = ("attempt", "time", "adopted", "state", "extras")
 SPECIAL = TRIAL_NAMES  # a parameter of the same name wins (search.config warns at load)
-ARG_LISTS = ("${args}", "${args_no_hyphens}", "${args_json}")
+ARG_LISTS = ("${args}", "${args_no_hyphens}", "${args_no_boolean_flags}", "${args_json}", "${args_json_file}")
+ARGS_FILE = "args.json"  # ${args_json_file}: written in the trial's folder before each attempt
 TOKEN = re.compile(r"\$\{(\w+)\}|\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_.-]*)\}")
 DEFAULT_GRACE_S = 10.0
 POLL_S = 0.1  # how often the metrics file is read; a report costs far less
@@ -134,8 +139,12 @@ def expand(argv: list[str], values: dict[str, Any], params: dict[str, Any]) -> l
             out += [f"--{k}={text(v)}" for k, v in params.items()]
         elif arg == "${args_no_hyphens}":
             out += [f"{k}={text(v)}" for k, v in params.items()]
+        elif arg == "${args_no_boolean_flags}":
+            out += [f"--{k}" if v is True else f"--{k}={text(v)}" for k, v in params.items() if v is not False]
         elif arg == "${args_json}":
             out.append(json.dumps(params, sort_keys=True))
+        elif arg == "${args_json_file}":
+            out.append(os.path.join(str(values["trial_dir"]), ARGS_FILE))
         else:
             out.append(TOKEN.sub(sub, arg))
     return out
@@ -158,7 +167,8 @@ def check(sweep: Any) -> None:
         problems.append(
             f"trainable.command: unknown placeholder {what} (parameters: "
             f"{', '.join(sorted(names)) or 'none'}; also {', '.join(SPECIAL)}, "
-            "${args}, ${args_no_hyphens}, ${args_json}, ${interpreter}; {{ and }} for braces)"
+            "${args}, ${args_no_hyphens}, ${args_no_boolean_flags}, ${args_json}, ${args_json_file}, "
+            "${interpreter}; {{ and }} for braces)"
         )
     grace = sweep.trainable.get("grace", DEFAULT_GRACE_S)
     if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not 0 <= grace <= 3600:
@@ -169,8 +179,25 @@ def check(sweep: Any) -> None:
         found = shutil.which(exe) or (Path(sweep.source_dir) / exe).is_file()
         if not found:
             problems.append(f"trainable.command: program {exe!r} not found on PATH or in {sweep.source_dir}")
+    script = _script(argv)
+    if script is not None and not (Path(sweep.source_dir) / script).is_file():
+        problems.append(
+            f"trainable.command: script {script!r} not found in {sweep.source_dir} (the program runs in the sweep "
+            "file's folder; a path there or an absolute one)"
+        )
     if problems:
         raise ConfigError(problems)
+
+
+def _script(argv: list[str]) -> str | None:
+    """The script a Python interpreter is told to run (`python train.py ...`, `${interpreter} train.py`):
+    its first argument that is not an option, when it names a .py file without placeholders."""
+    if Path(argv[0]).name.split(".")[0].rstrip("0123456789") != "python" and argv[0] != "${interpreter}":
+        return None
+    arg = next((a for a in argv[1:] if not a.startswith("-")), None)
+    if arg is None or not arg.endswith(".py") or placeholders([arg]) or arg in ARG_LISTS:
+        return None
+    return arg
 
 
 def compile_regexes(spec: Any) -> list[re.Pattern[str]]:
@@ -298,6 +325,8 @@ def run_program(
         **paths,
         **user_params,  # one rule with ${args} and HPSEARCH_PARAMS: the user's parameter wins
     }
+    if "${args_json_file}" in argv:  # W&B's form: the parameters as a JSON file the program reads
+        Path(paths["trial_dir"], ARGS_FILE).write_text(json.dumps(user_params, sort_keys=True))
     try:
         args = expand(argv, values, user_params)
     except KeyError as e:

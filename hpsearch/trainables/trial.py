@@ -28,6 +28,8 @@ from hpsearch.store.fold import TrialRecord
 from hpsearch.store.sweepdir import Store, format_checkpoint
 
 LOSS_KEYS = ("train_loss", "loss")
+# how a finished run's reason starts when its trainable reported an epoch past the trial's (report)
+PAST_EPOCHS = "stopped after its"
 
 
 class Trial:
@@ -155,12 +157,18 @@ class Trial:
             extras: JSON data stored with the epoch's metrics (e.g. a loss history); not ranked.
             **metrics: numbers; must include the sweep's metric (e.g. val_acc).
         Raises:
-            StopTrial: the trial diverged, the sweep is stopping, the claim was lost, or the stage's
-                early-stopping rule stopped it at this epoch (a rung: `stop_reason` "pruned").
+            StopTrial: the trial diverged, the sweep is stopping, the claim was lost, the stage's
+                early-stopping rule stopped it at this epoch (a rung: `stop_reason` "pruned"), or the
+                epoch lies past the trial's `epochs` (`stop_reason` "past_epochs": not recorded; a
+                program told its epochs another way, e.g. W&B's fixed `epochs` parameter, trains on,
+                and the stage and the budget count the trial's epochs only).
         """
         self.last_progress = time.monotonic()
         if not isinstance(epoch, int) or epoch < 1:
             raise ValueError(f"report(epoch=...) needs a positive integer epoch, got {epoch!r}")
+        if epoch > self.epochs:
+            self.stop_reason = "past_epochs"
+            raise StopTrial(f"done: epoch {epoch} lies past the trial's {self.epochs} epoch(s)")
         if self.metric not in metrics:
             raise ValueError(f"report() needs the sweep's metric {self.metric!r}; got {sorted(metrics)}")
         metrics = {k: _number(k, v) for k, v in metrics.items()}
