@@ -19,6 +19,7 @@ from hpsearch.report.importance import importance
 from hpsearch.report.picture import headline
 from hpsearch.report.plots import all_plots, png_bytes
 from hpsearch.report.recipe import ensemble_html, preflight_html
+from hpsearch.report.repeats import config_columns, configs_frame, has_repeats
 from hpsearch.report.status import picture_of
 from hpsearch.report.sweepdata import SweepData
 from hpsearch.report.tables import format_value, ranking_columns
@@ -83,6 +84,40 @@ def ranking_table(data: SweepData) -> str:
             f"hpsearch report {_e(data.root)} lists them all.</p>"
         )
     return html_
+
+
+def configs_table(data: SweepData) -> str:
+    """With `repeats:`, the configurations ranked by the mean of their repeats (the text report's
+    "Configurations" table; empty without repeats)."""
+    st = data.store.state
+    if not has_repeats(st):
+        return ""
+    cf = configs_frame(st, data.sweep.metric, None).head(MAX_ROWS)
+    if cf.empty:
+        return ""
+    cols = config_columns(cf, data.metric)
+    head = "".join(f"<th class='{'l' if c in LEFT else ''}'>{_e(c)}</th>" for c in cols)
+    rows = "".join(
+        "<tr>"
+        + "".join(f"<td class='{'l' if c in LEFT else ''}'>{_e(format_value(r.get(c)))}</td>" for c in cols)
+        + "</tr>"
+        for _, r in cf.iterrows()
+    )
+    return (
+        f"<h3>Configurations (ranked by the mean of their repeats' best {_e(data.metric)})</h3>"
+        f"<table id='configurations'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
+def enqueued_list(data: SweepData) -> str:
+    """The configurations run from `enqueue:`, with the values that lay outside their ranges."""
+    items = [
+        f"<li>stage {s['stage']}: {_e(e['trial'])} ({_e(why)})</li>"
+        for s in data.stages
+        for e in s.get("enqueued") or ()
+        if (why := "; ".join(e.get("outside") or ()) or "inside the ranges")
+    ]
+    return f"<h3>Enqueued configurations</h3><ul id='enqueued'>{''.join(items)}</ul>" if items else ""
 
 
 def ranges_table(data: SweepData) -> str:
@@ -209,12 +244,14 @@ Directory <code>{_e(data.root)}</code>, report written {_e(time.strftime("%Y-%m-
 {findings_list(data.findings(), data.checks())}
 <h2>Ranking</h2>
 {ranking_table(data)}
+{configs_table(data)}
 <h2>Plots</h2>
 <div class="plots">{"".join(figs) or "<p>No finished run to plot yet.</p>"}</div>
 <h2>Parameter importance</h2>
 {importance_table(imp)}
 <h2>Ranges per stage</h2>
 {ranges_table(data)}
+{enqueued_list(data)}
 {early_stopping_section(data)}
 <h2>Ensembles</h2>
 {ensemble_html(data.root)}
