@@ -9,7 +9,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from hpsearch.store.fold import State, SweepState
+from hpsearch.store.fold import State, SweepState, TrialRecord
 
 
 def summary(state: SweepState, sweep: Any, stage: int | None = None) -> list[dict[str, Any]]:
@@ -17,10 +17,10 @@ def summary(state: SweepState, sweep: Any, stage: int | None = None) -> list[dic
 
     Each: `stage`, `rule` (EarlyStop.to_dict), `describe`, `rungs` (the stage's rung epochs),
     `pruned` (trials stopped), `epochs_saved` (epochs the pruned trials did not train: planned
-    minus reached), `epochs_planned` (the sum of the epochs the stage's trials were planned to
-    reach, a promoted trial's inherited epochs included), and `per_rung`: for each rung epoch,
-    `reached` (trials that recorded a value there), `stopped`, `continued`, `best` and `median`
-    of the values recorded there.
+    minus reached), `epochs_planned` (the epochs the stage's trials were planned to train, a
+    promoted trial's inherited epochs left out, as the dry run and the budget count them), and
+    `per_rung`: for each rung epoch, `reached` (trials that recorded a value there), `stopped`,
+    `continued`, `best` and `median` of the values recorded there.
     """
     out = []
     for k in sorted(state.stages):
@@ -58,11 +58,19 @@ def summary(state: SweepState, sweep: Any, stage: int | None = None) -> list[dic
                 "rungs": list(es.rungs(epochs)),
                 "pruned": len(pruned),
                 "epochs_saved": sum(max(0, t.epochs - t.epochs_done) for t in pruned),
-                "epochs_planned": sum(t.epochs for t in trials),
+                # what the stage's trials had to train: a promoted one goes on from its parent's epochs
+                # (as the dry run and the budget count it)
+                "epochs_planned": sum(t.epochs - _inherited(state, t) for t in trials),
                 "per_rung": per_rung,
             }
         )
     return out
+
+
+def _inherited(state: SweepState, t: TrialRecord) -> int:
+    """Epochs a promoted trial took over from its parent (0 for a fresh one)."""
+    parent = state.trials.get(t.parent) if t.parent else None
+    return min(parent.epochs_done or 0, t.epochs) if parent is not None else 0
 
 
 def text(rows: list[dict[str, Any]], metric: str) -> str:
