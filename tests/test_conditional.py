@@ -263,11 +263,12 @@ def test_builtin_classifier_accepts_conditional_settings() -> None:
 
 
 def test_command_placeholder_of_a_conditional_parameter_is_refused(tmp_path: Path) -> None:
-    s = sweep(trainable={"command": [sys.executable, "x.py", "--momentum", "{momentum}", "--lr={lr}"]})
+    (tmp_path / "x.py").write_text("")
+    s = sweep(trainable={"command": [sys.executable, str(tmp_path / "x.py"), "--momentum", "{momentum}", "--lr={lr}"]})
     with pytest.raises(ConfigError) as e:
         check(s)
     assert "{lr} names a conditional parameter" in str(e.value) and "{momentum} names a conditional" in str(e.value)
-    check(sweep(trainable={"command": [sys.executable, "x.py", "${args}", "{reg}"]}))  # plain ones are fine
+    check(sweep(trainable={"command": [sys.executable, str(tmp_path / "x.py"), "${args}", "{reg}"]}))  # plain: fine
 
 
 def test_conditional_sweep_through_the_cli(tmp_path: Path) -> None:
