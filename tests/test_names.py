@@ -25,7 +25,12 @@ METRICS = ["val/loss", "eval/accuracy", "val0/JaccardIndex", "train.loss", "val-
 
 
 def sweep_doc(**over: Any) -> dict[str, Any]:
-    return {"trainable": {"python": "m:fit"}, "parameters": {"x": {"min": 0.0, "max": 1.0}}, "stages": [{"trials": 1}]}
+    return {
+        "trainable": {"python": "m:fit"},
+        "metric": {"name": "val_acc", "goal": "maximize"},
+        "parameters": {"x": {"min": 0.0, "max": 1.0}},
+        "stages": [{"trials": 1}],
+    }
 
 
 @pytest.mark.parametrize("name", METRICS)

@@ -65,6 +65,7 @@ class SweepData:
     runs: pd.DataFrame
     stages: list[dict[str, Any]]
     curves: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    stage: int | None = None  # opened for one stage (`load(root, stage=k)`): `runs` and `best` are its
 
     @property
     def metric(self) -> str:
@@ -188,14 +189,23 @@ class SweepData:
         mean over repeats, a promoted configuration at its latest stage). {trial, stage, value (the
         sweep's metric at the run's best epoch), metric, epoch, params (dict: name -> value),
         parent, checkpoint (absolute path of its best epoch's checkpoint, or None when retention
-        deleted it or none was written)}."""
+        deleted it or none was written)}. Opened for one stage (`stage=k`): that stage's best run,
+        as `runs` ranks it."""
         state = self.store.state
-        ranking = configurations(state, self.sweep.metric)  # ranked runs: each has a best
-        if not ranking:
+        if self.stage is not None:
+            ranked = self.runs[self.runs[self.metric].notna()] if self.metric in self.runs else self.runs.iloc[:0]
+            if ranked.empty:
+                return None
+            t = state.trials[str(ranked.iloc[0]["trial"])]
+        else:
+            ranking = configurations(state, self.sweep.metric)  # ranked runs: each has a best
+            if not ranking:
+                return None
+            t = ranking[0].run
+        if t.best is None:  # (a ranked run has a value)
             return None
-        t = ranking[0].run
         name = best_checkpoint(state, t, self.metric)
-        path = self.store.layout.checkpoint(name) if name else None
+        path = Path(self.store.layout.checkpoint(name)).resolve() if name else None
         return {
             "trial": t.trial,
             "stage": int(t.stage),
@@ -256,4 +266,4 @@ def of_store(
     """The data of an open (and refreshed) store: report, plots and HTML share one read."""
     runs = runs_frame(store.state, sweep.metric, stage=stage, checkpoints=checkpoints)
     stages = [s for s in stage_files(store) if stage is None or s.get("stage") == stage]
-    return SweepData(root, store, sweep, runs, stages, top_curves(store, runs, n_curves))
+    return SweepData(root, store, sweep, runs, stages, top_curves(store, runs, n_curves), stage)

@@ -159,6 +159,23 @@ def enqueued_text(stages: list[dict[str, Any]]) -> str:
     return "Enqueued configurations:\n" + "\n".join(lines) if lines else ""
 
 
+def records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """The frame's rows as JSON-ready dicts with every float exact (pandas' to_json rounds to 15
+    significant digits, so `report --format json` disagreed with the CSV and `hpsearch best`);
+    missing and non-finite values as None."""
+    return [{str(k): _plain(v) for k, v in row.items()} for row in df.to_dict(orient="records")]
+
+
+def _plain(v: Any) -> Any:
+    if v is None or v is pd.NA:
+        return None
+    if hasattr(v, "item") and not isinstance(v, (list, dict, str)):  # numpy scalars
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
 def to_json(
     df: pd.DataFrame,
     stages: list[dict[str, Any]],
@@ -176,7 +193,7 @@ def to_json(
     `early_stopping: [report.rungs.summary row...]` when a stage stops trials early,
     `branches: [report.branches.summary row...]` when parameters are conditional; `extra` adds
     keys (`checks`, `importance`)."""
-    runs = json.loads(df.to_json(orient="records", double_precision=15))
+    runs = records(df)
     for r in runs:
         r["params"] = {k[2:]: r.pop(k) for k in list(r) if k.startswith("p.")}
         r["value"] = r.get(metric.name)

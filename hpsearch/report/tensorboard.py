@@ -27,10 +27,10 @@ from typing import Any
 from hpsearch.errors import HpsearchError
 from hpsearch.report.sweepdata import BOOKKEEPING, SweepData
 from hpsearch.search import space as sp
-from hpsearch.store.fold import SweepState, TrialRecord
+from hpsearch.store.fold import State, SweepState, TrialRecord
 from hpsearch.store.sweepdir import Store
 
-STATUSES = ["finished", "running", "planned", "diverged", "failed"]
+STATUSES = [s.value for s in State]  # every status a run has (pruned was missing)
 MARKER = ".hpsearch.json"  # in a trial's run: the result it shows (TensorBoard ignores the file)
 INSTALL = "TensorBoard export needs the tensorboard package: pip install 'hpsearch[tensorboard]'"
 

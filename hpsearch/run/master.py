@@ -765,11 +765,20 @@ def request_stop(root: str) -> str:
     return f"Stop requested for {root}; workers release their trials at their next epoch, then the master exits."
 
 
-def _already_there(root: str, fingerprint: str, n_stages: int) -> str | None:
+def _already_there(root: str, fingerprint: str, n_stages: int, stale_after: float = 60.0) -> str | None:
     """What a real start would find in `root` (as `Master.open_directory` judges it), or None when it holds no sweep."""
     store = Store(root)
     if not store.exists():
         return None
+    try:
+        info = read_json(store.layout.master)
+    except StoreError:
+        info = None
+    if isinstance(info, dict) and master_alive(info, stale_after):
+        return (
+            f"{root} already has a live master ({describe_master(info)}): a real start refuses to run a second "
+            f"one; watch it with hpsearch master status {root}"
+        )
     try:
         st = store.refresh()
     except StoreError as e:
@@ -803,7 +812,7 @@ def dry_run(
     root = root or os.path.join("runs", sweep.name)
     first = stages.plan_stage(sweep, 1, None, [])
     lines = [f"# hpsearch master start --dry-run: nothing is written; the sweep would run in {root}"]
-    if (there := _already_there(root, config.fingerprint(raw), len(sweep.stages))) is not None:
+    if (there := _already_there(root, config.fingerprint(raw), len(sweep.stages), sweep.stale_after)) is not None:
         lines.append(f"# {there}")
     if sweep.budget is not None:
         lines.append(budget_plan_text(sweep))

@@ -322,7 +322,8 @@ class Worker:
             self.done += 1
             self.say(f"{t.id}: pruned after {epochs_done} of {t.epochs} epoch(s) ({t.prune_reason})")
             return
-        if t.stop_reason == "stopped" or (t.stop_reason is None and self.stop.is_set() and epochs_done < t.epochs):
+        # a trial that reached its epochs is finished, whatever stop came with its last one
+        if epochs_done < t.epochs and (t.stop_reason == "stopped" or (t.stop_reason is None and self.stop.is_set())):
             self.store.release(t.id, t.attempt, "stopped by signal or master stop", epochs_done=epochs_done)
             self.say(f"{t.id}: released after {epochs_done} of {t.epochs} epoch(s) (stopping)")
             return

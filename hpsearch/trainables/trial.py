@@ -209,7 +209,9 @@ class Trial:
         if diverged:
             self.stop_reason, self.diverged_reported, self.diverged_why = "diverged", True, diverged
             raise StopTrial(f"diverged: {diverged}")
-        if self._stop_event.is_set() or self.store.state.stop:
+        # a stop that comes with the last epoch lets the trainable return: the trial is finished
+        # (released, it was claimed again only to call fit with nothing left to train)
+        if epoch < self.epochs and (self._stop_event.is_set() or self.store.state.stop):
             self.stop_reason = "stopped"
             raise StopTrial("stopped: the sweep is stopping")
         if epoch in self._rungs:
