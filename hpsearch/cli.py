@@ -397,7 +397,8 @@ def next_(root: str, output: str | None, warm_start: bool) -> None:
     for line in notes + ([note] if note else []):
         click.echo(line)
     was = " (it replaced the file that was there)" if replaced else ""
-    click.echo(f"wrote {output}{was}; run it with: hpsearch master start {output}")
+    then = "see the note above before you run it" if note else f"run it with: hpsearch master start {output}"
+    click.echo(f"wrote {output}{was}; {then}")
 
 
 @main.command()

@@ -120,3 +120,22 @@ def test_report_json_gives_every_float_exactly(tmp_path: Path) -> None:
     trials = Store(d).refresh().trials
     assert rows and all(r["params"]["metric_value"] == trials[r["trial"]].params["metric_value"] for r in rows)
     assert all(r["value"] == trials[r["trial"]].best for r in rows)
+
+
+def test_next_written_away_from_a_python_trainables_folder_says_it_will_not_start(tmp_path: Path) -> None:
+    """`hpsearch next -o OTHER/next.yaml` said "run it with: hpsearch master start OTHER/next.yaml",
+    which then could not import the trainable's module (it is found from the sweep file's folder)."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "mytrain.py").write_text(
+        "def fit(params, trial):\n    for e in trial.epoch_range:\n        trial.report(e, val_acc=params['x'])\n"
+    )
+    doc = {**noop_sweep("py", [{"trials": 3, "epochs": 1}]), "trainable": {"python": "mytrain:fit"}}
+    doc["parameters"] = {"x": {"min": 0.1, "max": 0.9}}
+    d = tmp_path / "run"
+    run_cli("master", "start", str(write_sweep(proj, doc)), "--dir", str(d), check=True)
+    away = run_cli("next", str(d), "-o", str(tmp_path / "other" / "next.yaml"), check=True).stdout
+    assert "does not start as it is" in away and "no module 'mytrain'" in away
+    assert "see the note above before you run it" in away and "run it with" not in away
+    beside = run_cli("next", str(d), "-o", str(proj / "next.yaml"), check=True).stdout
+    assert "does not start" not in beside and f"run it with: hpsearch master start {proj / 'next.yaml'}" in beside

@@ -71,7 +71,10 @@ def write(text: str, path: str) -> str | None:
         raise HpsearchError(f"-o {path}: cannot create {p.parent}: {e.strerror}") from None
     atomic_write_bytes(p, text.encode())
     try:
-        sweepfile.load(p)
+        sweep, _ = sweepfile.load(p)
+        from hpsearch.trainables.registry import check  # the trainable as `master start` checks it
+
+        check(sweep)
     except HpsearchError as e:
         return f"note: {path} does not start as it is (move it beside the finished sweep's file?): {e}"
     return None

@@ -724,15 +724,9 @@ def check_trainable(sweep: Sweep) -> None:
         from hpsearch.run.warmstart import warm_runs
 
         warm_runs(sweep)
-    kind = sweep.trainable_kind
-    if kind == "python":
-        from hpsearch.trainables.python import load
+    from hpsearch.trainables.registry import check
 
-        load(sweep.trainable["python"], sweep.source_dir)
-    elif kind == "command":
-        from hpsearch.trainables.command import check
-
-        check(sweep)
+    check(sweep)
     if sweep.tensorboard is not None:
         from hpsearch.report.tensorboard import require_tensorboard
 
