@@ -288,3 +288,21 @@ def start_master(sweep: Path, root: Path, timeout: float = 240) -> subprocess.Co
         return run_cli("master", "start", str(sweep), "--dir", str(root), timeout=timeout)
     finally:
         kill_pids(worker_pids(root))
+
+
+def stop_released_or_finished(root: Path) -> bool:
+    """After a stop: every release says "stopped" (none lost), and every trial that was claimed is
+    either released or finished with all its epochs (a trial in its last epoch when the stop came
+    finishes it instead of being released with every epoch done)."""
+    from hpsearch.store.fold import State
+
+    st = Store(root).refresh()
+    evs = events(root)
+    released = {e["trial"] for e in evs if e.get("ev") == "release" and not e["lost"] and "stopped" in e["reason"]}
+    if any(e.get("ev") == "release" and e["trial"] not in released for e in evs):
+        return False
+    claimed = {e["trial"] for e in evs if e.get("ev") == "claim"}
+    done = {
+        t for t in claimed if st.trials[t].state is State.FINISHED and st.trials[t].epochs_done == st.trials[t].epochs
+    }
+    return bool(claimed) and claimed <= released | done

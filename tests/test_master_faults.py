@@ -17,6 +17,7 @@ from helpers import (
     planned_master,
     run_cli,
     spawn,
+    stop_released_or_finished,
     wait_for,
     worker_pids,
     write_sweep,
@@ -55,8 +56,7 @@ def _assert_released_not_failed(root: Path) -> None:
     st = Store(root).refresh()
     assert st.stop
     assert not [t for t in st.trials.values() if t.state in (State.RUNNING, State.FAILED)]
-    releases = [e for e in events(root) if e.get("ev") == "release"]
-    assert releases and all(not e["lost"] and "stopped" in e["reason"] for e in releases)
+    assert stop_released_or_finished(root)
     wait_for(lambda: not any(alive(p) for p in worker_pids(root)), 30, "workers to exit")
 
 

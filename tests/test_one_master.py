@@ -20,6 +20,7 @@ from helpers import (
     noop_sweep,
     run_cli,
     spawn,
+    stop_released_or_finished,
     wait_for,
     worker_pids,
     write_sweep,
@@ -161,8 +162,7 @@ def test_sighup_releases_the_trials_and_the_master_says_so_in_master_log(tmp_pat
         st = Store(root).refresh()
         assert st.stop and st.stop_reason == "terminal closed (SIGHUP)"
         assert not [t for t in st.trials.values() if t.state in (State.RUNNING, State.FAILED)]
-        releases = [e for e in events(root) if e.get("ev") == "release"]
-        assert releases and all(not e["lost"] for e in releases)
+        assert stop_released_or_finished(root)
         log = (root / "master.log").read_text()
         assert "Stopping (terminal closed (SIGHUP))" in log
         assert f"Resume with: hpsearch master start {sweep} --dir {root}" in log  # the real file name
