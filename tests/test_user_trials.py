@@ -139,3 +139,25 @@ def test_next_written_away_from_a_python_trainables_folder_says_it_will_not_star
     assert "see the note above before you run it" in away and "run it with" not in away
     beside = run_cli("next", str(d), "-o", str(proj / "next.yaml"), check=True).stdout
     assert "does not start" not in beside and f"run it with: hpsearch master start {proj / 'next.yaml'}" in beside
+
+
+def test_a_second_master_stop_adds_no_second_stop_event(tmp_path: Path) -> None:
+    import io
+
+    from helpers import count_events
+
+    from hpsearch.run.master import Master, StartOptions
+    from hpsearch.run.progress import Progress
+    from hpsearch.store.sweepfile import load
+
+    f = write_sweep(tmp_path, noop_sweep("twice", [{"trials": 4, "epochs": 2}]))
+    sweep, raw = load(f)
+    root = str(tmp_path / "run")
+    m = Master(sweep, raw, f.read_text(), root, StartOptions(no_workers=True), out=Progress(io.StringIO()))
+    m.open_directory()
+    m.plan(1)  # a sweep under way, no master alive
+    first = run_cli("master", "stop", root, check=True).stdout
+    second = run_cli("master", "stop", root, check=True).stdout
+    assert "Stop requested" in first and "no master is running" in first
+    assert "the sweep was already asked to stop (hpsearch master stop); no master is running" in second
+    assert count_events(Path(root), "stop") == 1

@@ -745,7 +745,9 @@ def request_stop(root: str) -> str:
     st = store.refresh()
     if st.done:
         return f"{root}: the sweep is already finished; nothing to stop (hpsearch report {root} shows its results)"
-    store.journal.append([{"ev": "stop", "reason": "hpsearch master stop"}])
+    again = st.stop  # asked already: one stop event is enough (a second said the same again)
+    if not again:
+        store.journal.append([{"ev": "stop", "reason": "hpsearch master stop"}])
     if store.layout.workers.joinpath("slurm-jobs.json").exists():
         from hpsearch.run.launchers.slurm import cancel_pending
 
@@ -754,6 +756,9 @@ def request_stop(root: str) -> str:
         info = read_json(store.layout.master)
     except StoreError:
         info = None
+    if again:
+        alive = "its master is still stopping" if master_alive(info, sweep.stale_after) else "no master is running"
+        return f"{root}: the sweep was already asked to stop ({st.stop_reason or 'stop'}); {alive}"
     if not master_alive(info, sweep.stale_after):
         return f"Stop requested for {root}; no master is running, so workers still running release their trials."
     return f"Stop requested for {root}; workers release their trials at their next epoch, then the master exits."
