@@ -125,7 +125,7 @@ def test_representative_takes_only_the_branch_its_choice_takes() -> None:
     )
     r = pf.representative(space)
     assert set(r) == {"optimizer", "lr"} and r["optimizer"] == "adam" and r["lr"] == pytest.approx(1e-3)
-    key = pf.lr_key(space, r)
+    key = cond.keys_for(space, "lr", r)  # the configuration's own branch
     assert key == "lr[optimizer=adam]" and pf.declared_range(space, key) == pytest.approx((1e-5, 1e-1))
 
 

@@ -43,7 +43,7 @@ def run_check(sweep_path: str, root: str | None, write: str | None, say: Callabl
             raise HpsearchError(f"--write {write}: is a directory; give a file name such as next.yaml")
     root = root or str(Path("runs") / sweep.name)
     params = {**sweep.fixed_settings(), **pf.representative(sweep.space)}
-    key = pf.lr_key(sweep.space, params)  # `lr`, or the taken branch's `lr[optimizer=...]`
+    key = cond.keys_for(sweep.space, "lr", params)  # `lr`, or the taken branch's `lr[optimizer=...]`
     say(f"Checking {sweep.name} ({_kind(sweep)}) on one stage-1 configuration: {_show(params, sweep)}")
     started = time.perf_counter()
     verdicts = checks_of(sweep, params, key)
@@ -89,7 +89,7 @@ def run_check(sweep_path: str, root: str | None, write: str | None, say: Callabl
 
 def checks_of(sweep: Sweep, params: dict[str, Any], key: str | None = "lr") -> list[pf.Verdict]:
     """The four verdicts for the sweep's trainable on the configuration `params`; `key`: the space's
-    key of its learning rate (`pf.lr_key`). What a trainable does not support is a SKIP saying why."""
+    key of its learning rate (`conditional.keys_for`). What a trainable does not support is a SKIP saying why."""
     kind = sweep.trainable_kind
     declared = pf.declared_range(sweep.space, key)
     if kind == "builtin" and sweep.trainable["builtin"] == "classifier":

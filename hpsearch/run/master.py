@@ -104,13 +104,10 @@ class Master:
     # -- one master per sweep ------------------------------------------------------------------
     def _live_master(self) -> dict[str, Any] | None:
         """master.json of another master of this sweep that is alive, else None."""
-        try:
-            info = read_json(self.store.layout.master)
-        except StoreError:
-            return None  # torn by a crash: no live master keeps it torn longer than one beat
-        if not isinstance(info, dict) or (info.get("host") == HOST and info.get("pid") == os.getpid()):
+        info = live_master(self.store, self.sweep.stale_after)
+        if info is None or (info.get("host") == HOST and info.get("pid") == os.getpid()):
             return None
-        return info if master_alive(info, self.sweep.stale_after) else None
+        return info
 
     def _refuse_if_live(self) -> None:
         info = self._live_master()
@@ -733,6 +730,16 @@ def check_trainable(sweep: Sweep) -> None:
         require_tensorboard()
 
 
+def live_master(store: Store, stale_after: float) -> dict[str, Any] | None:
+    """master.json of the sweep in `store` when the master that wrote it is alive (`master_alive`),
+    else None: also when it is missing or torn (no live master keeps it torn longer than one beat)."""
+    try:
+        info = read_json(store.layout.master)
+    except StoreError:
+        return None
+    return info if isinstance(info, dict) and master_alive(info, stale_after) else None
+
+
 def request_stop(root: str) -> str:
     """Ask the sweep in `root` to stop (a `stop` event); returns what to tell the user. A finished
     sweep is left as it is."""
@@ -752,14 +759,11 @@ def request_stop(root: str) -> str:
         from hpsearch.run.launchers.slurm import cancel_pending
 
         cancel_pending(root)  # queued Slurm tasks would only start to leave again
-    try:
-        info = read_json(store.layout.master)
-    except StoreError:
-        info = None
+    alive = live_master(store, sweep.stale_after) is not None
     if again:
-        alive = "its master is still stopping" if master_alive(info, sweep.stale_after) else "no master is running"
-        return f"{root}: the sweep was already asked to stop ({st.stop_reason or 'stop'}); {alive}"
-    if not master_alive(info, sweep.stale_after):
+        how = "its master is still stopping" if alive else "no master is running"
+        return f"{root}: the sweep was already asked to stop ({st.stop_reason or 'stop'}); {how}"
+    if not alive:
         return f"Stop requested for {root}; no master is running, so workers still running release their trials."
     return f"Stop requested for {root}; workers release their trials at their next epoch, then the master exits."
 
@@ -769,11 +773,7 @@ def _already_there(root: str, fingerprint: str, n_stages: int, stale_after: floa
     store = Store(root)
     if not store.exists():
         return None
-    try:
-        info = read_json(store.layout.master)
-    except StoreError:
-        info = None
-    if isinstance(info, dict) and master_alive(info, stale_after):
+    if (info := live_master(store, stale_after)) is not None:
         return (
             f"{root} already has a live master ({describe_master(info)}): a real start refuses to run a second "
             f"one; watch it with hpsearch master status {root}"

@@ -179,6 +179,12 @@ def cost(stages: Sequence[Any]) -> int:
     return total
 
 
+def share(stages: Sequence[Any], k: int) -> int:
+    """Epochs the plan counts for stage k (1-based) alone: `cost` of the first k stages less that of
+    the first k - 1 (a promoted configuration is priced from the stage before it)."""
+    return cost(stages[:k]) - cost(stages[: k - 1])
+
+
 def balance(planned: Sequence[Any], runs: Sequence[Any], skip: str = "warm:") -> int:
     """Epochs the `planned` stages were counted for (`cost`) less what their runs trained: positive
     when runs stopped early (diverged, failed, pruned) or a stage found fewer configurations to

@@ -224,11 +224,9 @@ def parse(
         raise ConfigError(
             [f"the file must be a mapping of keys (name:, parameters:, stages:, ...), got {type(raw).__name__}"], source
         )
-    uses_program = (
-        "${program}" in ((raw.get("trainable") or {}).get("command") or [])
-        if isinstance(raw.get("trainable"), dict)
-        else False
-    )
+    command = raw["trainable"].get("command") if isinstance(raw.get("trainable"), dict) else None
+    # as `wandb_command` resolves it: anywhere in an argument, of a list or of a command string
+    uses_program = "${program}" in (command if isinstance(command, str) else " ".join(map(str, command or [])))
     for key in raw:
         if key in ("program", "command") and (key == "command" or not uses_program):
             warnings.append(

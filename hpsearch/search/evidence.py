@@ -185,13 +185,12 @@ def refine(
     original: sp.Space,
     top_values: dict[str, list[Any]],
     extending: dict[str, set[str]],
-    history: Sequence[Any],
+    caps: dict[str, float],
     best: Sequence[Any],
     margin: float,
     extend: float,
     misplaced: dict[str, tuple[float, float]] | None = None,
     hold: bool = False,
-    caps: dict[str, float] | None = None,
     below: dict[str, float] | None = None,
 ) -> sp.Space:
     """Apply the three rules of the module docstring to the narrowed next ranges.
@@ -201,17 +200,16 @@ def refine(
         original: the sweep's own ranges (a categorical's values and order come from it).
         top_values: per parameter, the previous stage's top runs' values.
         extending: per parameter, the sides flagged that may move ("low", "high").
-        history: every run of the earlier stages (`stages.Run`: params, status).
+        caps: per learning-rate parameter, the divergence threshold of every run of the earlier
+            stages (`divergence.thresholds`).
         best: the incumbents (`incumbents`), best first.
         margin: the sweep's margin; extend: the largest move, as a fraction of the width.
         misplaced: per learning-rate parameter whose whole range the update ratio says is too low
             or too high (search/updateratio.py), the (low, high) it moves to; rule 1 then gives
             way to it, and rules 2 and 3 apply as to any range.
         hold: the sweep's `on_border: keep`: rule 2 never widens a range past the sweep's own.
-        caps: the divergence thresholds (`divergence.thresholds` of `history`, computed when None).
         below: per learning-rate parameter, the low end rule 3 reaches down to (`divergence.reach_below`).
     """
-    caps = divergence.thresholds(prev_space, history) if caps is None else caps
     out = {}
     for name, dim in narrowed.items():
         old = prev_space.get(name)

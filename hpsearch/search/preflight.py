@@ -233,14 +233,8 @@ def representative(space: sp.Space) -> dict[str, Any]:
     return cond.resolve(space, draw)
 
 
-def lr_key(space: sp.Space, params: dict[str, Any], name: str = "lr") -> str | None:
-    """The key of the space that gives `name` in the configuration `params` (`lr`, or the branch's
-    `lr[optimizer=adam]`), or None when the configuration has none."""
-    return cond.keys_for(space, name, params)
-
-
 def declared_range(space: sp.Space, key: str | None = "lr") -> tuple[float, float] | None:
-    """The searched [low, high] of a numeric parameter (its key in the space: `lr_key`), or None
+    """The searched [low, high] of a numeric parameter (its key in the space: `conditional.keys_for`), or None
     when it is fixed, not numeric or absent."""
     dim = space.get(key) if key is not None else None
     return (float(dim.low), float(dim.high)) if isinstance(dim, sp.Numeric) else None

@@ -378,13 +378,12 @@ def next_ranges(
         sweep.space,
         {name: branch_top_values(name, ranked, top, stage) for name in prev_space},
         {f.param: {g.side for g in flags if g.param == f.param and g.extends} for f in flags if f.extends},
-        history,
+        caps,
         evidence.incumbents(overall, len(top), seeds),
         sweep.margin,
         EXTEND,
         {m.param: (m.low, m.high) for m in off},
         sweep.on_border == "keep",
-        caps,
         below,
     )
     space = {name: legal(dim, narrowed[name]) for name, dim in refined.items()}
@@ -547,7 +546,7 @@ def plan_stage(
                 f"besides {len(promoted)} promoted configuration(s)"
             )
         if spare > 0:
-            share = budget.cost(sweep.stages[:k]) - budget.cost(sweep.stages[: k - 1])
+            share = budget.share(sweep.stages, k)
             notes.append(
                 f"stage {k}: {spare} epoch(s) earlier stages were counted for but did not train (runs that "
                 f"stopped early, each charged the epoch it stopped in; trials their share could not buy) join "
@@ -664,7 +663,7 @@ def _within_budget(
     """
     stage = sweep.stages[k - 1]
     one = stage.epochs * stage.repeats
-    allowance = budget.cost(sweep.stages[:k]) - budget.cost(sweep.stages[: k - 1]) + spare
+    allowance = budget.share(sweep.stages, k) + spare
 
     def price(p: Ranked) -> int:
         # its first repeats continue (the epochs they lack) unless they left no state; seeds it gains
