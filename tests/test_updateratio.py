@@ -76,6 +76,22 @@ def test_a_range_wholly_too_low_is_found_and_the_band_surrounds_the_target():
     assert "too low" in m.message and "[3e-04, 3e-02]" in m.message and "~1e-3" in m.message
 
 
+def test_a_range_whose_top_is_less_than_half_a_decade_above_the_target_moves_up_to_the_band():
+    """The notes' ~1e-3 on the range's upper border (ratio 2e-3 at its top, measured 1.3e-3 on the breast
+    cancer task): most of the band lies above the range, and the next stage samples the band."""
+    runs = too_low_stage(lr_star=5e-4)  # ratio 1e-3 at lr 5e-4: 2e-3 at the top, 1e-3
+    (m,) = updateratio.misplaced(sweep().space, runs)
+    assert m.ratio == pytest.approx(2e-3, rel=1e-6)
+    assert m.low == pytest.approx(5e-5, rel=1e-6) and m.high == pytest.approx(5e-3, rel=1e-6)
+    assert "less than half a decade above the notes' ~1e-3" in m.message and "the range is too low" in m.message
+    assert "[5e-05, 5e-03]" in m.message
+    # the trigger's edge: just below TARGET * REACH moves, just above does not
+    edge = updateratio.TARGET * updateratio.REACH
+    for factor, moves in [(0.99, True), (1.01, False)]:
+        found = updateratio.misplaced(sweep().space, too_low_stage(lr_star=1e-6 / (edge * factor)))
+        assert bool(found) == moves, factor
+
+
 def test_a_range_wholly_too_high_is_left_to_the_divergence_and_border_rules():
     """Tried and measured worse (search/updateratio.py): a too-high range is not moved by the ratio."""
     runs = [run(1, i, 0.5, 1e-3 * (lr / 1e-4), lr=lr, reg=1e-4) for i, lr in enumerate([0.1, 0.3, 1.0, 3.0, 10.0])]
@@ -85,7 +101,8 @@ def test_a_range_wholly_too_high_is_left_to_the_divergence_and_border_rules():
 @pytest.mark.parametrize(
     "why, runs, lr",
     [
-        ("the range holds the target", too_low_stage(lr_star=3e-4), (1e-6, 1e-3)),
+        ("the top reaches half a decade above the target", too_low_stage(lr_star=1e-6 / 3.3e-3), (1e-6, 1e-3)),
+        ("the range holds the band's upper decade", too_low_stage(lr_star=1e-4), (1e-6, 1e-3)),
         ("too few runs report a ratio", too_low_stage()[:4], (1e-6, 1e-3)),
         (
             "no ratio at all (synthetic, programs)",

@@ -1,4 +1,4 @@
-"""Whether a whole learning-rate range is too low, from the update-to-weight ratio. Pure.
+"""Whether a learning-rate range is too low, from the update-to-weight ratio. Pure.
 
 The notes' rule of thumb (CS231n, "Neural Networks Part 3", Ratio of weights:updates): the ratio
 of the magnitude of a step's parameter update to the magnitude of the parameters "should be
@@ -16,10 +16,23 @@ digits, 0.9-1.0), and is not noisy after one epoch.
 
 The rule (`misplaced`): fit log10(ratio) = a + b log10(lr) by least squares over every earlier
 run that reported a ratio (MIN_RUNS at least, with a positive slope b >= MIN_SLOPE). If even the
-top of the last stage's lr range gives a fitted ratio below TARGET, the whole range is too low:
-the next stage samples the band where the fitted ratio lies within a decade of TARGET,
-[lr(TARGET / BAND), lr(TARGET * BAND)] (the notes' "around 1e-3"). A range that reaches the
-target anywhere is left to the other rules.
+top of the last stage's lr range gives a fitted ratio below TARGET * REACH (~3e-3: below the
+notes' 1e-3, or less than half a decade above it), the range is too low: the next stage samples
+the band where the fitted ratio lies within a decade of TARGET, [lr(TARGET / BAND), lr(TARGET *
+BAND)] (the notes' "around 1e-3"). A range that reaches further up is left to the other rules.
+
+Why half a decade above the target, not the target itself: a range whose top gives a ratio just
+above 1e-3 has the notes' good rate on its upper border and most of the band above it. It is the
+border rule's situation (the best value on the border: the optimum may lie past it), seen by the
+ratio where the metric cannot see it. Measured on the quality suite's breast cancer task with the
+best lr a decade above the range ([1e-6, 1e-3], 10 seeds): its runs' fitted ratio at lr 1e-3 was
+1.3e-3 (the good rates give ~1e-2 there). After 1 epoch its runs' accuracy ranks their random
+initialisation (the best one, 0.874, at lr 2e-5), so with the trigger at 1e-3 the range stayed
+below 1e-3: median / worst seed 0.937 / 0.881 at 64 epochs and 0.972 / 0.937 at 200. With the
+trigger at 2e-3 or 3.2e-3: 0.965 / 0.930 and 0.972 / 0.965; at 1e-2 (the band's top): 0.958 /
+0.930 and 0.972 / 0.958. The other real tasks' 24 cells repeated their figures to the digit (their
+ranges either reach far past the target or lie wholly below it), but for one median (the deeper
+MLP at 200 epochs above the range, 0.743 -> 0.747).
 
 Only "too low" is acted on. A range wholly too high was tried the same way (bottom ratio above
 TARGET * BAND) and made the quality suite worse (noisy digits, best lr a decade below the range,
@@ -43,6 +56,7 @@ from hpsearch.search.divergence import learning_rates, values_of
 
 TARGET = 1e-3  # the notes' "somewhere around 1e-3"
 BAND = 10.0  # the next range spans the ratios [TARGET / BAND, TARGET * BAND]
+REACH = math.sqrt(BAND)  # a range whose top ratio is below TARGET * REACH (half a decade above) moves
 MIN_RUNS = 5  # fewest runs with a ratio the fit is made from
 MIN_SLOPE = 0.25  # below it the ratio hardly follows the lr (or falls with it): no conclusion
 _TARGET_TEXT = f"{TARGET:.0e}".replace("e-0", "e-")  # 1e-3
@@ -54,7 +68,7 @@ class Misplaced:
 
     Attributes:
         param: the learning-rate parameter (one of divergence.LR_NAMES).
-        ratio: the fitted ratio at the top of the range (below TARGET).
+        ratio: the fitted ratio at the top of the range (below TARGET * REACH).
         low, high: the next range, in lr units: where the fitted ratio is within a decade of TARGET.
         n: the runs the fit was made on.
         clipped: the move was held by the range's hard bounds (`within`).
@@ -83,9 +97,14 @@ class Misplaced:
     @property
     def too_low(self) -> str:
         """The finding alone, e.g. for a range that may not move or a sweep that has ended."""
+        where = (
+            f"below the notes' ~{_TARGET_TEXT}"
+            if self.ratio < TARGET
+            else f"less than half a decade above the notes' ~{_TARGET_TEXT}, most of the band around it above the range"
+        )
         return (
             f"{self.param}: the update-to-weight ratio at the top of the range is {self.ratio:.1e} "
-            f"(fitted on {self.n} runs), below the notes' ~{_TARGET_TEXT}: the range is too low"
+            f"(fitted on {self.n} runs), {where}: the range is too low"
         )
 
 
@@ -104,8 +123,9 @@ def misplaced(space: sp.Space, runs: Iterable[Any]) -> list[Misplaced]:
             runs without a ratio, or without a positive lr, are ignored.
     Returns:
         One Misplaced per log-scaled learning rate (`divergence.learning_rates`: nested names and
-        each branch of a choice too, fitted on that branch's runs) whose whole range lies below
-        TARGET, in `space`'s order; empty when no ratio was reported (the synthetic family, most programs).
+        each branch of a choice too, fitted on that branch's runs) whose top gives a fitted ratio
+        below TARGET * REACH, in `space`'s order; empty when no ratio was reported (the synthetic
+        family, most programs).
     """
     runs = [r for r in runs if _positive(getattr(r, "update_ratio", None))]
     out = []
@@ -121,7 +141,7 @@ def misplaced(space: sp.Space, runs: Iterable[Any]) -> list[Misplaced]:
             continue
         top = _pow10(a + b * math.log10(dim.high))
         low, high = (_pow10((math.log10(r) - a) / b) for r in (TARGET / BAND, TARGET * BAND))
-        if top < TARGET and math.isfinite(low) and math.isfinite(high) and 0 < low < high:
+        if top < TARGET * REACH and math.isfinite(low) and math.isfinite(high) and 0 < low < high:
             out.append(Misplaced(name, top, low, high, len(pts)))
     return out
 
