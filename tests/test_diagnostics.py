@@ -171,6 +171,35 @@ def test_border_flags_with_direction_and_the_last_stage_asks_to_widen():
     assert dg.border_findings([{"stage": 1, "border_flags": []}], 1) == []
 
 
+def test_a_held_border_is_not_advised_to_widen():
+    """A flag the planner could not act on (a hard bound, on_border: keep) says why, on any stage: the
+    advice to widen a range past `bounds: [0, 0.95]` contradicted the master's own line."""
+
+    def flag(message):
+        return {
+            "param": "dropout",
+            "side": "low",
+            "value": 0.011,
+            "position": 0.02,
+            "extends": False,
+            "message": message,
+        }
+
+    bound = "best dropout 0.011 lies in the bottom 2% of [0, 0.5] on a linear scale: the range cannot move past its hard bound 0 (bounds:)"
+    keep = (
+        "best dropout 0.011 lies in the bottom 2% of [0, 0.5] on a linear scale: the range is held by on_border: keep"
+    )
+    for n in (1, 2):
+        (f,) = dg.border_findings([{"stage": 1, "border_flags": [flag(bound)]}], n_stages=n)
+        assert "widen" not in f.advice
+        assert (
+            f.advice
+            == "the range cannot move past its hard bound 0 (bounds:): no wider search is possible on that side"
+        )
+    (f,) = dg.border_findings([{"stage": 1, "border_flags": [flag(keep)]}], n_stages=1)
+    assert f.advice == "the range is held by on_border: keep: drop on_border: keep to let it move"
+
+
 def test_findings_text_says_what_was_checked_when_nothing_fires():
     assert "nothing stands out" in dg.findings_text([])
     text = dg.findings_text(dg.run_findings("s2-t0001", [epoch(1, train_acc=1.0, val_acc=0.5)], 1))

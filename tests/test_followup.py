@@ -50,6 +50,26 @@ def test_param_spec_reads_back_as_the_same_range(low: float, decades: float, int
     assert back.bounds == (0.0, 1e9)
 
 
+@given(
+    q=st.sampled_from([2, 16, 0.05, 0.25]),
+    first=st.integers(1, 50),
+    steps=st.integers(1, 40),
+    log=st.booleans(),
+)
+def test_a_quantized_range_keeps_its_grid_in_the_follow_up(q: float, first: int, steps: int, log: bool) -> None:
+    """A q grid (integer q on integer edges, as `batch: {q_uniform, q: 16}`; or a float q) reads back
+    with the same q: the follow-up of an integer grid wrote int_uniform and sampled every integer."""
+    low, high = first * q, (first + steps) * q
+    integer = isinstance(q, int)
+    dim = sp.Numeric(float(low), float(high), log=log, integer=integer, q=q)
+    spec = followup.param_spec(dim, {})
+    problems: list[str] = []
+    back = parse_parameters({"x": spec}, problems, [])["x"]
+    assert problems == [], spec
+    assert isinstance(back, sp.Numeric) and (back.q, back.integer, back.log) == (q, integer, log), spec
+    assert back.low == pytest.approx(low) and back.high == pytest.approx(high)
+
+
 def test_follow_up_narrows_moves_flagged_edges_and_continues() -> None:
     sweep = parse(RAW)
     last = dict(sweep.space)

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from helpers import claimed_trial
 
+from hpsearch.errors import StopTrial
 
-def test_nan_metric_never_becomes_the_best(tmp_path):
+
+def test_a_nan_metric_stops_the_run_as_diverged_and_never_becomes_the_best(tmp_path):
+    """README: diverged when the metric itself is not finite, a finite train_loss beside it or not (a
+    finite loss used to hide it: the run was recorded finished, with no value)."""
     t = claimed_trial(tmp_path)
-    t.report(1, val_acc=math.nan, train_loss=1.0)  # a finite loss: not diverged
-    assert t.best is None
-    t.report(2, val_acc=0.4, train_loss=0.9)
-    t.report(3, val_acc=0.3, train_loss=0.8)
-    assert (t.best, t.best_epoch) == (0.4, 2)
+    t.report(1, val_acc=0.4, train_loss=1.0)
+    with pytest.raises(StopTrial, match="diverged: val_acc is nan"):
+        t.report(2, val_acc=math.nan, train_loss=0.9)
+    assert (t.best, t.best_epoch) == (0.4, 1)
+    assert (t.stop_reason, t.diverged_why) == ("diverged", "val_acc is nan")
+    t2 = claimed_trial(tmp_path / "other")
+    with pytest.raises(StopTrial, match="diverged: val_acc is inf"):
+        t2.report(1, val_acc=math.inf)  # no loss at all
+    assert t2.best is None
 
 
 def test_extras_cannot_overwrite_epoch_attempt_or_metrics(tmp_path):

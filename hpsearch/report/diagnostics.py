@@ -104,12 +104,19 @@ def border_findings(stages: list[dict[str, Any]], n_stages: int) -> list[Finding
             up = f.get("side") == "high"
             where = "upper" if up else "lower"
             last = s.get("stage") == n_stages
-            advice = (
-                f"widen {f['param']}'s range {'upward' if up else 'downward'} and search again: "
-                "the optimum may lie outside it"
-                if last or not f.get("extends")
-                else f"the next stage moved the range {'upward' if up else 'downward'}"
-            )
+            if not f.get("extends"):  # held: a hard bound, on_border: keep, the grid's or the scale's end
+                held = str(f.get("message", "")).split(": ", 1)[-1] or "the range may not move that way"
+                keep = "on_border: keep" in held
+                advice = f"{held}: " + (
+                    "drop on_border: keep to let it move" if keep else "no wider search is possible on that side"
+                )
+            elif last:
+                advice = (
+                    f"widen {f['param']}'s range {'upward' if up else 'downward'} and search again: "
+                    "the optimum may lie outside it"
+                )
+            else:
+                advice = f"the next stage moved the range {'upward' if up else 'downward'}"
             out.append(
                 Finding(
                     "sweep",

@@ -71,15 +71,16 @@ def param_spec(dim: sp.Dim, old: dict[str, Any]) -> dict[str, Any]:
     sweep) keeps its hard `bounds`, `on_border` and anything the range cannot express."""
     keep = {k: v for k, v in old.items() if k in ("bounds", "on_border")}
     if isinstance(dim, sp.Numeric):
+        # a grid (q) is kept whether its values are integers (an integer q from integer min and max,
+        # which paramspec reads back as integer) or not: int_* distributions would drop it
         if dim.log:
-            name = "q_log_uniform_values" if dim.q and not dim.integer else "log_uniform_values"
-            name = "int_log_uniform_values" if dim.integer else name
+            name = "q_log_uniform_values" if dim.q else "int_log_uniform_values" if dim.integer else "log_uniform_values"
         else:
-            name = "int_uniform" if dim.integer else "q_uniform" if dim.q else "uniform"
+            name = "q_uniform" if dim.q else "int_uniform" if dim.integer else "uniform"
         lo, hi = (int(dim.low), int(dim.high)) if dim.integer else (_short(dim.low), _short(dim.high))
         spec: dict[str, Any] = {"distribution": name, "min": lo, "max": hi}
-        if dim.q and not dim.integer:
-            spec["q"] = dim.q
+        if dim.q:
+            spec["q"] = int(dim.q) if dim.integer and float(dim.q).is_integer() else dim.q
         return {**spec, **keep}
     if isinstance(dim, sp.Categorical):
         return {"values": list(dim.values)}

@@ -106,18 +106,30 @@ class BorderFlag:
     def _why_held(self) -> str:
         """Why a flagged side does not move: on_border: keep, a hard bound, or what the range's
         kind allows (a log range stays > 0, of integers >= 1; a non-negative range stays >= 0)."""
-        floor, ceil = _limits(self.dim)
-        edge = floor if self.side == "low" else ceil
+        floor, ceil = _grid_limits(self.dim)
         reached = self.dim.low <= floor if self.side == "low" else self.dim.high >= ceil
         if self.dim.on_border == "keep" or not reached:  # the parameter's own, or the sweep's
             return "the range is held by on_border: keep"
+        why = self._limit_why()
+        on_grid = floor if self.side == "low" else ceil
+        if on_grid != (_limits(self.dim)[0] if self.side == "low" else _limits(self.dim)[1]):
+            step = f"multiple of q={sp.fmt(self.dim.q)}" if self.dim.q else "integer"
+            why += f"; {sp.fmt(on_grid)} is the farthest {step} within that"
+        return why
+
+    def _limit_why(self) -> str:
+        """What `_limits` holds the flagged side to, in words."""
+        edge = _limits(self.dim)[0 if self.side == "low" else 1]
         if self.dim.bounds is not None and edge == (self.dim.bounds[0] if self.side == "low" else self.dim.bounds[1]):
             return f"the range cannot move past its hard bound {sp.fmt(edge)} (bounds:)"
         if self.side == "low" and self.dim.log:
             kind = "a log range of integers stays >= 1" if self.dim.integer else "a log range stays > 0"
+            if self.dim.q:
+                kind = f"a log range on multiples of q={sp.fmt(self.dim.q)} stays >= q"
             return f"the range cannot move lower ({kind})"
         if self.side == "low":
-            return f"the range cannot move below {sp.fmt(edge)} (its values are not negative)"
+            kind = "its values are positive integers" if self.dim.integer and edge >= 1 else "its values are not negative"
+            return f"the range cannot move below {sp.fmt(edge)} ({kind})"
         return "the range cannot move past its hard bound or on_border: keep"
 
 
@@ -224,12 +236,18 @@ def branch_top_values(key: str, ranked: list[Ranked], top: list[Ranked], stage: 
 def _can_extend(dim: sp.Numeric, side: str, on_border: str) -> bool:
     if on_border == "keep" or dim.on_border == "keep":  # the sweep's setting, or the parameter's own
         return False
+    floor, ceil = _grid_limits(dim)
+    return dim.low > floor if side == "low" else dim.high < ceil
+
+
+def _grid_limits(dim: sp.Numeric) -> tuple[float, float]:
+    """`_limits`, on a grid range (multiples of q, or integers) the farthest grid points within them."""
     floor, ceil = _limits(dim)
-    if dim.q or dim.integer:  # the farthest grid points (multiples of q, or integers) within the limits
+    if dim.q or dim.integer:
         step = dim.q or 1.0
         first, last = sp.grid_span(floor, ceil, step)
         floor, ceil = float(sp.on_grid(first, step)), float(sp.on_grid(last, step))
-    return dim.low > floor if side == "low" else dim.high < ceil
+    return floor, ceil
 
 
 # The farthest any range may move, so that every value, its log10 and the range's width stay finite.

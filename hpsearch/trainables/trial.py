@@ -238,12 +238,12 @@ class Trial:
             raise StopTrial(self.prune_reason)
 
     def _track(self, line: dict[str, Any]) -> None:
-        """Add an epoch to the history: best so far (NaN never counts) and checkpoint files on disk."""
+        """Add an epoch to the history: best so far (NaN and +-inf never count) and checkpoint files on disk."""
         self.history.append(line)
         value = line.get(self.metric)
         if (
             isinstance(value, (int, float))
-            and value == value
+            and math.isfinite(value)
             and (self.best is None or (value > self.best if self._maximize else value < self.best))
         ):
             self.best, self.best_epoch, self._best_checkpoint = value, line["epoch"], line.get("checkpoint")
@@ -263,6 +263,9 @@ class Trial:
             del self._on_disk[name]
 
     def _diverged(self, metrics: dict[str, float]) -> str | None:
+        """Why this epoch's metrics say the run diverged, or None: the first loss key present
+        (LOSS_KEYS) is not finite or above diverge_factor x its first value, or the metric itself is
+        not finite (whether or not a loss was reported)."""
         for k in LOSS_KEYS:
             if k in metrics:
                 loss = metrics[k]
@@ -272,7 +275,7 @@ class Trial:
                     self._first_loss = loss
                 elif self._first_loss > 0 and loss > self._diverge_factor * self._first_loss:
                     return f"{k} {loss:.3g} > {self._diverge_factor:g} x first {self._first_loss:.3g}"
-                return None
+                break
         value = metrics[self.metric]
         return None if math.isfinite(value) else f"{self.metric} is {value}"
 
