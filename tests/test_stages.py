@@ -74,7 +74,8 @@ def test_a_held_border_says_what_holds_it():
     )
     # a grid's last point short of the limit holds it too (it said "on_border: keep" for batch q=16)
     assert said(sp.Numeric(16.0, 128.0, integer=True, q=16), "low", 16) == (
-        "the range cannot move below 1 (its values are positive integers); 16 is the farthest multiple of q=16 within that"
+        "the range cannot move below 1 (its values are positive integers); "
+        "16 is the farthest multiple of q=16 within that"
     )
     assert said(sp.Numeric(16.0, 96.0, integer=True, q=16, bounds=(0.0, 100.0)), "high", 96) == (
         "the range cannot move past its hard bound 100 (bounds:); 96 is the farthest multiple of q=16 within that"

@@ -74,7 +74,9 @@ def param_spec(dim: sp.Dim, old: dict[str, Any]) -> dict[str, Any]:
         # a grid (q) is kept whether its values are integers (an integer q from integer min and max,
         # which paramspec reads back as integer) or not: int_* distributions would drop it
         if dim.log:
-            name = "q_log_uniform_values" if dim.q else "int_log_uniform_values" if dim.integer else "log_uniform_values"
+            name = (
+                "q_log_uniform_values" if dim.q else "int_log_uniform_values" if dim.integer else "log_uniform_values"
+            )
         else:
             name = "q_uniform" if dim.q else "int_uniform" if dim.integer else "uniform"
         lo, hi = (int(dim.low), int(dim.high)) if dim.integer else (_short(dim.low), _short(dim.high))

@@ -128,7 +128,9 @@ class BorderFlag:
                 kind = f"a log range on multiples of q={sp.fmt(self.dim.q)} stays >= q"
             return f"the range cannot move lower ({kind})"
         if self.side == "low":
-            kind = "its values are positive integers" if self.dim.integer and edge >= 1 else "its values are not negative"
+            kind = (
+                "its values are positive integers" if self.dim.integer and edge >= 1 else "its values are not negative"
+            )
             return f"the range cannot move below {sp.fmt(edge)} ({kind})"
         return "the range cannot move past its hard bound or on_border: keep"
 
