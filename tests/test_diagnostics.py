@@ -185,10 +185,9 @@ def test_a_held_border_is_not_advised_to_widen():
             "message": message,
         }
 
-    bound = "best dropout 0.011 lies in the bottom 2% of [0, 0.5] on a linear scale: the range cannot move past its hard bound 0 (bounds:)"
-    keep = (
-        "best dropout 0.011 lies in the bottom 2% of [0, 0.5] on a linear scale: the range is held by on_border: keep"
-    )
+    flagged = "best dropout 0.011 lies in the bottom 2% of [0, 0.5] on a linear scale"
+    bound = f"{flagged}: the range cannot move past its hard bound 0 (bounds:)"
+    keep = f"{flagged}: the range is held by on_border: keep"
     for n in (1, 2):
         (f,) = dg.border_findings([{"stage": 1, "border_flags": [flag(bound)]}], n_stages=n)
         assert "widen" not in f.advice
