@@ -649,6 +649,12 @@ def _stages(stages: Any, problems: list[str]) -> list[Stage]:
             problems.append(f"{where}.promote: must be a count (integer) or a fraction in (0, 1], got {promote!r}")
         elif promote and i == 1:
             problems.append(f"{where}.promote: the first stage has no earlier stage to promote from")
+        elif promote and out and is_int(epochs) and epochs <= out[-1].epochs:
+            problems.append(
+                f"{where}.promote: its epochs ({epochs}) are not more than stage {i - 1}'s ({out[-1].epochs}): a "
+                "promoted trial goes on from its checkpoint and would have nothing to train (give the stage more "
+                "epochs, or drop promote)"
+            )
         repeats = s.get("repeats", 1)
         if not is_int(repeats) or repeats < 1:
             problems.append(f"{where}.repeats: must be an integer >= 1, got {repeats!r}")

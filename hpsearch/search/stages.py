@@ -645,12 +645,11 @@ def _promoted(
     if not stage.promote:
         return []
     ranked = [r for r in ranked if not r.config.startswith(WARM)]  # their checkpoints live in another sweep
-    # a configuration of an earlier stage than the previous one is promoted only when it still
-    # has epochs to train (the previous stage's are promoted as before)
+    # a configuration is promoted only when it still has epochs to train (README: "one that already
+    # trained the stage's epochs is skipped"; a stage with fewer epochs than the previous one promotes none)
     n_prev = len(ranked) if n_prev is None else n_prev
     if sweep is not None:
-        k = max((evidence.stage_of(r.trials[0]) for r in ranked), default=0)
-        ranked = [r for r in ranked if (s := evidence.stage_of(r.trials[0])) >= k or _epochs(sweep, s) < stage.epochs]
+        ranked = [r for r in ranked if _epochs(sweep, evidence.stage_of(r.trials[0])) < stage.epochs]
     # an int is a count; a float is a fraction (config accepts floats only in (0, 1]), so 1.0 means all
     n = stage.promote if isinstance(stage.promote, int) else math.ceil(stage.promote * n_prev)
     return ranked if every else ranked[:n]

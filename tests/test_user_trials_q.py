@@ -1,0 +1,52 @@
+"""What two new-user trials of 2026-12-01 (second round) found, through the real CLI: a follow-up that
+dropped a q grid, a promoting stage with no more epochs than the one before it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from helpers import run_cli, write_sweep
+
+
+def noop_sweep(name: str, parameters: dict, stages: list) -> dict:
+    return {
+        "name": name,
+        "metric": {"name": "val_acc", "goal": "maximize"},
+        "trainable": {"builtin": "noop"},
+        "parameters": {"metric_value": {"min": 0.1, "max": 0.9}, **parameters},
+        "stages": stages,
+        "workers": 1,
+        "seed": 0,
+    }
+
+
+def test_the_follow_up_of_a_q_grid_of_integers_keeps_its_grid(tmp_path: Path) -> None:
+    grid = {
+        "batch": {"distribution": "q_uniform", "min": 16, "max": 128, "q": 16},
+        "hidden": {"distribution": "q_log_uniform_values", "min": 16, "max": 256, "q": 16},
+    }
+    d = tmp_path / "run"
+    sweep = write_sweep(tmp_path, noop_sweep("grid", grid, [{"trials": 8, "epochs": 1}]))
+    run_cli("master", "start", str(sweep), "--dir", str(d), check=True)
+    out = tmp_path / "next.yaml"
+    run_cli("next", str(d), "-o", str(out), check=True)
+    params = yaml.safe_load(out.read_text())["parameters"]
+    assert params["batch"]["distribution"] == "q_uniform" and params["batch"]["q"] == 16
+    assert params["hidden"]["distribution"] == "q_log_uniform_values" and params["hidden"]["q"] == 16
+    # and the follow-up draws on the grid: every planned value a multiple of 16
+    d2 = tmp_path / "run2"
+    run_cli("master", "start", str(out), "--dir", str(d2), check=True)
+    report = yaml.safe_load(run_cli("report", str(d2), "--format", "json", check=True).stdout)
+    values = [r["params"][k] for r in report["runs"] for k in ("batch", "hidden")]
+    assert values and all(v % 16 == 0 for v in values), values
+
+
+def test_a_promoting_stage_without_more_epochs_is_refused_with_nothing_written(tmp_path: Path) -> None:
+    doc = noop_sweep("dec", {}, [{"trials": 4, "epochs": 5}, {"trials": 4, "epochs": 2, "promote": 2}])
+    d = tmp_path / "run"
+    p = run_cli("master", "start", str(write_sweep(tmp_path, doc)), "--dir", str(d))
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "stages[2].promote: its epochs (2) are not more than stage 1's (5)" in lines[0]
+    assert not d.exists()
