@@ -132,6 +132,24 @@ def test_divergence_reports_the_lr_above_which_most_diverged():
     assert "4 of the 5 run(s) with lr >= 0.03 diverged" in f[0].message and "below ~0.03" in f[0].advice
 
 
+def test_divergence_advice_fits_the_range():
+    """Every run diverged from the range's bottom up ([10, 1000]): "keep lr below ~12.6" would still
+    diverge everywhere, so the advice is to move the range down. An enqueued lr 3 above a range that
+    ends at 1: the max is below the threshold already, and the advice says so."""
+    all_diverged = runs([("diverged", lr) for lr in (12.6, 20.0, 50.0, 200.0, 900.0)])
+    (f,) = dg.diverged_findings(all_diverged, [{"stage": 1, "ranges": {"lr": {"low": 10.0, "high": 1000.0}}}])
+    assert "5 of the 5 run(s) with lr >= 12.6 diverged" in f.message
+    assert f.advice.startswith("no run below lr 12.6 finished: move lr's range down, a decade or more below 12.6")
+    outside = runs([("finished", 1e-3), ("finished", 0.1), ("finished", 0.5), ("diverged", 3.0), ("diverged", 3.0)])
+    (f,) = dg.diverged_findings(outside, [{"stage": 1, "ranges": {"lr": {"low": 1e-3, "high": 1.0}}}])
+    assert f.advice == (
+        "lr's range already ends at 1, below that: the diverged runs lie outside it "
+        "(enqueued, or an earlier stage's range)"
+    )
+    (f,) = dg.unusable_findings(all_diverged.assign(stage=1, reason="diverged: batch loss 9 > 3 x first 2.3"))
+    assert f.advice.startswith("lower the learning rate's range") and "error.txt" not in f.advice
+
+
 def test_divergence_scattered_over_lr_gives_no_threshold():
     df = runs(
         [

@@ -137,7 +137,11 @@ def lr_column(runs: pd.DataFrame) -> str | None:
     return next((c for c in runs.columns if c.startswith("p.") and is_learning_rate(c[2:])), None)
 
 
-def diverged_findings(runs: pd.DataFrame) -> list[Finding]:
+def diverged_findings(runs: pd.DataFrame, stages: list[dict[str, Any]] | None = None) -> list[Finding]:
+    """Diverged runs, with the learning rate from which most of them diverged (`divergence_threshold`)
+    and advice that fits the last stage's range (`stages`: the stage files): keep the lr below the
+    threshold; when no run below it finished, move the range down; when the range's max is below it
+    already, say the diverged runs lie outside it (enqueued, or an earlier, wider range)."""
     if runs.empty or "status" not in runs.columns:
         return []
     div = runs[runs["status"] == "diverged"]
@@ -154,8 +158,31 @@ def diverged_findings(runs: pd.DataFrame) -> list[Finding]:
             above = ok[ok[col].astype(float) >= t]
             n = int((above["status"] == "diverged").sum())
             msg += f"; {n} of the {len(above)} run(s) with {col[2:]} >= {fmt(t)} diverged"
-            advice = f"keep {col[2:]} below ~{fmt(t)}: set the range's max there"
+            name = col[2:]
+            high = _range_high(stages or [], name)
+            below = ok[(ok[col].astype(float) < t) & (ok["status"] == "finished")]
+            if high is not None and high < t:
+                advice = (
+                    f"{name}'s range already ends at {fmt(high)}, below that: the diverged runs lie outside it "
+                    "(enqueued, or an earlier stage's range)"
+                )
+            elif below.empty:
+                advice = (
+                    f"no run below {name} {fmt(t)} finished: move {name}'s range down, a decade or more below "
+                    f"{fmt(t)} (`hpsearch check` finds where the loss diverges), or add warm-up / gradient clipping"
+                )
+            else:
+                advice = f"keep {name} below ~{fmt(t)}: set the range's max there"
     return [Finding("sweep", "diverged", msg, advice)]
+
+
+def _range_high(stages: list[dict[str, Any]], name: str) -> float | None:
+    """The top of `name`'s range in the last stage file that has one (a numeric range), else None."""
+    for s in reversed(stages):
+        r = (s.get("ranges") or {}).get(name)
+        if isinstance(r, dict) and isinstance(r.get("high"), (int, float)):
+            return float(r["high"])
+    return None
 
 
 def unusable_findings(runs: pd.DataFrame) -> list[Finding]:
@@ -180,7 +207,12 @@ def unusable_findings(runs: pd.DataFrame) -> list[Finding]:
             f"most common reason ({keys.count(top)}x): {example}"
         )
         # as the master says (run/master.py, _failed): trials that never ran still can, by resuming
-        advice = "fix the cause (the trial's error.txt holds the traceback, worker.log what it printed), " + (
+        cause = (
+            "lower the learning rate's range (see the divergence finding)"
+            if (bad["status"] == "diverged").all()
+            else "fix the cause (the trial's error.txt holds the traceback, worker.log what it printed)"
+        )
+        advice = f"{cause}, " + (
             "then resume the sweep with the same `hpsearch master start` command (the failed trials stay "
             "failed, the rest run); a changed sweep file needs a new --dir"
             if left
@@ -338,7 +370,12 @@ def diagnose(
     goal: str | None = None,
 ) -> list[Finding]:
     """Sweep-wide findings, then those of each run in `curves` (in ranking order)."""
-    out = unusable_findings(runs) + border_findings(stages, n_stages) + diverged_findings(runs) + restart_findings(runs)
+    out = (
+        unusable_findings(runs)
+        + border_findings(stages, n_stages)
+        + diverged_findings(runs, stages)
+        + restart_findings(runs)
+    )
     best_epoch: dict[str, Any] = {}
     if curves and "best_epoch" in runs.columns:  # only the few runs drawn: a sweep may hold 100,000
         shown = runs[runs["trial"].isin(list(curves))]
