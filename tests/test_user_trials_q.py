@@ -50,3 +50,24 @@ def test_a_promoting_stage_without_more_epochs_is_refused_with_nothing_written(t
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and "stages[2].promote: its epochs (2) are not more than stage 1's (5)" in lines[0]
     assert not d.exists()
+
+
+def test_check_refuses_a_directory_holding_another_sweep_and_a_sweep_beside_other_checks_is_told(
+    tmp_path: Path,
+) -> None:
+    one = write_sweep(tmp_path, noop_sweep("one", {}, [{"trials": 2, "epochs": 1}]), "one.yaml")
+    two = write_sweep(tmp_path, noop_sweep("two", {}, [{"trials": 2, "epochs": 1}]), "two.yaml")
+    d = tmp_path / "run"
+    run_cli("master", "start", str(one), "--dir", str(d), check=True)
+    p = run_cli("check", str(two), "--dir", str(d))
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
+    assert "holds a different sweep" in p.stderr and "give check another --dir" in p.stderr
+    assert not (d / "preflight.json").exists()
+    # checks of "one" left in a fresh directory, then sweep "two" started there: said, and shown
+    fresh = tmp_path / "fresh"
+    run_cli("check", str(one), "--dir", str(fresh), check=True)
+    p = run_cli("master", "start", str(two), "--dir", str(fresh), check=True)
+    assert "holds the checks of sweep 'one', not of 'two'" in p.stdout + p.stderr
+    page = tmp_path / "r.html"
+    run_cli("report", str(fresh), "--html", str(page), check=True)
+    assert "These are the checks of sweep <b>one</b>, not of this sweep (two)" in page.read_text()

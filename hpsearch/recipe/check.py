@@ -17,16 +17,34 @@ from typing import Any
 
 import yaml
 
-from hpsearch.errors import HpsearchError
+from hpsearch.errors import HpsearchError, StoreError
 from hpsearch.search import conditional as cond
+from hpsearch.search import config
 from hpsearch.search import preflight as pf
 from hpsearch.search.config import Sweep
 from hpsearch.store import sweepfile
 from hpsearch.store.atomic import atomic_write_bytes
-from hpsearch.store.sweepdir import Layout, atomic_write_json
+from hpsearch.store.sweepdir import Layout, Store, atomic_write_json
 
 MARK = {pf.PASS: "PASS", pf.WARN: "WARN", pf.FAIL: "FAIL", pf.SKIP: "SKIP"}
 CHECKS = ("gradient", "initial_loss", "overfit", "lr_range")
+
+
+def _refuse_another_sweeps(root: str, raw: dict[str, Any]) -> None:
+    """A directory that holds a different sweep keeps that sweep's checks: its report would show
+    this file's verdicts as that sweep's (the master refuses it the same way, by fingerprint)."""
+    store = Store(root)
+    if not store.exists():
+        return
+    try:
+        fp = store.refresh().fingerprint
+    except StoreError as e:
+        raise HpsearchError(f"{root} cannot be read ({e}); give check another --dir") from None
+    if fp and fp != config.fingerprint(raw):
+        raise HpsearchError(
+            f"{root} holds a different sweep (its sweep.yaml differs from this file): its preflight.json is "
+            "that sweep's; give check another --dir (e.g. the one this sweep will run in)"
+        )
 
 
 def run_check(sweep_path: str, root: str | None, write: str | None, say: Callable[[str], None]) -> int:
@@ -42,6 +60,7 @@ def run_check(sweep_path: str, root: str | None, write: str | None, say: Callabl
         if Path(write).is_dir():
             raise HpsearchError(f"--write {write}: is a directory; give a file name such as next.yaml")
     root = root or str(Path("runs") / sweep.name)
+    _refuse_another_sweeps(root, raw)
     params = {**sweep.fixed_settings(), **pf.representative(sweep.space)}
     key = cond.keys_for(sweep.space, "lr", params)  # `lr`, or the taken branch's `lr[optimizer=...]`
     say(f"Checking {sweep.name} ({_kind(sweep)}) on one stage-1 configuration: {_show(params, sweep)}")

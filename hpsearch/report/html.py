@@ -239,7 +239,7 @@ def render_html(data: SweepData) -> str:
 <p>{_e(status)}; ranked by <b>{_e(data.metric)}</b> ({_e(data.sweep.metric.goal)}).
 Directory <code>{_e(data.root)}</code>, report written {_e(time.strftime("%Y-%m-%d %H:%M:%S"))}.</p>
 <h2>Preflight</h2>
-{preflight_html(data.root)}
+{preflight_html(data.root, data.sweep.name)}
 <h2>Diagnostics</h2>
 {findings_list(data.findings(), data.checks())}
 <h2>Ranking</h2>

@@ -86,21 +86,30 @@ def _figure_tag(plot: Plot | None) -> str:
     )
 
 
-def preflight_html(root: str) -> str:
-    """The Preflight section's body: one row per check, then the range test's plot."""
+def preflight_html(root: str, sweep_name: str | None = None) -> str:
+    """The Preflight section's body: one row per check, then the range test's plot; a caption when
+    the checks were of another sweep than `sweep_name` (`hpsearch check` of another file there)."""
     doc = preflight_of(root)
     if doc is None:
         return (
             "<p id='preflight'>No sanity checks recorded: run "
             f"<code>hpsearch check SWEEP.yaml --dir {_e(root)}</code> before the sweep.</p>"
         )
+    checked = doc.get("sweep")
+    other = (
+        f"<p class='warn'>These are the checks of sweep <b>{_e(checked)}</b>, not of this sweep "
+        f"({_e(sweep_name)}): run <code>hpsearch check SWEEP.yaml --dir {_e(root)}</code> to check this one.</p>"
+        if sweep_name is not None and checked is not None and checked != sweep_name
+        else ""
+    )
     rows = "".join(
         f"<tr><td class='l'>{_e(v['check'])}</td>"
         f"<td class='l verdict-{_e(v['status'])}'>{MARK.get(v['status'], '')}</td>"
         f"<td class='l' style='white-space:normal'>{_e(v['message'])}</td></tr>"
         for v in doc.get("verdicts", [])
     )
-    return f"<style>{CSS}</style><table id='preflight'><tbody>{rows}</tbody></table>{_figure_tag(lr_range_plot(doc))}"
+    table = f"<table id='preflight'><tbody>{rows}</tbody></table>"
+    return f"<style>{CSS}</style>{other}{table}{_figure_tag(lr_range_plot(doc))}"
 
 
 def ensemble_html(root: str) -> str:

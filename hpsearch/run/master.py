@@ -217,6 +217,12 @@ class Master:
             # `hpsearch check` may have left its preflight.json: the sweep then runs beside it
             if lay.root.exists() and any(p != lay.preflight for p in lay.root.iterdir()):
                 raise HpsearchError(f"{self.root} exists and is not empty, but holds no sweep; choose another --dir")
+            checked = (read_json(lay.preflight) or {}).get("sweep") if lay.preflight.exists() else None
+            if checked is not None and checked != self.sweep.name:
+                self.out.warn(
+                    f"{lay.preflight} holds the checks of sweep '{checked}', not of '{self.sweep.name}': the "
+                    f"report shows them as that sweep's (hpsearch check THIS_FILE --dir {self.root} checks this one)"
+                )
             try:
                 lay.ensure()
             except OSError as e:
