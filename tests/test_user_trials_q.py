@@ -71,3 +71,39 @@ def test_check_refuses_a_directory_holding_another_sweep_and_a_sweep_beside_othe
     page = tmp_path / "r.html"
     run_cli("report", str(fresh), "--html", str(page), check=True)
     assert "These are the checks of sweep <b>one</b>, not of this sweep (two)" in page.read_text()
+
+
+def test_report_of_a_stage_the_sweep_does_not_have_is_one_clear_line(tmp_path: Path) -> None:
+    d = tmp_path / "run"
+    run_cli(
+        "master",
+        "start",
+        str(write_sweep(tmp_path, noop_sweep("s", {}, [{"trials": 2, "epochs": 1}]))),
+        "--dir",
+        str(d),
+        check=True,
+    )
+    p = run_cli("report", str(d), "--stage", "9")
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.strip() == "hpsearch: error: --stage 9: s has 1 stage(s), numbered from 1"
+
+
+def test_a_missing_module_is_named_with_the_sweep_file(tmp_path: Path) -> None:
+    doc = noop_sweep("m", {}, [{"trials": 2, "epochs": 1}]) | {"trainable": {"python": "nosuch:fit"}}
+    sweep = write_sweep(tmp_path, doc, "m3.yaml")
+    for args in (["--dry-run"], []):
+        p = run_cli("master", "start", str(sweep), "--dir", str(tmp_path / "run"), *args)
+        assert p.returncode == 2 and p.stderr.startswith(
+            f"hpsearch: error: {sweep}: trainable.python: no module 'nosuch'"
+        )
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_wandb_command_the_warning_suggests_is_valid_yaml(tmp_path: Path) -> None:
+    """The warning for W&B's top-level `command:` suggests a trainable block; pasted, it must parse
+    (unquoted `${env}` items in a flow list are not YAML)."""
+    doc = noop_sweep("w", {}, [{"trials": 2, "epochs": 1}]) | {"command": ["${env}", "${interpreter}", "${program}"]}
+    p = run_cli("master", "start", str(write_sweep(tmp_path, doc)), "--dir", str(tmp_path / "run"), "--dry-run")
+    line = next(x for x in p.stderr.splitlines() if "W&B key 'command' is not used" in x)
+    block = line[line.index("trainable: {") : line.index("}, with program") + 1]
+    assert yaml.safe_load(block)["trainable"]["command"] == ["${env}", "${interpreter}", "${program}", "${args}"]

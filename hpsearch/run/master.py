@@ -274,7 +274,9 @@ class Master:
 
     # -- the stages --------------------------------------------------------------------------
     def run(self) -> int:
-        check_trainable(self.sweep)  # before the directory exists: a typo must leave nothing behind
+        check_trainable(
+            self.sweep, self.opts.sweep_path
+        )  # before the directory exists: a typo must leave nothing behind
         if self.store.exists():
             self._refuse_if_live()  # before any check that could change nothing anyway
         self.open_directory(before_writes=self.take_master_role)
@@ -362,7 +364,10 @@ class Master:
         fix = f"Fix the cause (the reasons above; `hpsearch report {self.root}` lists every trial's reason)"
         if left:
             self.out.say(f"Stopped early ({why}): the other {left} trial(s) of stage {k} were not run.")
-            self.out.say(f"{fix}, then resume with: {self.again} (the failed trials stay failed; the rest run)")
+            self.out.say(
+                f"{fix}, then resume with: {self.again} (the failed trials stay failed; the rest run; "
+                "a fix to the sweep file needs --force added, which continues here with the changed file)"
+            )
         else:
             self.out.say(
                 f"The sweep failed. {fix}, then run it in a new directory: "
@@ -716,8 +721,18 @@ def stage_text(store: Store, sweep: Sweep, k: int, flags: list[stages.BorderFlag
     return "\n".join(lines)
 
 
-def check_trainable(sweep: Sweep) -> None:
-    """Fail at the door (exit 2) when the trainable cannot be found, before any worker starts."""
+def check_trainable(sweep: Sweep, source: str | None = None) -> None:
+    """Fail at the door (exit 2) when the trainable cannot be found, before any worker starts;
+    `source` (the sweep file as the user named it) names the file in the message, as a schema error does."""
+    try:
+        _check_trainable(sweep)
+    except ConfigError as e:
+        if source is None or e.source != "sweep file":
+            raise
+        raise ConfigError(e.problems, source) from None
+
+
+def _check_trainable(sweep: Sweep) -> None:
     if any(s.sampler == "tpe" for s in sweep.stages):
         from hpsearch.search import tpe
 
@@ -813,7 +828,7 @@ def dry_run(
     for w in sweep.warnings:
         if warn is not None:
             warn(w)
-    check_trainable(sweep)
+    check_trainable(sweep, sweep_path)
     root = root or os.path.join("runs", sweep.name)
     first = stages.plan_stage(sweep, 1, None, [])
     lines = [f"# hpsearch master start --dry-run: nothing is written; the sweep would run in {root}"]

@@ -230,8 +230,9 @@ def parse(
     for key in raw:
         if key in ("program", "command") and (key == "command" or not uses_program):
             warnings.append(
-                f"W&B key '{key}' is not used: hpsearch runs the program of trainable:, where W&B's command works as "
-                "it is (trainable: {command: [${env}, ${interpreter}, ${program}, ${args}]}, with program: kept)"
+                f"W&B key '{key}' is not used: hpsearch runs the program of trainable:, where W&B's command works "
+                'as it is (trainable: {command: ["${env}", "${interpreter}", "${program}", "${args}"]}, with '
+                "program: kept)"
             )
         elif key == "program":
             continue  # ${program} in trainable.command names it
