@@ -58,7 +58,11 @@ class StopTrial(Exception):
 
 
 def failure_record(e: BaseException) -> tuple[str, str]:
-    """(traceback for error.txt, one-line reason for the journal) of an exception being handled."""
+    """(text for error.txt, one-line reason for the journal) of an exception being handled. The text
+    is the traceback, after the exception's own `detail` when it has one (a command program's last
+    log lines: its own traceback, not hpsearch's, is what the user needs first)."""
     import traceback
 
-    return traceback.format_exc(), f"{type(e).__name__}: {e}".strip().splitlines()[0][:500]
+    detail = getattr(e, "detail", "")
+    text = f"{detail}\n\nhpsearch's traceback:\n{traceback.format_exc()}" if detail else traceback.format_exc()
+    return text, f"{type(e).__name__}: {e}".strip().splitlines()[0][:500]

@@ -156,8 +156,13 @@ def test_nonzero_exit_fails_with_the_end_of_the_log(tmp_path: Path) -> None:
     fit = make_runner(
         [PY, "-c", "import sys; print('loading data'); sys.exit('CUDA out of memory')"], str(tmp_path), {"command": []}
     )
-    with pytest.raises(ProgramFailed, match=r"exited with code 1.*loading data \| CUDA out of memory"):
+    # the reason leads with the log's last line (a report's reason column is narrow), the error.txt
+    # text (`detail`) is the program's own lines, not hpsearch's traceback
+    with pytest.raises(
+        ProgramFailed, match=r"python3? exited with code 1: CUDA out of memory \(before it in its log: loading data\)"
+    ) as e:
         fit({}, trial)
+    assert e.value.detail.endswith("):\nloading data\nCUDA out of memory") and "worker.log" in e.value.detail
 
 
 def test_broken_metrics_line_fails_the_trial(tmp_path: Path) -> None:

@@ -107,3 +107,19 @@ def test_the_wandb_command_the_warning_suggests_is_valid_yaml(tmp_path: Path) ->
     line = next(x for x in p.stderr.splitlines() if "W&B key 'command' is not used" in x)
     block = line[line.index("trainable: {") : line.index("}, with program") + 1]
     assert yaml.safe_load(block)["trainable"]["command"] == ["${env}", "${interpreter}", "${program}", "${args}"]
+
+
+def test_error_txt_of_a_failed_program_leads_with_the_programs_own_lines() -> None:
+    from hpsearch.errors import failure_record
+    from hpsearch.trainables.command import ProgramFailed
+
+    try:
+        raise ProgramFailed(
+            "train.py exited with code 1: RuntimeError: boom", detail="Traceback ...\nRuntimeError: boom"
+        )
+    except ProgramFailed as e:
+        text, line = failure_record(e)
+    assert text.startswith(
+        "Traceback ...\nRuntimeError: boom\n\nhpsearch's traceback:\nTraceback (most recent call last)"
+    )
+    assert line == "ProgramFailed: train.py exited with code 1: RuntimeError: boom"

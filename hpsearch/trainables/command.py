@@ -90,7 +90,14 @@ _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") el
 
 
 class ProgramFailed(RuntimeError):
-    """The program exited non-zero or broke the metrics contract; one line, the worker's reason."""
+    """The program exited non-zero or broke the metrics contract; one line, the worker's reason.
+
+    `detail`: what the trial's error.txt should hold instead of hpsearch's own traceback (the
+    program's last log lines, where its own traceback is), or "" for the traceback."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 # -- arguments -------------------------------------------------------------------------------
@@ -385,7 +392,13 @@ def run_program(
     if proc.returncode != 0:
         code = proc.returncode
         how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
-        raise ProgramFailed(f"{args[0]} {how}; last lines of its log: {log_tail(log_path)}")
+        *earlier, last = log_tail(log_path).split(" | ")
+        before = f" (before it in its log: {' | '.join(earlier)})" if earlier else ""
+        lines = log_tail(log_path, 40, 1000, "\n")
+        raise ProgramFailed(
+            f"{Path(args[0]).name} {how}: {last}{before}",
+            detail=f"{args[0]} {how}; the last lines of its log ({log_path}):\n{lines}",
+        )
 
 
 def _follow(proc: subprocess.Popen[bytes], tails: list[Any], trial: Any, source_dir: str, grace: float) -> None:
@@ -515,8 +528,9 @@ def _die_with_parent(parent: int) -> Callable[[], None]:
     return set_pdeathsig
 
 
-def log_tail(path: Path, lines: int = 5, width: int = 200) -> str:
-    """The last non-empty lines of a log, joined into one line (a trial's failure reason)."""
+def log_tail(path: Path, lines: int = 5, width: int = 200, sep: str = " | ") -> str:
+    """The last non-empty lines of a log, joined into one line by `sep` (a trial's failure reason;
+    with sep "\n", lines as they were, for error.txt)."""
     try:
         with open(path, "rb") as f:
             f.seek(max(0, f.seek(0, os.SEEK_END) - 8192))
@@ -524,5 +538,7 @@ def log_tail(path: Path, lines: int = 5, width: int = 200) -> str:
     except OSError:
         return "(no log)"
     # our own "hpsearch: attempt N: argv" lines say nothing of the failure (and differ per trial)
-    kept = [ln.strip()[:width] for ln in raw.splitlines() if ln.strip() and not ln.startswith("hpsearch: ")][-lines:]
-    return " | ".join(kept) if kept else "(empty log)"
+    kept = [ln.rstrip()[:width] for ln in raw.splitlines() if ln.strip() and not ln.startswith("hpsearch: ")][-lines:]
+    if sep == " | ":
+        kept = [ln.strip() for ln in kept]
+    return sep.join(kept) if kept else "(empty log)"
