@@ -123,3 +123,20 @@ def test_error_txt_of_a_failed_program_leads_with_the_programs_own_lines() -> No
         "Traceback ...\nRuntimeError: boom\n\nhpsearch's traceback:\nTraceback (most recent call last)"
     )
     assert line == "ProgramFailed: train.py exited with code 1: RuntimeError: boom"
+
+
+def test_a_metric_regex_that_matches_nothing_is_named_in_the_reason(tmp_path: Path) -> None:
+    (tmp_path / "prints.py").write_text("print('val_acc: 0.97')\n")
+    doc = noop_sweep("rx", {}, [{"trials": 2, "epochs": 1}]) | {
+        "trainable": {"command": ["${interpreter}", "prints.py"], "metric_regex": "val_acc=(?P<val_acc>[0-9.]+)"}
+    }
+    d = tmp_path / "run"
+    p = run_cli("master", "start", str(write_sweep(tmp_path, doc)), "--dir", str(d))
+    assert p.returncode == 1
+    assert "metric_regex matched none of its output lines" in p.stdout + p.stderr
+
+
+def test_early_stop_hyperband_points_to_early_terminate(tmp_path: Path) -> None:
+    doc = noop_sweep("hb", {}, [{"trials": 2, "epochs": 3}]) | {"early_stop": {"type": "hyperband", "min_iter": 3}}
+    p = run_cli("master", "start", str(write_sweep(tmp_path, doc)), "--dir", str(tmp_path / "run"))
+    assert p.returncode == 2 and "under early_terminate: {type: hyperband, min_iter: 3}" in p.stderr

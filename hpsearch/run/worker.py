@@ -365,6 +365,12 @@ class Worker:
         """Why a trainable that returned early failed, in the terms of its kind of trainable."""
         metric = self.sweep.metric.name
         if self.sweep.trainable_kind == "command":
+            if epochs_done == 0 and self.sweep.trainable.get("metric_regex"):
+                return (
+                    "the program exited 0 and metric_regex matched none of its output lines: compare the "
+                    "expression with what the program prints (trials/<trial>/worker.log), e.g. "
+                    f"'{metric}=(?P<{metric}>[0-9.eE+-]+)' matches '{metric}=0.97'"
+                )
             if epochs_done == 0:
                 return (
                     f"the program exited 0 without writing a metrics line: append one JSON line per epoch to "

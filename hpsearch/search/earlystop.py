@@ -192,7 +192,13 @@ def parse(raw: Any, where: str, problems: list[str]) -> EarlyStop:
         return NONE
     rule = raw.get("type")
     if rule not in RULES:
-        problems.append(f"{where}.type: must be one of {', '.join(RULES)}, got {rule!r}")
+        hint = (
+            " (W&B's hyperband goes under early_terminate: {type: hyperband, min_iter: 3}, which runs asha "
+            "on its bands)"
+            if rule == "hyperband"
+            else ""
+        )
+        problems.append(f"{where}.type: must be one of {', '.join(RULES)}, got {rule!r}{hint}")
         return NONE
     n = len(problems)
     for k in raw:
