@@ -140,3 +140,14 @@ def test_early_stop_hyperband_points_to_early_terminate(tmp_path: Path) -> None:
     doc = noop_sweep("hb", {}, [{"trials": 2, "epochs": 3}]) | {"early_stop": {"type": "hyperband", "min_iter": 3}}
     p = run_cli("master", "start", str(write_sweep(tmp_path, doc)), "--dir", str(tmp_path / "run"))
     assert p.returncode == 2 and "under early_terminate: {type: hyperband, min_iter: 3}" in p.stderr
+
+
+def test_asha_with_stages_auto_gives_no_warning_for_its_one_epoch_first_stage() -> None:
+    from hpsearch.search import config
+
+    doc = noop_sweep("a", {}, []) | {"stages": "auto", "budget": 60, "epochs": 6, "early_stop": {"type": "asha"}}
+    s = config.parse(doc)
+    assert s.stages[0].epochs == 1 and not [w for w in s.warnings if "no rung" in w]
+    # a rule that acts in no stage at all is still told
+    one = config.parse(noop_sweep("b", {}, [{"trials": 2, "epochs": 1}]) | {"early_stop": {"type": "asha"}})
+    assert any("no rung below the stage's 1 epoch" in w for w in one.warnings)

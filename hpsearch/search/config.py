@@ -267,9 +267,13 @@ def parse(
         problems.append(f"stages: train up to {bp.cost(stages)} epochs, over the budget of {budget}")
     early_stop = _early_stop(raw, problems)
     enqueue = eq.parse(raw.get("enqueue"), space, stages[0].trials if stages else None, problems, warnings)
+    acts = any((st.early_stop or early_stop).rungs(st.epochs) for st in stages)
     for i, st in enumerate(stages, 1):
         rule = st.early_stop if st.early_stop is not None else early_stop
-        if rule.active and not rule.rungs(st.epochs):
+        # a 1-epoch stage under a sweep-wide rule that acts in another stage has nothing to stop
+        # early: no word (`stages: auto` always starts with one); a stage's own rule, a longer
+        # stage, or a rule that acts nowhere is told
+        if rule.active and not rule.rungs(st.epochs) and (st.early_stop is not None or st.epochs > 1 or not acts):
             warnings.append(
                 f"stages[{i}]: {rule.source} {rule.describe()} has no rung below the stage's {st.epochs} epoch(s): "
                 "no trial of it stops early"
