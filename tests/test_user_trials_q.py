@@ -151,3 +151,18 @@ def test_asha_with_stages_auto_gives_no_warning_for_its_one_epoch_first_stage() 
     # a rule that acts in no stage at all is still told
     one = config.parse(noop_sweep("b", {}, [{"trials": 2, "epochs": 1}]) | {"early_stop": {"type": "asha"}})
     assert any("no rung below the stage's 1 epoch" in w for w in one.warnings)
+
+
+def test_a_sweep_that_failed_is_not_described_as_still_running(tmp_path: Path) -> None:
+    (tmp_path / "boom.py").write_text("def fit(params, trial):\n    raise RuntimeError('boom')\n")
+    doc = noop_sweep("f", {}, [{"trials": 3, "epochs": 1}, {"trials": 2, "epochs": 2}]) | {
+        "trainable": {"python": "boom:fit"}
+    }
+    d = tmp_path / "run"
+    assert run_cli("master", "start", str(write_sweep(tmp_path, doc)), "--dir", str(d)).returncode == 1
+    status = run_cli("master", "status", str(d)).stdout
+    assert "the running one included" not in status and "not run when it stopped:" in status
+    best = run_cli("best", str(d))
+    assert best.returncode == 2 and "no finished run (" in best.stderr and " yet" not in best.stderr
+    nxt = run_cli("next", str(d))
+    assert nxt.returncode == 2 and "no stage has finished before the sweep stopped (" in nxt.stderr

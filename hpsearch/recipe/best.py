@@ -30,7 +30,10 @@ def best_configs(root: str, top: int) -> list[dict[str, Any]]:
     metric = sweep.metric.name
     ranking = configurations(store.state, sweep.metric)[:top]
     if not ranking:
-        raise HpsearchError(f"{root}: no finished run yet (hpsearch master status {root} shows progress)")
+        raise HpsearchError(
+            f"{root}: no finished run (hpsearch master status {root} says whether the sweep still runs, "
+            f"hpsearch report {root} why its runs failed)"
+        )
     out = []
     for i, s in enumerate(ranking, 1):
         t = s.run

@@ -25,7 +25,8 @@ def next_sweep(root: str, warm_start: bool) -> tuple[str, list[str]]:
     st = store.state
     done = sorted(st.stages_done)
     if not done:
-        raise HpsearchError(f"{root}: no stage has finished yet; the follow-up starts from a finished stage")
+        when = f"before the sweep stopped ({st.stop_reason or 'stop'})" if st.stop else "yet"
+        raise HpsearchError(f"{root}: no stage has finished {when}; the follow-up starts from a finished stage")
     k = done[-1]
     last_space = sp.space_from_dict(st.stages[k]["space"])
     runs = stages.runs_from(st.stage_trials(k))

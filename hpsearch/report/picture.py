@@ -271,5 +271,10 @@ def picture_lines(p: Picture, root: str | None = None, workers: bool = True) -> 
                 f"  {w.worker}: {'alive' if w.alive else 'gone '} {doing} on {w.device or '?'}"
                 f"@{w.host or '?'}, last heartbeat {duration(w.age)} ago"
             )
-    lines.append(f"left: {p.left} trial(s) not finished; {p.stages_left} stage(s) not done (the running one included)")
+    if p.phase == "stage":
+        lines.append(
+            f"left: {p.left} trial(s) not finished; {p.stages_left} stage(s) not done (the running one included)"
+        )
+    elif p.phase == "stopped" and (p.left or p.stages_left):
+        lines.append(f"not run when it stopped: {p.left} trial(s) not finished, {p.stages_left} stage(s) not done")
     return lines
