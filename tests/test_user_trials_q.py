@@ -166,3 +166,13 @@ def test_a_sweep_that_failed_is_not_described_as_still_running(tmp_path: Path) -
     assert best.returncode == 2 and "no finished run (" in best.stderr and " yet" not in best.stderr
     nxt = run_cli("next", str(d))
     assert nxt.returncode == 2 and "no stage has finished before the sweep stopped (" in nxt.stderr
+
+
+def test_next_of_a_sweep_that_reached_its_target_says_the_target_is_kept(tmp_path: Path) -> None:
+    doc = noop_sweep("t", {}, [{"trials": 4, "epochs": 1}, {"trials": 2, "epochs": 2}])
+    doc["metric"] = {"name": "val_acc", "goal": "maximize", "target": 0.2}
+    d = tmp_path / "run"
+    run_cli("master", "start", str(write_sweep(tmp_path, doc)), "--dir", str(d), check=True)
+    p = run_cli("next", str(d), "-o", str(tmp_path / "next.yaml"), check=True)
+    assert "Target: metric.target 0.2 was reached" in p.stdout + p.stderr
+    assert yaml.safe_load((tmp_path / "next.yaml").read_text())["metric"]["target"] == 0.2

@@ -57,6 +57,13 @@ def next_sweep(root: str, warm_start: bool) -> tuple[str, list[str]]:
         )
     if warm_start:
         notes.append(f"Warm start: stage {k}'s {len(ranked)} ranked run(s) join the first stage's ranking")
+    values = [r.best for r in history if r.best is not None]
+    best = (max if sweep.metric.goal == "maximize" else min)(values) if values else None
+    if best is not None and sweep.metric.reached(best):
+        notes.append(
+            f"Target: metric.target {sweep.metric.target:g} was reached (best {sweep.metric.name} {best:.4g}) and is "
+            "kept: the follow-up ends after its first stage in which a run reaches it; delete target: to search on"
+        )
     return text, notes
 
 
