@@ -189,6 +189,13 @@ def test_border_flags_with_direction_and_the_last_stage_asks_to_widen():
     assert dg.border_findings([{"stage": 1, "border_flags": []}], 1) == []
 
 
+def test_a_best_value_outside_the_stages_range_is_not_called_on_its_border():
+    flag = {"param": "dropout", "side": "low", "value": 0.172, "position": -1.33, "extends": True}
+    (f,) = dg.border_findings([{"stage": 3, "border_flags": [flag]}], n_stages=3)
+    assert "lies below the stage's range (a promoted or enqueued configuration" in f.message
+    assert "border" not in f.message.split("lies", 1)[1]
+
+
 def test_a_held_border_is_not_advised_to_widen():
     """A flag the planner could not act on (a hard bound, on_border: keep) says why, on any stage: the
     advice to widen a range past `bounds: [0, 0.95]` contradicted the master's own line."""

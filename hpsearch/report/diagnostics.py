@@ -117,12 +117,18 @@ def border_findings(stages: list[dict[str, Any]], n_stages: int) -> list[Finding
                 )
             else:
                 advice = f"the next stage moved the range {'upward' if up else 'downward'}"
+            pos = float(f.get("position", 0))
+            lies = (
+                f"on the {where} border of its range (position {pos:.2f} of 0..1)"
+                if 0 <= pos <= 1
+                else f"{'above' if up else 'below'} the stage's range (a promoted or enqueued configuration; "
+                f"position {pos:.2f} of 0..1)"
+            )
             out.append(
                 Finding(
                     "sweep",
                     "border",
-                    f"stage {s.get('stage')}: best {f['param']} = {fmt(f.get('value'))} lies on the "
-                    f"{where} border of its range (position {float(f.get('position', 0)):.2f} of 0..1)",
+                    f"stage {s.get('stage')}: best {f['param']} = {fmt(f.get('value'))} lies {lies}",
                     advice,
                 )
             )
