@@ -176,3 +176,29 @@ def test_next_of_a_sweep_that_reached_its_target_says_the_target_is_kept(tmp_pat
     p = run_cli("next", str(d), "-o", str(tmp_path / "next.yaml"), check=True)
     assert "Target: metric.target 0.2 was reached" in p.stdout + p.stderr
     assert yaml.safe_load((tmp_path / "next.yaml").read_text())["metric"]["target"] == 0.2
+
+
+def test_html_shows_a_parameter_another_branch_took_as_a_dash_and_says_a_command_cannot_be_ensembled(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "prog.py").write_text(
+        "import json, os, sys\n"
+        "with open(os.environ['HPSEARCH_METRICS_FILE'], 'a') as f:\n"
+        "    f.write(json.dumps({'epoch': 1, 'val_acc': 0.5}) + '\\n')\n"
+    )
+    doc = noop_sweep("br", {}, [{"trials": 4, "epochs": 1}])
+    doc["parameters"] = {
+        "opt": {
+            "values": ["adam", "sgd"],
+            "branches": {"sgd": {"momentum": {"min": 0.5, "max": 0.9}}},
+        }
+    }
+    doc["trainable"] = {"command": ["${interpreter}", "prog.py", "${args}"]}
+    d = tmp_path / "run"
+    run_cli("master", "start", str(write_sweep(tmp_path, doc)), "--dir", str(d), check=True)
+    page = tmp_path / "r.html"
+    run_cli("report", str(d), "--html", str(page), check=True)
+    html = page.read_text()
+    ranking = html[html.index("<table id='ranking'>") : html.index("</table>", html.index("<table id='ranking'>"))]
+    assert ">nan<" not in ranking and "<td class=''>-</td>" in ranking
+    assert "No ensembles: a command program&#x27;s checkpoints are its own files" in html

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import os
 import time
 from pathlib import Path
@@ -57,10 +58,23 @@ def _rows(data: SweepData, df: pd.DataFrame, cols: list[str], first: bool) -> st
         cells = []
         for c in cols:
             v = r.get(c)
-            text = fmt(v) if c.startswith("p.") and isinstance(v, float) else format_value(v)
+            # a parameter a run did not take (another branch's) is NaN in the frame: "-", as the text table
+            number = isinstance(v, float) and not math.isnan(v)
+            text = fmt(v) if c.startswith("p.") and number else format_value(v)
             cells.append(f"<td class='{'l' if c in LEFT else ''}'>{_e(text)}</td>")
         rows.append(f"<tr class='{cls}'>{''.join(cells)}</tr>")
     return "".join(rows)
+
+
+def _no_ensembles(sweep: Any) -> str | None:
+    """Why `hpsearch ensemble` refuses this sweep's trainable, when its kind alone says so (a python
+    module is not imported for the report: whether it defines `predict` is `ensemble`'s to say)."""
+    kind = sweep.trainable_kind
+    if kind == "command":
+        return "a command program's checkpoints are its own files, which hpsearch ensemble cannot load"
+    if kind == "builtin" and sweep.trainable.get("builtin") != "classifier":
+        return f"the built-in {sweep.trainable.get('builtin')} trains no model to ensemble"
+    return None
 
 
 def ranking_table(data: SweepData) -> str:
@@ -254,7 +268,7 @@ Directory <code>{_e(data.root)}</code>, report written {_e(time.strftime("%Y-%m-
 {enqueued_list(data)}
 {early_stopping_section(data)}
 <h2>Ensembles</h2>
-{ensemble_html(data.root)}
+{ensemble_html(data.root, _no_ensembles(data.sweep))}
 </body></html>
 """
 

@@ -112,9 +112,12 @@ def preflight_html(root: str, sweep_name: str | None = None) -> str:
     return f"<style>{CSS}</style>{other}{table}{_figure_tag(lr_range_plot(doc))}"
 
 
-def ensemble_html(root: str) -> str:
-    """The Ensembles section's body: each curve's accuracy per K, then the plot."""
+def ensemble_html(root: str, unsupported: str | None = None) -> str:
+    """The Ensembles section's body: each curve's accuracy per K, then the plot. `unsupported`: why
+    the sweep's trainable cannot be ensembled (a command program, noop), said instead of the hint."""
     doc = ensemble_of(root)
+    if doc is None and unsupported:
+        return f"<p id='ensembles'>No ensembles: {_e(unsupported)}.</p>"
     if doc is None:
         return f"<p id='ensembles'>No ensembles measured: run <code>hpsearch ensemble {_e(root)}</code>.</p>"
     items = []

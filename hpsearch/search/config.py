@@ -630,7 +630,7 @@ def _stages(stages: Any, problems: list[str]) -> list[Stage]:
     if not isinstance(stages, list) or not stages:
         problems.append(f"stages: must be a non-empty list of {{trials: N, epochs: E}} or auto, got {stages!r}")
         return []
-    out = []
+    out: list[Stage] = []
     for i, s in enumerate(stages, 1):
         where = f"stages[{i}]"
         if not isinstance(s, dict):
