@@ -105,6 +105,20 @@ def test_lr_range_warns_when_most_of_the_declared_range_diverges() -> None:
     assert not pf.mostly_diverges((0.1, 10.0), 20.0)
 
 
+def test_lr_range_fails_a_range_wholly_above_divergence_and_warns_one_wholly_below_the_suggestion() -> None:
+    """A new user's [10, 1000] (every run diverged) got WARN and "go on"; [1e-7, 1e-5], far below
+    the suggested range, got PASS."""
+    lrs, losses = _range(150, 1e-8, 1000, 1e-2, 20.0)
+    d = pf.lr_range_verdict(lrs, losses, None).data["diverged_lr"]
+    hot = pf.lr_range_verdict(lrs, losses, (d * 1.5, d * 100))
+    assert hot.status == pf.FAIL and "the whole declared range lies at or above where the loss diverges" in hot.message
+    low = pf.lr_range_verdict(lrs, losses, (1e-7, 1e-5))
+    assert low.data["suggested"][0] > 1e-5
+    assert low.status == pf.WARN and "the whole declared range lies below the suggested one" in low.message
+    edge = pf.lr_range_verdict(lrs, losses, (1e-7, low.data["suggested"][0] * 1.01))  # reaches into it: no word
+    assert edge.status == pf.PASS
+
+
 def test_representative_takes_only_the_branch_its_choice_takes() -> None:
     """A configuration as a trial gets it: plain names, the first choice's branch only (`hpsearch
     check` listed `lr[optimizer=sgd]=...` beside optimizer=adam, and its lr range test had no lr)."""

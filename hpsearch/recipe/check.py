@@ -70,9 +70,12 @@ def run_check(sweep_path: str, root: str | None, write: str | None, say: Callabl
         say(f"  {MARK[v.status]}  {v.check:<13} {v.message}")
     failed = [v.check for v in verdicts if v.status == pf.FAIL]
     warned = [v.check for v in verdicts if v.status == pf.WARN]
+    ran = [v for v in verdicts if v.status != pf.SKIP]
     say(
         f"{len(failed)} check(s) failed: {', '.join(failed)}"
         if failed
+        else "No check ran (every one was skipped: see why above); nothing was verified before the sweep."
+        if not ran
         else f"No check failed, {len(warned)} warned ({', '.join(warned)}): read the warning, then go on with "
         "the sweep (step 4, a coarse search)."
         if warned

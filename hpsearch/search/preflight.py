@@ -201,12 +201,28 @@ def lr_range_verdict(lrs: list[float], losses: list[float], declared: tuple[floa
         )
     if diverged is None:
         return Verdict("lr_range", WARN, head + ": the upper end may lie higher", data)
+    if declared and declared[0] > 0 and declared[0] >= lrs[diverged]:
+        return Verdict(
+            "lr_range",
+            FAIL,
+            head + ": the whole declared range lies at or above where the loss diverges; every run would "
+            "diverge (use the suggested range: --write)",
+            data,
+        )
     if declared and mostly_diverges(declared, lrs[diverged]):
         return Verdict(
             "lr_range",
             WARN,
             head + ": most of the declared range lies above where the loss diverges; its runs there will "
             "diverge (use the suggested range: --write)",
+            data,
+        )
+    if declared and declared[1] < low:
+        return Verdict(
+            "lr_range",
+            WARN,
+            head + ": the whole declared range lies below the suggested one, where the loss falls slowly "
+            "(use the suggested range: --write)",
             data,
         )
     return Verdict("lr_range", PASS, head, data)
