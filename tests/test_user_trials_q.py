@@ -202,3 +202,9 @@ def test_html_shows_a_parameter_another_branch_took_as_a_dash_and_says_a_command
     ranking = html[html.index("<table id='ranking'>") : html.index("</table>", html.index("<table id='ranking'>"))]
     assert ">nan<" not in ranking and "<td class=''>-</td>" in ranking
     assert "No ensembles: a command program&#x27;s checkpoints are its own files" in html
+
+
+def test_check_whose_every_verdict_was_skipped_says_nothing_was_verified(tmp_path: Path) -> None:
+    sweep = write_sweep(tmp_path, noop_sweep("nc", {}, [{"trials": 2, "epochs": 1}]))
+    p = run_cli("check", str(sweep), "--dir", str(tmp_path / "run"), check=True)
+    assert "No check ran (every one was skipped" in p.stdout and "go on with the sweep" not in p.stdout
