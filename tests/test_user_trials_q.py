@@ -208,3 +208,16 @@ def test_check_whose_every_verdict_was_skipped_says_nothing_was_verified(tmp_pat
     sweep = write_sweep(tmp_path, noop_sweep("nc", {}, [{"trials": 2, "epochs": 1}]))
     p = run_cli("check", str(sweep), "--dir", str(tmp_path / "run"), check=True)
     assert "No check ran (every one was skipped" in p.stdout and "go on with the sweep" not in p.stdout
+
+
+def test_starting_a_finished_sweep_again_reports_it_and_writes_nothing(tmp_path: Path) -> None:
+    sweep = write_sweep(tmp_path, noop_sweep("fin", {}, [{"trials": 3, "epochs": 1}]))
+    d = tmp_path / "run"
+    run_cli("master", "start", str(sweep), "--dir", str(d), check=True)
+    before = (d / "journal.jsonl").read_bytes()
+    dry = run_cli("master", "start", str(sweep), "--dir", str(d), "--dry-run", check=True)
+    assert "a real start only reports it" in dry.stdout + dry.stderr
+    again = run_cli("master", "start", str(sweep), "--dir", str(d), check=True)
+    assert "fin in " in again.stdout and "is finished (1 of 1 stage(s) done): nothing to run" in again.stdout
+    assert "Done. " in again.stdout
+    assert (d / "journal.jsonl").read_bytes() == before

@@ -279,6 +279,8 @@ class Master:
         )  # before the directory exists: a typo must leave nothing behind
         if self.store.exists():
             self._refuse_if_live()  # before any check that could change nothing anyway
+            if self._finished_already():
+                return 0
         self.open_directory(before_writes=self.take_master_role)
         if self.opts.detach:
             code = self._detach()
@@ -335,6 +337,18 @@ class Master:
                 self._write_master("exited")
         self.summary()
         return 0
+
+    def _finished_already(self) -> bool:
+        """A start on this same sweep, finished (its `done` event: every stage done, or metric.target
+        reached), reports it and writes nothing: no `resume` and `done` events, no workers (`--force`,
+        with added stages, continues it)."""
+        st = self.store.refresh()
+        if self.opts.force or not st.done or st.fingerprint != config.fingerprint(self.raw):
+            return False
+        done, n = len(st.stages_done), len(self.sweep.stages)
+        self.out.say(f"{self.sweep.name} in {self.root} is finished ({done} of {n} stage(s) done): nothing to run")
+        self.summary()
+        return True
 
     def _adopt(self) -> int:
         """Workers an earlier master of this sweep started on this host that still run: kept and
@@ -809,7 +823,7 @@ def _already_there(root: str, fingerprint: str, n_stages: int, stale_after: floa
             "use another --dir, or --force to continue it with the new file"
         )
     done = len(st.stages_done)
-    if done >= n_stages:
+    if st.done or done >= n_stages:
         return f"{root} holds this sweep, finished ({done} of {n_stages} stage(s) done): a real start only reports it"
     return f"{root} holds this sweep: a real start resumes it ({done} of {n_stages} stage(s) done)"
 
