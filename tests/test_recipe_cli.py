@@ -475,6 +475,10 @@ def test_command_program_honours_the_check_flags(tmp_path: Path) -> None:
     skipped = {ln.split()[1] for ln in lines(p.stdout, "SKIP")}
     assert passed == {"initial_loss", "overfit"} and skipped == {"gradient", "lr_range"}
     assert "ln(2) = 0.6931" in p.stdout
+    # a program is only asked for 20 examples and no regularization: the verdict says so, and counts epochs
+    (overfit,) = [ln for ln in lines(p.stdout, "PASS") if ln.split()[1] == "overfit"]
+    assert "as asked by HPSEARCH_SUBSET=20 and HPSEARCH_NO_REG=1" in overfit and "epoch(s) at lr" in overfit
+    assert "plain SGD" not in overfit
 
 
 @pytest.mark.slow  # a sweep of its own: make test-slow

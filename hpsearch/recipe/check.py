@@ -200,7 +200,11 @@ def _command(sweep: Sweep, params: dict[str, Any]) -> list[pf.Verdict]:
                 "exploded": not math.isfinite(last),
             }
         ]
-        out.append(pf.overfit_verdict(tries, pf.OVERFIT_SAMPLE))
+        asked = (
+            "as asked by HPSEARCH_SUBSET=20 and HPSEARCH_NO_REG=1 with the program's own optimizer (a program "
+            "that ignores them trained on more)"
+        )
+        out.append(pf.overfit_verdict(tries, pf.OVERFIT_SAMPLE, asked, "epoch(s)"))
     else:
         out.append(pf.Verdict("overfit", pf.SKIP, "the program reports no train_acc under HPSEARCH_SUBSET=20"))
     out.append(pf.Verdict("lr_range", pf.SKIP, "a command program: the range test needs the python preflight contract"))

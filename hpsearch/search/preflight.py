@@ -104,15 +104,21 @@ def initial_loss_verdict(loss: float, n_classes: int, loss_reg: float | None = N
     return Verdict("initial_loss", status, head + advice, data)
 
 
-def overfit_verdict(tries: list[dict[str, Any]], sample: int) -> Verdict:
+def overfit_verdict(
+    tries: list[dict[str, Any]],
+    sample: int,
+    setup: str = "no regularization, plain SGD",
+    unit: str = "step(s)",
+) -> Verdict:
     """Tries of the ladder, each {lr, steps, train_acc, first_loss, last_loss, exploded}; passes if one
-    reached 100% training accuracy on the `sample` examples."""
+    reached 100% training accuracy on the `sample` examples. `setup` says how they were trained
+    (a command program is only asked to), `unit` what `steps` counts."""
     data = {"sample": sample, "tries": tries}
     won = next((t for t in tries if t["train_acc"] >= 1.0), None)
     if won is not None:
         msg = (
-            f"{sample} examples, no regularization, plain SGD: 100% training accuracy after {won['steps']} "
-            f"step(s) at lr {won['lr']:.3g} (loss {won['first_loss']:.3g} -> {won['last_loss']:.3g})"
+            f"{sample} examples, {setup}: 100% training accuracy after {won['steps']} "
+            f"{unit} at lr {won['lr']:.3g} (loss {won['first_loss']:.3g} -> {won['last_loss']:.3g})"
         )
         return Verdict("overfit", PASS, msg, data)
     best = max(tries, key=lambda t: t["train_acc"])
@@ -126,8 +132,8 @@ def overfit_verdict(tries: list[dict[str, Any]], sample: int) -> Verdict:
         causes.append("the loss barely fell: learning rate too low, or a bad initialization")
     causes.append("too little capacity (a model too small to memorize even a tiny sample)")
     msg = (
-        f"{sample} examples, no regularization, plain SGD: best training accuracy {best['train_acc']:.0%} "
-        f"after {best['steps']} step(s) (tried lr {lrs}); likely causes: {'; '.join(causes)}"
+        f"{sample} examples, {setup}: best training accuracy {best['train_acc']:.0%} "
+        f"after {best['steps']} {unit} (tried lr {lrs}); likely causes: {'; '.join(causes)}"
     )
     return Verdict("overfit", FAIL, msg, data)
 
