@@ -44,6 +44,17 @@ def test_entries_flatten_nested_parameters_and_outside_values_are_warnings() -> 
     ]
 
 
+def test_a_value_off_a_q_grid_is_a_warning() -> None:
+    doc = {
+        **DOC,
+        "parameters": {**DOC["parameters"], "batch": {"distribution": "q_uniform", "min": 16, "max": 128, "q": 16}},
+    }
+    s = config.parse({**doc, "enqueue": [{"batch": 40}, {"batch": 48}]})
+    assert [w for w in s.warnings if w.startswith("enqueue")] == [
+        "enqueue[1].batch: 40 is not a multiple of q=16; it runs as given"
+    ]
+
+
 @pytest.mark.parametrize(
     "enqueue, message",
     [

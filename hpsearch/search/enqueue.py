@@ -111,6 +111,8 @@ def _check(dim: sp.Dim, value: Any, where: str, problems: list[str]) -> str | No
             return None
         if not dim.low <= value <= dim.high:
             return f"{where}: {sp.fmt(value)} lies outside the range {dim.describe()}; it runs as given"
+        if dim.q and abs(value / dim.q - round(value / dim.q)) > sp.GRID_TOL:
+            return f"{where}: {sp.fmt(value)} is not a multiple of q={sp.fmt(dim.q)}; it runs as given"
     elif isinstance(dim, (sp.Normal, sp.Beta)):
         if not is_num(value):
             problems.append(f"{where}: must be a number, got {value!r}")
