@@ -361,11 +361,13 @@ def ranges_per_stage(data: SweepData, names: list[str]) -> Plot:
                 ax.plot([best], [s["stage"]], "o", color="black", ms=5)
         if dims and _is_log(dims[0][1]):
             ax.set_xscale("log")
-        ax.set_ylabel(name)
+        # the name above its panel, not as a rotated y label: a branch's `lr[optimizer=sgd]` is
+        # longer than a panel is high, and neighbouring labels overlapped
+        ax.set_title(name, loc="left", fontsize=9)
         ax.set_yticks([k for k, _ in dims], [f"stage {k}" for k, _ in dims], fontsize=8)
         ax.invert_yaxis()
         ax.grid(alpha=0.3, axis="x", which="both")
-    axes[0].set_title("range of each parameter per stage (dot: the stage's best value)")
+    fig.suptitle("range of each parameter per stage (dot: the stage's best value)", fontsize=10)
     return ("ranges", "Ranges per stage", fig)
 
 
