@@ -164,3 +164,17 @@ def test_watch_needs_the_table_format(planned):
     root, _ = planned
     r = CliRunner().invoke(main, ["report", root, "--watch", "--format", "json"])
     assert r.exit_code == 2 and "--watch" in r.output
+
+
+def test_status_says_when_no_worker_is_alive_to_run_the_queued_trials(tmp_path):
+    f = tmp_path / "watched.yaml"
+    f.write_text(SWEEP)
+    sweep, raw = load(f)
+    root = str(tmp_path / "run")
+    m = Master(sweep, raw, SWEEP, root, StartOptions(no_workers=True), out=Progress(io.StringIO()))
+    m.open_directory()
+    m.plan(1)
+    text = status_text(root)
+    assert "no worker is alive: the queued trials wait for one (hpsearch worker " + root in text
+    Store(root).beat("w1", {"host": "h", "pid": os.getpid(), "state": "idle", "time": time.time()})
+    assert "no worker is alive" not in status_text(root)

@@ -275,6 +275,11 @@ def picture_lines(p: Picture, root: str | None = None, workers: bool = True) -> 
         lines.append(
             f"left: {p.left} trial(s) not finished; {p.stages_left} stage(s) not done (the running one included)"
         )
+        if workers and p.left and not any(w.alive for w in p.workers):
+            lines.append(
+                f"no worker is alive: the queued trials wait for one (hpsearch worker {root or 'DIR'} starts one "
+                "by hand; a master without --no-workers starts and replaces its own)"
+            )
     elif p.phase == "stopped" and (p.left or p.stages_left):
         lines.append(f"not run when it stopped: {p.left} trial(s) not finished, {p.stages_left} stage(s) not done")
     return lines
