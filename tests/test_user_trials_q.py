@@ -221,3 +221,34 @@ def test_starting_a_finished_sweep_again_reports_it_and_writes_nothing(tmp_path:
     assert "fin in " in again.stdout and "is finished (1 of 1 stage(s) done): nothing to run" in again.stdout
     assert "Done. " in again.stdout
     assert (d / "journal.jsonl").read_bytes() == before
+
+
+def test_the_promote_warning_is_dropped_once_a_finished_run_handed_over_state(tmp_path: Path) -> None:
+    import io
+
+    from hpsearch.run.master import Master, StartOptions
+    from hpsearch.run.progress import Progress
+    from hpsearch.store.sweepdir import Store
+    from hpsearch.store.sweepfile import load
+
+    (tmp_path / "m.py").write_text("def fit(params, trial):\n    pass\n")
+    doc = noop_sweep("pr", {}, [{"trials": 3, "epochs": 1}, {"trials": 1, "epochs": 2, "promote": 1}])
+    doc["trainable"] = {"python": "m:fit"}
+    f = write_sweep(tmp_path, doc)
+    sweep, raw = load(f)
+    m = Master(
+        sweep, raw, f.read_text(), str(tmp_path / "run"), StartOptions(no_workers=True), out=Progress(io.StringIO())
+    )
+    m.open_directory()
+    m.plan(1)
+    assert any(".promote (stages counted from 1)" in w for w in m._warnings())  # nothing ran yet
+    store = Store(tmp_path / "run")
+    store.refresh()
+    (t,) = store.claim("w")
+    store.finish(t.trial, t.attempt, "finished", 0.5, 1, 1, resumable=False)
+    m.store.refresh()
+    assert any(".promote" in w for w in m._warnings())  # a run without state: still told
+    (t2,) = store.claim("w")
+    store.finish(t2.trial, t2.attempt, "finished", 0.6, 1, 1)
+    m.store.refresh()
+    assert not any(".promote" in w for w in m._warnings())  # a run that handed over state: not again

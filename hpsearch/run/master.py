@@ -286,7 +286,7 @@ class Master:
             code = self._detach()
             if code is not None:
                 return code  # the parent: the sweep runs on in the child
-        for w in self.sweep.warnings:
+        for w in self._warnings():
             self.out.warn(w)
         if self.sweep.budget is not None:  # the plan, before anything runs (stages: auto planned it)
             self.out.say(budget_plan_text(self.sweep))
@@ -337,6 +337,13 @@ class Master:
                 self._write_master("exited")
         self.summary()
         return 0
+
+    def _warnings(self) -> list[str]:
+        """The sweep file's warnings, less the promote one once a finished run showed that the
+        trainable hands over resumable state (on a resume it said again what the runs had disproved)."""
+        st = self.store.state
+        resumes = any(t.state.value == "finished" and t.resumable for t in st.trials.values())
+        return [w for w in self.sweep.warnings if not (resumes and ".promote (stages counted from 1)" in w)]
 
     def _finished_already(self) -> bool:
         """A start on this same sweep, finished (its `done` event: every stage done, or metric.target
