@@ -190,9 +190,10 @@ def test_a_master_on_another_host_is_judged_by_its_last_beat(tmp_path: Path) -> 
     assert (root / "journal.jsonl").read_bytes() == before  # refused: nothing written
     status = run_cli("master", "status", str(root), check=True).stdout
     assert "master: alive (pid 4242 on node-elsewhere" in status
-    # its beat goes stale (older than stale_after): taken over
+    # its beat goes stale (older than stale_after): taken over (--force: a plain start of this
+    # finished sweep only reports it, writing nothing, master.json included)
     (root / "master.json").write_text(json.dumps({**other, "time": time.time() - 600}))
-    r = run_cli("master", "start", str(sweep), "--dir", str(root), timeout=120)
+    r = run_cli("master", "start", str(sweep), "--dir", str(root), "--force", timeout=120)
     assert r.returncode == 0, r.stderr
     info = json.loads((root / "master.json").read_text())
     assert info["host"] != "node-elsewhere" and info["state"] == "exited"
