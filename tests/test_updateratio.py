@@ -145,6 +145,23 @@ def test_the_plan_moves_a_too_low_range_and_does_not_hold_it_to_the_noise_incumb
     assert any("update-to-weight ratio" in n and "too low" in n for n in plan.notes)
 
 
+def test_when_the_ratio_moves_the_lr_the_other_ranges_are_kept_not_narrowed_around_the_noise():
+    """Stage 1's best (noise) has reg near the top of its range: without the rule the reg range was
+    narrowed around it and moved up (breast cancer, best lr above the range: up to reg 9.7)."""
+    sw = sweep()
+    s1 = [r._replace(params={**r.params, "reg": 0.09 if r.trial.endswith("0001") else 1e-4}) for r in too_low_stage()]
+    plan = stages.plan_stage(sw, 2, sw.space, s1, history=s1)
+    assert plan.space["reg"] == sw.space["reg"]  # the sweep's [1e-6, 0.1]: neither narrowed nor moved
+    (flag,) = [f for f in plan.flags if f.param == "reg"]
+    assert flag.noise and not flag.extends and flag.message.endswith(stages.NOISE_HELD)
+    assert any("so the ranking was noise: reg keep their ranges" in n for n in plan.notes)
+    assert plan.space["lr"].low > 1e-4  # lr itself moved to the band
+    # no ratio move: reg narrowed and its flagged border moved as before
+    calm = [r._replace(update_ratio=None) for r in s1]
+    moved = stages.plan_stage(sw, 2, sw.space, calm, history=calm)
+    assert moved.space["reg"] != sw.space["reg"] and not any(f.noise for f in moved.flags)
+
+
 def test_on_border_keep_holds_the_range_and_says_so():
     for sw in (sweep(on_border="keep"), sweep(lr_extra={"on_border": "keep"})):
         s1 = too_low_stage()
@@ -293,6 +310,31 @@ def test_a_sweep_whose_lr_range_is_too_low_moves_it_through_the_journal(tmp_path
     (note,) = stage2["notes"]
     assert note.startswith("stage 2: lr: the update-to-weight ratio") and note in p.stdout
     assert note in run_cli("report", str(root), check=True).stdout  # the report says why the range jumped
+
+
+def test_the_other_ranges_are_kept_when_the_ratio_moves_the_lr_through_the_cli(tmp_path):
+    reg = {"distribution": "log_uniform_values", "min": 1e-6, "max": 1e-1}
+    f = write_sweep(
+        tmp_path,
+        {
+            "name": "too-low-reg",
+            "metric": {"name": "val_acc", "goal": "maximize"},
+            "seed": 0,
+            "trainable": {"builtin": "classifier", "dataset": "digits", "hidden": [32], "optimizer": "momentum"},
+            "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-7, "max": 1e-5}, "reg": reg},
+            "stages": [{"trials": 8, "epochs": 1}, {"trials": 3, "epochs": 1}],
+            "workers": 1,
+        },
+    )
+    root = tmp_path / "run"
+    p = run_cli("master", "start", str(f), "--dir", str(root), check=True)
+    s1 = json.loads((root / "stages" / "stage-1.json").read_text())
+    s2 = json.loads((root / "stages" / "stage-2.json").read_text())
+    assert s2["ranges"]["reg"] == s1["ranges"]["reg"]  # neither narrowed nor moved by the noise
+    line = "stage 2: the update ratio says lr was too low throughout, so the ranking was noise: reg keep their ranges"
+    assert any(n.startswith(line) for n in s2["notes"]) and line in p.stdout
+    for flag in (f for f in s1["border_flags"] if f["param"] == "reg"):
+        assert not flag["extends"] and flag["message"].endswith(stages.NOISE_HELD)
 
 
 def test_a_promote_only_last_stage_of_stages_auto_samples_the_moved_range(tmp_path):

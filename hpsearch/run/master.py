@@ -627,17 +627,7 @@ class Master:
                 for r in runs
                 if r.status not in stages.RANKED_STATUSES and r.trial in st.trials
             ],
-            border_flags=[
-                {
-                    "param": f.param,
-                    "side": f.side,
-                    "value": f.value,
-                    "position": f.position,
-                    "extends": f.extends,
-                    "message": f.message,
-                }
-                for f in flags
-            ],
+            border_flags=_flag_dicts(flags),
         )
         if k < len(self.sweep.stages):
             # the next ranges are a pure function of this stage's runs: compute them for the record
@@ -645,6 +635,9 @@ class Master:
             try:
                 self._next_plan = self._plan_stage(k + 1, space, runs, ranked, history_of(st, k + 1))
                 doc["next_ranges"] = sp.space_to_dict(self._next_plan.space)
+                if self._next_plan.flags:  # the plan's: a flag the next stage keeps (noise) says so
+                    flags = self._next_plan.flags
+                    doc["border_flags"] = _flag_dicts(flags)
             except HpsearchError as e:
                 # stage k itself is complete: record it done, so a resume re-plans only stage k + 1
                 planning_error = e
@@ -681,6 +674,21 @@ class Master:
                 f"Done. {line}. Full ranking: hpsearch report {self.root}; "
                 f"the next sweep: hpsearch next {self.root} -o {self.sweep.name}-next.yaml"
             )
+
+
+def _flag_dicts(flags: list[stages.BorderFlag]) -> list[dict[str, Any]]:
+    """Border flags as the stage file records them."""
+    return [
+        {
+            "param": f.param,
+            "side": f.side,
+            "value": f.value,
+            "position": f.position,
+            "extends": f.extends,
+            "message": f.message,
+        }
+        for f in flags
+    ]
 
 
 def budget_plan_text(sweep: Sweep) -> str:

@@ -47,7 +47,8 @@ def next_space(
         and isinstance(was := last_space[name], sp.Numeric)
         and now.high <= t < was.high
     ]
-    return space, new.flags, ranked, lines + [m.says("the follow-up") for m in new.off] + new.held + new.lowered
+    moves = [m.says("the follow-up") for m in new.off]
+    return space, new.flags, ranked, lines + moves + new.held + new.kept + new.lowered
 
 
 def next_stages(last: Stage) -> list[dict[str, Any]]:
