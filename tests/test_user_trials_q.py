@@ -252,3 +252,34 @@ def test_the_promote_warning_is_dropped_once_a_finished_run_handed_over_state(tm
     store.finish(t2.trial, t2.attempt, "finished", 0.6, 1, 1)
     m.store.refresh()
     assert not any(".promote" in w for w in m._warnings())  # a run that handed over state: not again
+
+
+DECLINING = """
+def fit(params, trial):
+    for epoch in trial.epoch_range:
+        trial.report(epoch, val_acc=params["metric_value"] / epoch, state={"epoch": epoch})
+"""
+
+
+def test_a_configuration_promoted_twice_names_the_checkpoint_of_the_stage_its_best_epoch_was_trained_in(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "declining.py").write_text(DECLINING)
+    doc = noop_sweep(
+        "chain",
+        {},
+        [
+            {"trials": 2, "epochs": 1},
+            {"trials": 0, "epochs": 2, "promote": 1},
+            {"trials": 0, "epochs": 3, "promote": 1},
+        ],
+    )
+    doc["trainable"] = {"python": "declining:fit"}
+    d = tmp_path / "run"
+    run_cli("master", "start", str(write_sweep(tmp_path, doc)), "--dir", str(d), check=True)
+    runs = yaml.safe_load(run_cli("report", str(d), "--format", "json", check=True).stdout)["runs"]
+    s3 = next(r for r in runs if r["trial"].startswith("s3-"))
+    assert s3["best_epoch"] == 1 and s3["checkpoint"].startswith("s1-t")  # the grandparent's epoch-1 file
+    assert (d / "checkpoints" / s3["checkpoint"]).is_file()
+    best = yaml.safe_load(run_cli("best", str(d), "--format", "json", check=True).stdout)
+    assert best[0]["checkpoint"] is not None and best[0]["checkpoint"].endswith(s3["checkpoint"])

@@ -105,10 +105,14 @@ def checkpoint_names(state: SweepState, trials: list[Any], metric: str) -> list[
             append(None)
             continue
         owner = t.trial
-        if t.parent:
-            parent = known.get(t.parent)
-            if parent is not None and t.best_epoch <= parent.epochs_done:
-                owner = parent.trial
+        # the epoch's own trial: up the promotion chain while the epoch lies within the parent's
+        # (promoted twice, a stage-1 best epoch is the grandparent's file)
+        seen = {owner}
+        parent = known.get(t.parent) if t.parent else None
+        while parent is not None and t.best_epoch <= parent.epochs_done and parent.trial not in seen:
+            owner = parent.trial
+            seen.add(owner)
+            parent = known.get(parent.parent) if parent.parent else None
         rec = known.get(owner, t)
         # a trial without resumable state wrote no checkpoint file: name none
         append(format_checkpoint(owner, t.best_epoch, metric, t.best) if rec.resumable else None)
