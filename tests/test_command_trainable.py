@@ -212,3 +212,17 @@ def test_worker_stop_forwards_sigterm_then_kills_after_grace(tmp_path: Path) -> 
     assert time.monotonic() - t0 < 15
     assert (trial.trial_dir / "sigterm").exists() and trial.stop_reason == "stopped"
     assert [x["epoch"] for x in trial.store.metrics(trial.id)] == [1, 2]
+
+
+def test_a_program_that_writes_an_epoch_twice_fails_with_the_line_and_the_fix(tmp_path: Path) -> None:
+    trial = claimed_trial(tmp_path / "sweep")
+    prog = (
+        "import json, os\n"
+        "f = open(os.environ['HPSEARCH_METRICS_FILE'], 'a')\n"
+        "for v in (0.5, 0.9):\n"
+        "    f.write(json.dumps({'epoch': 1, 'val_acc': v}) + '\\n'); f.flush()\n"
+    )
+    fit = make_runner([PY, "-c", prog], str(tmp_path), {"command": []})
+    with pytest.raises(ProgramFailed, match=r"metrics line 2: epoch 1 after epoch 1: write each epoch once, in order"):
+        fit({}, trial)
+    assert trial.best == 0.5

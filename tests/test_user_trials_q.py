@@ -283,3 +283,34 @@ def test_a_configuration_promoted_twice_names_the_checkpoint_of_the_stage_its_be
     assert (d / "checkpoints" / s3["checkpoint"]).is_file()
     best = yaml.safe_load(run_cli("best", str(d), "--format", "json", check=True).stdout)
     assert best[0]["checkpoint"] is not None and best[0]["checkpoint"].endswith(s3["checkpoint"])
+
+
+def test_an_epoch_reported_twice_or_backwards_fails_the_trial_with_a_clear_reason(tmp_path: Path) -> None:
+    import pytest
+    from helpers import claimed_trial
+
+    t = claimed_trial(tmp_path / "a")
+    t.report(1, val_acc=0.5)
+    t.report(2, val_acc=0.6)
+    for epoch in (2, 1):  # the same epoch again, an earlier one
+        with pytest.raises(ValueError, match=r"after epoch 2 was reported: report each epoch once, in order"):
+            t.report(epoch, val_acc=0.99)
+    assert t.best == 0.6 and [h["epoch"] for h in t.store.metrics(t.id)] == [1, 2]  # 0.99 never ranks
+
+
+def test_a_stop_that_comes_with_a_rung_epoch_is_judged_there_first(tmp_path: Path) -> None:
+    """The rung's decision is taken before the stop releases the trial: the resumed trial starts after
+    that epoch, so a skipped decision was never taken (a new user's journal had no rung event)."""
+    import pytest
+    from helpers import claimed_trial
+
+    from hpsearch.errors import StopTrial
+
+    t = claimed_trial(tmp_path / "b", epochs=3)
+    judged: list[int] = []
+    t._rungs = (1,)
+    t._judge = judged.append  # type: ignore[method-assign]  # the rung's decision, recorded
+    t._stop_event.set()  # a stop arrives during epoch 1
+    with pytest.raises(StopTrial, match="^stopped"):
+        t.report(1, val_acc=0.5)
+    assert judged == [1]

@@ -445,6 +445,12 @@ def report_line(trial: Any, obj: Any, n: int, source_dir: str) -> None:
         epoch = int(epoch)
     if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
         raise ProgramFailed(f'metrics line {n}: "epoch" must be a positive integer, got {epoch!r}')
+    last = trial.history[-1]["epoch"] if trial.history else None
+    if last is not None and epoch <= last:
+        raise ProgramFailed(
+            f"metrics line {n}: epoch {epoch} after epoch {last}: write each epoch once, in order (a resumed "
+            "program goes on after $HPSEARCH_START_EPOCH)"
+        )
     ckpt = obj.pop("checkpoint", None)
     path = None
     if ckpt is not None:

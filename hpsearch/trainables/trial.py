@@ -157,6 +157,8 @@ class Trial:
             extras: JSON data stored with the epoch's metrics (e.g. a loss history); not ranked.
             **metrics: numbers; must include the sweep's metric (e.g. val_acc).
         Raises:
+            ValueError: an epoch that is not a positive integer, or not after the last one reported;
+                no sweep metric among `metrics`, or a metric that is not a number.
             StopTrial: the trial diverged, the sweep is stopping, the claim was lost, the stage's
                 early-stopping rule stopped it at this epoch (a rung: `stop_reason` "pruned"), or the
                 epoch lies past the trial's `epochs` (`stop_reason` "past_epochs": not recorded; a
@@ -166,6 +168,14 @@ class Trial:
         self.last_progress = time.monotonic()
         if not isinstance(epoch, int) or epoch < 1:
             raise ValueError(f"report(epoch=...) needs a positive integer epoch, got {epoch!r}")
+        last = self.history[-1]["epoch"] if self.history else None
+        if last is not None and epoch <= last:
+            # a second report of an epoch (or an earlier one) would rank a stale value and answer a
+            # rung twice; Optuna ignores a step reported again, with a warning: here it is the trainable's error
+            raise ValueError(
+                f"report(epoch={epoch}) after epoch {last} was reported: report each epoch once, in order "
+                "(trial.epoch_range gives them)"
+            )
         if epoch > self.epochs:
             self.stop_reason = "past_epochs"
             raise StopTrial(f"done: epoch {epoch} lies past the trial's {self.epochs} epoch(s)")
@@ -209,13 +219,15 @@ class Trial:
         if diverged:
             self.stop_reason, self.diverged_reported, self.diverged_why = "diverged", True, diverged
             raise StopTrial(f"diverged: {diverged}")
+        # the rung first: a stop that comes with a rung epoch must not skip its decision (the
+        # resumed trial starts after that epoch and would never be judged there)
+        if epoch in self._rungs:
+            self._judge(epoch)
         # a stop that comes with the last epoch lets the trainable return: the trial is finished
         # (released, it was claimed again only to call fit with nothing left to train)
         if epoch < self.epochs and (self._stop_event.is_set() or self.store.state.stop):
             self.stop_reason = "stopped"
             raise StopTrial("stopped: the sweep is stopping")
-        if epoch in self._rungs:
-            self._judge(epoch)
 
     def _judge(self, epoch: int) -> None:
         """At a rung: record the best value so far in the journal and stop if the rule says so."""
