@@ -30,3 +30,16 @@ def test_extras_cannot_overwrite_epoch_attempt_or_metrics(tmp_path):
     t.report(1, val_acc=0.5, extras={"epoch": 99, "attempt": 7, "val_acc": 1.0, "losses": [1.0]})
     [line] = t.store.metrics(t.id)
     assert (line["epoch"], line["attempt"], line["val_acc"], line["losses"]) == (1, 1, 0.5, [1.0])
+
+
+def test_a_state_that_cannot_be_read_back_is_refused_at_its_first_report(tmp_path):
+    """README: state holds tensors, dicts, lists and numbers. A module class in it was written, then
+    never resumed from (weights_only), and the restart blamed a missing state=."""
+    import torch.nn as nn
+
+    t = claimed_trial(tmp_path)
+    with pytest.raises(ValueError, match=r"report\(state=\.\.\.\): the state cannot be read back.*ReLU"):
+        t.report(1, val_acc=0.5, state={"model": {"w": 1.0}, "fn": nn.ReLU})
+    assert t.store.metrics(t.id) == [] and not list(t.store.layout.checkpoints.glob("*.pt"))
+    t.report(1, val_acc=0.5, state={"model": {"w": 1.0}})  # a plain state goes through
+    assert len(list(t.store.layout.checkpoints.glob("*.pt"))) == 1

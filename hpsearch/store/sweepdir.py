@@ -448,12 +448,25 @@ class Store:
         data = "".join(json.dumps(x, default=_json_default) + "\n" for x in lines).encode()
         atomic_write_bytes(self.layout.metrics_file(trial), data)
 
-    def save_checkpoint(self, name: str, payload: dict[str, Any]) -> Path:
+    def save_checkpoint(self, name: str, payload: dict[str, Any], verify: bool = False) -> Path:
+        """Write a checkpoint (torch.save). `verify`: read it back first as `load_checkpoint` will
+        (weights_only) and raise ValueError, writing nothing, when it cannot be: a state holding a
+        module, a function or a numpy array would be written, then never resumed from."""
         import torch  # imported here: the rest of the store must stay light for report and master
 
         path = self.layout.checkpoint(name)
         buf = io.BytesIO()
         torch.save(payload, buf)  # in memory, then one write: torch's zip writer makes a dozen small ones
+        if verify:
+            try:
+                torch.load(io.BytesIO(buf.getvalue()), map_location="cpu", weights_only=True)
+            except Exception as e:
+                why = next((ln.strip() for ln in str(e).splitlines() if "Unsupported global" in ln), type(e).__name__)
+                raise ValueError(
+                    f"report(state=...): the state cannot be read back to resume from ({why.split('. Please')[0]}); "
+                    "state may hold tensors, dicts, lists, tuples, numbers, strings and None: save a module's "
+                    "state_dict(), not the module or its class"
+                ) from None
         atomic_write_bytes(path, buf.getbuffer())
         return path
 

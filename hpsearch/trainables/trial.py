@@ -82,6 +82,7 @@ class Trial:
         self._stop_event = stop_event or threading.Event()
         self._status = status if status is not None else {}
         self.history: list[dict[str, Any]] = []
+        self._state_verified = False  # the first state= was read back as resuming will read it
         self._on_disk: dict[str, None] = {}  # this trial's checkpoint files not yet deleted
         self._best_checkpoint: str | None = None
         self.resume_state: dict[str, Any] | None = None
@@ -199,7 +200,10 @@ class Trial:
         if checkpoint is not None:
             self.store.adopt_checkpoint(Path(checkpoint), name)
         elif state is not None:
-            self.store.save_checkpoint(name, payload)
+            # the first state of this attempt is read back before it is kept (once: a state's kind of
+            # content does not change from epoch to epoch)
+            self.store.save_checkpoint(name, payload, verify=not self._state_verified)
+            self._state_verified = True
         else:  # nothing to resume from: a file named with the metric would promise a model it lacks
             saved = None
         # extras first: they may never overwrite the epoch, the attempt or a metric
