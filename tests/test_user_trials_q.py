@@ -85,7 +85,7 @@ def test_report_of_a_stage_the_sweep_does_not_have_is_one_clear_line(tmp_path: P
     )
     p = run_cli("report", str(d), "--stage", "9")
     assert p.returncode == 2 and p.stdout == ""
-    assert p.stderr.strip() == "hpsearch: error: --stage 9: s has 1 stage(s), numbered from 1"
+    assert p.stderr.strip() == "hpsearch: error: stage 9 does not exist: s has 1 stage(s), numbered from 1"
 
 
 def test_a_missing_module_is_named_with_the_sweep_file(tmp_path: Path) -> None:
@@ -314,3 +314,23 @@ def test_a_stop_that_comes_with_a_rung_epoch_is_judged_there_first(tmp_path: Pat
     with pytest.raises(StopTrial, match="^stopped"):
         t.report(1, val_acc=0.5)
     assert judged == [1]
+
+
+def test_a_search_space_written_in_optunas_spelling_is_fixed_in_one_go() -> None:
+    import pytest
+
+    from hpsearch.errors import ConfigError
+    from hpsearch.search import config
+
+    doc = noop_sweep("o", {}, [{"trials": 2, "epochs": 1}])
+    doc["parameters"] = {
+        "lr": {"low": 1e-5, "high": 1.0, "log": True},
+        "act": {"choices": ["relu", "tanh"]},
+        "wd": {"distribution": "loguniform", "min": 1e-6, "max": 1e-2},
+    }
+    with pytest.raises(ConfigError) as e:
+        config.parse(doc)
+    text = str(e.value)
+    assert "parameters.lr: unknown keys 'low', 'high', 'log'; in this file's spelling: low -> min, high -> max" in text
+    assert "log -> distribution: log_uniform_values" in text and "choices -> values" in text
+    assert "parameters.wd.distribution: unknown 'loguniform'; for 'loguniform' write log_uniform_values" in text

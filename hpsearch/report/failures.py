@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from hpsearch.store.fold import State, TrialRecord
 
@@ -65,7 +66,7 @@ def failure_text(trials: list[TrialRecord], root: str, stage: int) -> str:
     for g in groups:
         if g.status == "failed" and g.reason.startswith("exception:"):
             see = f"; see {root}/trials/{g.trial}/error.txt"  # the traceback
-        elif g.status == "failed":
+        elif g.status == "failed" and (Path(root) / "trials" / g.trial / "worker.log").exists():
             see = f"; see {root}/trials/{g.trial}/worker.log"  # what the trainable printed
         else:
             see = f" ({g.trial})"

@@ -268,7 +268,9 @@ def of_store(
     Raises:
         HpsearchError: `stage` is not one of the sweep's stages (1..n)."""
     if stage is not None and not 1 <= stage <= len(sweep.stages):
-        raise HpsearchError(f"--stage {stage}: {sweep.name} has {len(sweep.stages)} stage(s), numbered from 1")
+        raise HpsearchError(
+            f"stage {stage} does not exist: {sweep.name} has {len(sweep.stages)} stage(s), numbered from 1"
+        )
     runs = runs_frame(store.state, sweep.metric, stage=stage, checkpoints=checkpoints)
     stages = [s for s in stage_files(store) if stage is None or s.get("stage") == stage]
     return SweepData(root, store, sweep, runs, stages, top_curves(store, runs, n_curves), stage)

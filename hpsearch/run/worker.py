@@ -380,7 +380,7 @@ class Worker:
         if epochs_done == 0:
             return (
                 f"the trainable returned without reporting an epoch: call trial.report(epoch, {metric}=...) "
-                f"after each of its {epochs} epochs"
+                f"after each of its {epochs} epochs (a value it returns is not read)"
             )
         return f"the trainable returned after {epochs_done} of {epochs} epochs"
 

@@ -275,7 +275,8 @@ def parse(
         # stage, or a rule that acts nowhere is told
         if rule.active and not rule.rungs(st.epochs) and (st.early_stop is not None or st.epochs > 1 or not acts):
             warnings.append(
-                f"stages[{i}]: {rule.source} {rule.describe()} has no rung below the stage's {st.epochs} epoch(s): "
+                f"{'' if rule.source.startswith(f'stages[{i}]') else f'stages[{i}]: '}{rule.source} {rule.describe()} "
+                f"has no rung below the stage's {st.epochs} epoch(s): "
                 "no trial of it stops early"
             )
     workers = _int(raw, "workers", 1, problems, minimum=1)

@@ -105,6 +105,34 @@ def parse_parameters(params: Any, problems: list[str], warnings: list[str], pref
     return space
 
 
+# Other tools' spellings of a range (Optuna's suggest_* arguments, Ray Tune's, Hyperopt's) and this
+# file's (W&B's) for them: named in the error, so a ported search space is fixed in one go.
+OTHER_SPELLINGS = {
+    "low": "min",
+    "high": "max",
+    "lower": "min",
+    "upper": "max",
+    "choices": "values",
+    "categories": "values",
+    "log": "distribution: log_uniform_values (int_log_uniform_values for integers)",
+    "step": "q (distribution: q_uniform)",
+    "type": "distribution (uniform, log_uniform_values, int_uniform, ...; or values: [...])",
+}
+
+
+# Other tools' distribution names (Optuna's, Ray Tune's, Hyperopt's) and this file's for them.
+OTHER_DISTRIBUTIONS = {
+    "loguniform": "log_uniform_values (min and max are the values)",
+    "float": "uniform (log_uniform_values on a log scale)",
+    "int": "int_uniform (int_log_uniform_values on a log scale)",
+    "randint": "int_uniform",
+    "qloguniform": "q_log_uniform_values",
+    "choice": "values: [...] instead of a distribution",
+    "categorical": "values: [...] instead of a distribution",
+    "lograndint": "int_log_uniform_values",
+}
+
+
 def _dim(spec: Any, where: str, problems: list[str], warnings: list[str]) -> sp.Dim | None:
     if not isinstance(spec, dict):
         problems.append(
@@ -114,14 +142,20 @@ def _dim(spec: Any, where: str, problems: list[str], warnings: list[str]) -> sp.
         return None
     unknown = [k for k in spec if k not in PARAM_KEYS]
     if unknown:
+        keys = ", ".join(f"'{k}'" for k in unknown)
+        hints = [f"{k} -> {OTHER_SPELLINGS[k]}" for k in unknown if k in OTHER_SPELLINGS]
+        hint = f"; in this file's spelling: {', '.join(hints)}" if hints else ""
         problems.append(
-            f"{where}: unknown key '{unknown[0]}' (valid keys: {', '.join(sorted(PARAM_KEYS - {'parameters'}))})"
+            f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {keys}{hint} "
+            f"(valid keys: {', '.join(sorted(PARAM_KEYS - {'parameters'}))})"
         )
         return None
     spec = {k: yaml_number(v) if k in ("min", "max", "mu", "sigma", "q", "a", "b") else v for k, v in spec.items()}
     dist = spec.get("distribution") or _infer(spec)
     if dist not in DISTRIBUTIONS:
-        problems.append(f"{where}.distribution: unknown {dist!r} (valid: {', '.join(DISTRIBUTIONS)})")
+        like = OTHER_DISTRIBUTIONS.get(str(dist).lower())
+        hint = f"; for {dist!r} write {like}" if like else ""
+        problems.append(f"{where}.distribution: unknown {dist!r}{hint} (valid: {', '.join(DISTRIBUTIONS)})")
         return None
     n = len(problems)
     if dist == "constant":
