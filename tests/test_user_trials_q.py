@@ -334,3 +334,19 @@ def test_a_search_space_written_in_optunas_spelling_is_fixed_in_one_go() -> None
     assert "parameters.lr: unknown keys 'low', 'high', 'log'; in this file's spelling: low -> min, high -> max" in text
     assert "log -> distribution: log_uniform_values" in text and "choices -> values" in text
     assert "parameters.wd.distribution: unknown 'loguniform'; for 'loguniform' write log_uniform_values" in text
+
+
+def test_a_tpe_stage_says_so_in_the_dry_run_and_the_stage_line(tmp_path: Path) -> None:
+    import importlib.util
+
+    import pytest
+
+    if importlib.util.find_spec("optuna") is None:
+        pytest.skip("sampler: tpe needs Optuna (pip install -e '.[tpe]')")
+    doc = noop_sweep("t", {}, [{"trials": 4, "epochs": 1}, {"trials": 3, "epochs": 1, "sampler": "tpe"}])
+    sweep = write_sweep(tmp_path, doc)
+    dry = run_cli("master", "start", str(sweep), "--dir", str(tmp_path / "run"), "--dry-run", check=True)
+    assert "stage 2: 3 trial(s) x 1 epoch(s), fresh trials drawn by TPE (sampler: tpe)" in dry.stdout
+    assert "drawn by TPE" not in dry.stdout.split("stage 2:")[0]
+    p = run_cli("master", "start", str(sweep), "--dir", str(tmp_path / "run"), check=True)
+    assert "Stage 2/2: 3 trial(s) x 1 epoch(s) (fresh ones drawn by TPE, sampler: tpe)" in p.stdout

@@ -454,9 +454,10 @@ class Master:
                 )
         for note in plan.notes:
             self.out.say(note)
+        tpe = " (fresh ones drawn by TPE, sampler: tpe)" if self.sweep.stages[k - 1].sampler == "tpe" else ""
         self.out.say(
             f"Stage {k}/{len(self.sweep.stages)}: {len(plan.trials)} trial(s) x "
-            f"{self.sweep.stages[k - 1].epochs} epoch(s)"
+            f"{self.sweep.stages[k - 1].epochs} epoch(s){tpe}"
         )
 
     def watch(self, k: int) -> str:
@@ -901,7 +902,8 @@ def dry_run(
         rule = sweep.early_stop_for(k)
         rungs = rule.rungs(stage.epochs)
         stop = f", early stopping {rule.describe()} at epoch(s) {list(rungs)}" if rule.active and rungs else ""
-        lines.append(f"  stage {k}: {what}{top}{stop}: {epochs} epoch(s) to train")
+        draws = ", fresh trials drawn by TPE (sampler: tpe) from the earlier runs" if stage.sampler == "tpe" else ""
+        lines.append(f"  stage {k}: {what}{top}{draws}{stop}: {epochs} epoch(s) to train")
         prev_configs, prev_repeats, prev_epochs = stage.trials + promoted, stage.repeats, stage.epochs
     lines.append(f"Total: at most {total} epoch(s) of training")
     kind = launcher or sweep.launcher.get("type", "local")
