@@ -146,7 +146,7 @@ def master_start(sweep_file: str, root: str | None, **kw: Any) -> None:
         def warn(text: str) -> None:  # what the real start would warn of, on stderr as it writes them
             click.echo(f"warning: {text}", err=True)
 
-        click.echo(dry_run(sweep_file, root, kw.get("workers"), kw.get("launcher"), warn))
+        click.echo(dry_run(sweep_file, root, kw.get("workers"), kw.get("launcher"), warn, bool(kw.get("no_workers"))))
         return
     sys.exit(start(sweep_file, root, StartOptions(**kw, sweep_path=sweep_file)))
 

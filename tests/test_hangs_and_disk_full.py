@@ -77,6 +77,8 @@ def test_a_hung_trainable_is_timed_out_and_the_worker_goes_on(
     hung = st.trials["s1-t0001"]
     assert hung.state is State.FAILED
     assert hung.reason.startswith("timeout: epoch 2 of 3 took longer than epoch_timeout 2 s"), hung.reason
+    # its finished epoch 1 is kept, as a failure by exception keeps it (it was recorded as 0 epochs, no best)
+    assert (hung.best, hung.best_epoch, hung.epochs_done) == (pytest.approx(0.51), 1, 1)
     # retried once, like a lost worker, then failed: two claims, one timed-out release first
     evs = [e for e in events(root) if e.get("trial") == "s1-t0001"]
     assert [e["ev"] for e in evs if e["ev"] != "stage"] == ["claim", "release", "claim", "result"]

@@ -175,6 +175,6 @@ def test_status_says_when_no_worker_is_alive_to_run_the_queued_trials(tmp_path):
     m.open_directory()
     m.plan(1)
     text = status_text(root)
-    assert "no worker is alive: the queued trials wait for one (hpsearch worker " + root in text
+    assert "no worker is alive: the queued trials wait for one (hpsearch worker --dir " + root in text
     Store(root).beat("w1", {"host": "h", "pid": os.getpid(), "state": "idle", "time": time.time()})
     assert "no worker is alive" not in status_text(root)

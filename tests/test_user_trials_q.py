@@ -350,3 +350,28 @@ def test_a_tpe_stage_says_so_in_the_dry_run_and_the_stage_line(tmp_path: Path) -
     assert "drawn by TPE" not in dry.stdout.split("stage 2:")[0]
     p = run_cli("master", "start", str(sweep), "--dir", str(tmp_path / "run"), check=True)
     assert "Stage 2/2: 3 trial(s) x 1 epoch(s) (fresh ones drawn by TPE, sampler: tpe)" in p.stdout
+
+
+def test_a_no_workers_master_keeps_no_workers_in_every_resume_hint_and_its_dry_run(tmp_path: Path) -> None:
+    import io
+    import json
+
+    from hpsearch.report.status import status_text
+    from hpsearch.run.master import Master, StartOptions
+    from hpsearch.run.progress import Progress
+    from hpsearch.store.sweepfile import load
+
+    f = write_sweep(tmp_path, noop_sweep("h", {}, [{"trials": 2, "epochs": 1}]))
+    root = str(tmp_path / "run")
+    dry = run_cli("master", "start", str(f), "--dir", root, "--no-workers", "--dry-run", check=True)
+    assert f"Workers: none started (--no-workers): start them by hand, hpsearch worker --dir {root}" in dry.stdout
+    sweep, raw = load(f)
+    m = Master(
+        sweep, raw, f.read_text(), root, StartOptions(no_workers=True, sweep_path=str(f)), out=Progress(io.StringIO())
+    )
+    m.open_directory(before_writes=m.take_master_role)
+    m.plan(1)
+    assert m.again.endswith(f"--dir {root} --no-workers")
+    info = json.loads((tmp_path / "run" / "master.json").read_text())
+    (tmp_path / "run" / "master.json").write_text(json.dumps({**info, "pid": 999999, "time": 0}))  # gone
+    assert f"resume with: hpsearch master start {f} --dir {root} --no-workers" in status_text(root)

@@ -277,7 +277,7 @@ def picture_lines(p: Picture, root: str | None = None, workers: bool = True) -> 
         )
         if workers and p.left and not any(w.alive for w in p.workers):
             lines.append(
-                f"no worker is alive: the queued trials wait for one (hpsearch worker {root or 'DIR'} starts one "
+                f"no worker is alive: the queued trials wait for one (hpsearch worker --dir {root or 'DIR'} starts one "
                 "by hand; a master without --no-workers starts and replaces its own)"
             )
     elif p.phase == "stopped" and (p.left or p.stages_left):

@@ -48,7 +48,8 @@ def master_line(store: Store, sweep: Any, now: float | None = None) -> str:
                 f"cause, then run it in a new directory: hpsearch master start {sweep_file} --dir NEW_DIR"
             )
         else:
-            line += f"; resume with: hpsearch master start {sweep_file} --dir {store.layout.root}"
+            hand = " --no-workers" if info.get("no_workers") else ""
+            line += f"; resume with: hpsearch master start {sweep_file} --dir {store.layout.root}{hand}"
     return line
 
 

@@ -99,7 +99,10 @@ class Master:
     @property
     def again(self) -> str:
         """The command that continues this sweep, as the user would type it."""
-        return f"hpsearch master start {self.opts.sweep_path or '<sweep.yaml>'} --dir {self.root}"
+        # a master whose workers run elsewhere (by hand, on other hosts) resumes as it started: without
+        # --no-workers it would start local ones beside them
+        hand = " --no-workers" if self.opts.no_workers else ""
+        return f"hpsearch master start {self.opts.sweep_path or '<sweep.yaml>'} --dir {self.root}{hand}"
 
     # -- one master per sweep ------------------------------------------------------------------
     def _live_master(self) -> dict[str, Any] | None:
@@ -137,6 +140,7 @@ class Master:
             "state": state,
             # absolute: `master status` may run from another folder, or on another host of the share
             "sweep_file": os.path.abspath(self.opts.sweep_path) if self.opts.sweep_path else None,
+            "no_workers": self.opts.no_workers,  # its resume hint keeps --no-workers (report/status.py)
         }
         atomic_write_json(self.store.layout.master, doc)
 
@@ -850,6 +854,7 @@ def dry_run(
     workers: int | None,
     launcher: str | None,
     warn: Callable[[str], None] | None = None,
+    no_workers: bool = False,
 ) -> str:
     """What `master start` would do, written nowhere: the plan of every stage and the epoch budget,
     and for Slurm the batch script. Validates the file and the trainable like a real start, and
@@ -907,7 +912,9 @@ def dry_run(
         prev_configs, prev_repeats, prev_epochs = stage.trials + promoted, stage.repeats, stage.epochs
     lines.append(f"Total: at most {total} epoch(s) of training")
     kind = launcher or sweep.launcher.get("type", "local")
-    if kind == "slurm":
+    if no_workers:
+        lines.append(f"Workers: none started (--no-workers): start them by hand, hpsearch worker --dir {root}")
+    elif kind == "slurm":
         from hpsearch.run.launchers.slurm import dry_run as slurm_dry_run
 
         lines.append(slurm_dry_run(sweep_path, root, workers))

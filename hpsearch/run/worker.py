@@ -138,8 +138,11 @@ class Worker:
     def _time_out(self, t: Trial, store: Store | None = None) -> None:
         epoch = (t.history[-1]["epoch"] if t.history else t.start_epoch) + 1
         why = f"epoch {epoch} of {t.epochs} took longer than epoch_timeout {self.sweep.epoch_timeout:g} s"
+        done = t.history[-1]["epoch"] if t.history else t.start_epoch
         with contextlib.suppress(HpsearchError):
-            action = (store or self.store).time_out(t.id, t.attempt, why, self.sweep.retries)
+            action = (store or self.store).time_out(
+                t.id, t.attempt, why, self.sweep.retries, t.best, t.best_epoch, done
+            )
             if action:
                 self.say(f"{t.id}: timeout: {why}; {action}")
         self.failures_in_a_row += 1

@@ -378,10 +378,21 @@ class Store:
                 self.journal.append_locked(events)
         return actions
 
-    def time_out(self, trial: str, attempt: int, why: str, retries: int) -> str | None:
+    def time_out(
+        self,
+        trial: str,
+        attempt: int,
+        why: str,
+        retries: int,
+        best: float | None = None,
+        best_epoch: int | None = None,
+        epochs_done: int | None = None,
+    ) -> str | None:
         """A trial whose epoch outlived `epoch_timeout`: requeued like a lost worker's (counts toward
-        `retries`), or failed with reason "timeout: ..." past the limit. Returns "requeued",
-        "failed", or None when the claim no longer holds."""
+        `retries`), or failed with reason "timeout: ..." past the limit, keeping what its finished
+        epochs reached (`best`, `best_epoch`, `epochs_done`: the worker's Trial knows them; a
+        failure by exception keeps them too). Returns "requeued", "failed", or None when the claim
+        no longer holds."""
         with self.journal.locked():
             if not self.owns(trial, attempt):  # owns() refreshes the state
                 return None
@@ -393,9 +404,9 @@ class Store:
                     "trial": trial,
                     "attempt": attempt,
                     "status": "failed",
-                    "best": None,
-                    "best_epoch": None,
-                    "epochs_done": t.epochs_done,
+                    "best": best,
+                    "best_epoch": best_epoch if best is not None else None,
+                    "epochs_done": t.epochs_done if epochs_done is None else epochs_done,
                     "reason": reason,
                     "worker": t.worker,
                     "device": t.device,
