@@ -173,3 +173,28 @@ def test_a_full_disk_stops_the_sweep_cleanly_and_it_resumes_when_space_is_freed(
         assert set(results.values()) == {1}
     finally:
         kill_pids([m.pid, *worker_pids(root)])
+
+
+def test_a_no_workers_master_stops_on_a_full_disk_from_its_own_beat(tmp_path: Path, small_disk: Path) -> None:
+    """Hand-started workers leave with code 4, which never reaches a --no-workers master: it kept
+    waiting with a growing ETA while status called it dead. Its own beat now tells it."""
+    sweep = write_sweep(
+        tmp_path,
+        "name: full\nmetric: {name: val_acc, goal: maximize}\ntrainable: {builtin: noop, sleep: 0.1}\n"
+        "parameters:\n  metric_value: {distribution: uniform, min: 0.1, max: 0.9}\n"
+        "stages:\n  - {trials: 30, epochs: 3}\nheartbeat: 0.2\nstale_after: 3\n",
+    )
+    root = small_disk / "d"
+    m = spawn("master", "start", str(sweep), "--dir", str(root), "--no-workers", capture=True)
+    w = None
+    try:
+        wait_for(lambda: count_events(root, "stage") >= 1, 60, "stage 1", proc=m)
+        w = spawn("worker", "--dir", str(root), log=tmp_path / "worker.log")
+        wait_for(lambda: count_events(root, "result") >= 3, 120, "three results", proc=m)
+        _fill(small_disk / "filler")
+        out, err = m.communicate(timeout=180)
+        assert m.returncode == 2, out[-2000:] + err
+        assert err.startswith("hpsearch: error: ") and len(err.strip().splitlines()) == 1
+        assert f"the disk holding {root} is full" in err and "--no-workers" in err  # the resume keeps it
+    finally:
+        kill_pids([m.pid] + ([w.pid] if w is not None else []))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpsearch.errors import ConfigError, HpsearchError, StoreError
+from hpsearch.errors import ConfigError, HpsearchError, StoreError, is_disk_full
 from hpsearch.report.failures import failure_text, no_usable_run, same_error_early
 from hpsearch.report.picture import latest_lines, running_trials
 from hpsearch.run.launchers import Launcher, LaunchSpec, gpu_count
@@ -92,6 +92,8 @@ class Master:
         self._next_plan: stages.StagePlan | None = None  # computed when the previous stage finished
         self._beats_end = threading.Event()
         self._beat_n = 0
+        self._disk_full = ""  # the beat could not be written: the disk holding the sweep is full
+        self._replaced = ""  # master.json names another master: this one was taken over (it was paused)
         self._failed_why = ""
         self._tensorboard: Any = None  # report.tensorboard.LiveTensorBoard when the sweep sets `tensorboard:`
         self._tb_next = 0.0
@@ -147,8 +149,24 @@ class Master:
     def _beat_loop(self) -> None:
         # a thread, not the watch loop: a long stage summary or a slow disk must not look like death
         while not self._beats_end.wait(self.sweep.heartbeat):
-            with contextlib.suppress(HpsearchError, OSError):
+            if self._taken_over():
+                return  # never overwrite the master that took over: the watch loop leaves
+            try:
                 self._write_master("running")
+            except (HpsearchError, OSError) as e:
+                if is_disk_full(e):  # hand-started workers' exit codes never reach this master: this does
+                    self._disk_full = str(e)
+
+    def _taken_over(self) -> bool:
+        """Whether master.json names another live master: this one was paused (SIGSTOP, a frozen VM,
+        a stalled NFS client) past stale_after and a new one took the sweep over. Sets _replaced."""
+        info = read_json(self.store.layout.master) or {}
+        ours = (HOST, os.getpid(), my_pid_start())
+        theirs = (info.get("host"), info.get("pid"), info.get("pid_start"))
+        if info and theirs != ours and info.get("state") == "running":
+            self._replaced = f"pid {info.get('pid')} on {info.get('host')}"
+            return True
+        return False
 
     def _detach(self) -> int | None:
         """Fork into the background (own session, output in DIR/master.log). Returns the exit code
@@ -328,8 +346,10 @@ class Master:
                     return (129 if self.hangup else 130) if self.interrupts else 0
                 if outcome == "failed" or no_usable_run(self.store.state.stage_trials(k)):
                     return self._failed(k)
+                self._leave_if_replaced_or_full()  # a stage is finished, and the next planned, once
                 self.finish_stage(k)
                 st = self.store.state
+            self._leave_if_replaced_or_full()
             self.store.journal.append([{"ev": "done"}])
         finally:
             if self.launcher is not None:
@@ -337,8 +357,9 @@ class Master:
             self._sync_tensorboard(final=True)
             self._beats_end.set()
             beats.join(timeout=5)
-            with contextlib.suppress(HpsearchError, OSError):
-                self._write_master("exited")
+            if not self._replaced:  # master.json is the new master's now
+                with contextlib.suppress(HpsearchError, OSError):
+                    self._write_master("exited")
         self.summary()
         return 0
 
@@ -475,6 +496,7 @@ class Master:
         before = {t.trial for t in self.store.state.stage_trials(k) if t.state.is_finished}
         stop_sent = False
         while True:
+            self._leave_if_replaced_or_full()
             st = self.store.refresh()
             counts = counts_of(st, k)
             best = self._best(st, k)
@@ -519,6 +541,26 @@ class Master:
                     return verdict
             self._sync_tensorboard()
             time.sleep(self.opts.poll)
+
+    def _leave_if_replaced_or_full(self) -> None:
+        """Raise HpsearchError (exit 2) when another master took this sweep over, writing nothing more
+        (two masters would each finish and plan stages), or when the disk is full (as a local
+        worker's exit code 4 says it: here for hand-started workers, from the master's own beat)."""
+        if self._replaced or self._taken_over():
+            self._beats_end.set()
+            self.out.close_line()
+            raise HpsearchError(
+                f"another master ({self._replaced}) took this sweep over while this one was not beating "
+                "(paused or frozen past stale_after): this one leaves and writes nothing more"
+            )
+        if self._disk_full:
+            why = f"the disk holding {self.root} is full"
+            with contextlib.suppress(HpsearchError, OSError):
+                self.store.journal.append([{"ev": "stop", "reason": why}])
+            if self.launcher is not None:
+                self.launcher.stop(grace=60.0)
+            self.out.close_line()
+            raise HpsearchError(f"{why} ({self._disk_full}); free some space, then resume with: {self.again}")
 
     def _sync_tensorboard(self, final: bool = False) -> None:
         """Bring the live TensorBoard folder up to date, every heartbeat at most (and at the end)."""
