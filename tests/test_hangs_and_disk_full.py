@@ -163,6 +163,8 @@ def test_a_full_disk_stops_the_sweep_cleanly_and_it_resumes_when_space_is_freed(
         assert not [t for t in st.trials.values() if t.state is State.FAILED]  # the disk's fault, not the trials'
         logs = "".join(p.read_text() for p in (root / "workers").glob("local-*.out"))
         assert "leaving: the disk is full" in logs
+        leaving = [ln for ln in logs.splitlines() if "leaving: the disk is full" in ln]
+        assert all(ln.count("free space, then resume") == 1 for ln in leaving), leaving  # said once
         # free the space: the same command finishes the sweep, every trial once
         (small_disk / "filler").unlink()
         r = run_cli("master", "start", str(sweep), "--dir", str(root), timeout=300)

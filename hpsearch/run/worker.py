@@ -29,6 +29,16 @@ from hpsearch.trainables.trial import PAST_EPOCHS, Trial
 EXIT_TOO_MANY_FAILURES = 3
 EXIT_DISK_FULL = 4  # the master stops the sweep and says to free space, then resume
 EXIT_TIMED_OUT = 5  # an in-process trainable hung and the worker could not restart itself
+
+
+_FREE = "; free space, then resume"
+
+
+def _disk_full_why(detail: str) -> str:
+    """The worker's leaving line for a full disk, the advice said once (DiskFull's text ends with it)."""
+    return f"the disk is full ({detail.removesuffix(_FREE)}){_FREE}"
+
+
 THREAD_VARS = (
     "OMP_NUM_THREADS",
     "MKL_NUM_THREADS",
@@ -206,7 +216,7 @@ class Worker:
                 )
                 self._run_batch(claimed, fixed)
                 if self.disk_full:
-                    why, code = f"the disk is full ({self.disk_full}); free space, then resume", EXIT_DISK_FULL
+                    why, code = _disk_full_why(self.disk_full), EXIT_DISK_FULL
                     break
                 if self.failures_in_a_row >= self.sweep.max_failures:
                     why = (
@@ -216,7 +226,7 @@ class Worker:
                     code = EXIT_TOO_MANY_FAILURES
                     break
         except DiskFull as e:  # a claim or a trial's files could not be written
-            why, code = f"the disk is full ({e}); free space, then resume", EXIT_DISK_FULL
+            why, code = _disk_full_why(str(e)), EXIT_DISK_FULL
         finally:
             self.stop.set()
             self._exiting.set()
