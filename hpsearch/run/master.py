@@ -496,7 +496,7 @@ class Master:
         before = {t.trial for t in self.store.state.stage_trials(k) if t.state.is_finished}
         stop_sent = False
         while True:
-            self._leave_if_replaced_or_full()
+            self._leave_if_replaced_or_full(read=False)  # the beat loop reads master.json each beat
             st = self.store.refresh()
             counts = counts_of(st, k)
             best = self._best(st, k)
@@ -542,11 +542,13 @@ class Master:
             self._sync_tensorboard()
             time.sleep(self.opts.poll)
 
-    def _leave_if_replaced_or_full(self) -> None:
+    def _leave_if_replaced_or_full(self, read: bool = True) -> None:
         """Raise HpsearchError (exit 2) when another master took this sweep over, writing nothing more
         (two masters would each finish and plan stages), or when the disk is full (as a local
-        worker's exit code 4 says it: here for hand-started workers, from the master's own beat)."""
-        if self._replaced or self._taken_over():
+        worker's exit code 4 says it: here for hand-started workers, from the master's own beat).
+        `read`: read master.json now (before a stage is finished and at the end); the watch loop relies
+        on the beat loop, which reads it before every beat."""
+        if self._replaced or (read and self._taken_over()):
             self._beats_end.set()
             self.out.close_line()
             raise HpsearchError(

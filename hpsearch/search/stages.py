@@ -114,16 +114,16 @@ class BorderFlag:
         reached = self.dim.low <= floor if self.side == "low" else self.dim.high >= ceil
         if self.dim.on_border == "keep" or not reached:  # the parameter's own, or the sweep's
             return "the range is held by on_border: keep"
-        why = self._limit_why()
+        edge = _limits(self.dim)[0 if self.side == "low" else 1]
+        why = self._limit_why(edge)
         on_grid = floor if self.side == "low" else ceil
-        if on_grid != (_limits(self.dim)[0] if self.side == "low" else _limits(self.dim)[1]):
+        if on_grid != edge:
             step = f"multiple of q={sp.fmt(self.dim.q)}" if self.dim.q else "integer"
             why += f"; {sp.fmt(on_grid)} is the farthest {step} within that"
         return why
 
-    def _limit_why(self) -> str:
-        """What `_limits` holds the flagged side to, in words."""
-        edge = _limits(self.dim)[0 if self.side == "low" else 1]
+    def _limit_why(self, edge: float) -> str:
+        """What `_limits` holds the flagged side to (`edge`), in words."""
         if self.dim.bounds is not None and edge == (self.dim.bounds[0] if self.side == "low" else self.dim.bounds[1]):
             return f"the range cannot move past its hard bound {sp.fmt(edge)} (bounds:)"
         if self.side == "low" and self.dim.log:
