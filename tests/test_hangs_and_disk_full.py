@@ -16,6 +16,8 @@ from helpers import (
     count_events,
     events,
     kill_pids,
+    noop_sweep,
+    plan,
     run_cli,
     spawn,
     start_master,
@@ -200,3 +202,18 @@ def test_a_no_workers_master_stops_on_a_full_disk_from_its_own_beat(tmp_path: Pa
         assert f"the disk holding {root} is full" in err and "--no-workers" in err  # the resume keeps it
     finally:
         kill_pids([m.pid] + ([w.pid] if w is not None else []))
+
+
+def test_a_worker_started_on_a_full_disk_leaves_with_code_4_and_one_line(tmp_path: Path, small_disk: Path) -> None:
+    """It exited 2 with a bare StoreError: the master and a Slurm array read 4 as 'disk full'."""
+    sweep = write_sweep(tmp_path, noop_sweep("full", trials=4, epochs=1))
+    root = small_disk / "d"
+    plan(sweep, root)
+    _fill(small_disk / "filler")
+    r = run_cli("worker", "--dir", str(root), timeout=120)
+    assert r.returncode == 4, r.stdout + r.stderr
+    (line,) = [ln for ln in r.stdout.splitlines() if "leaving:" in ln]
+    assert "leaving: the disk is full: cannot write " in line and "(No space left on device)" in line, line
+    assert line.count("the disk is full") == 1 and line.count("free space, then resume") == 1, line
+    trials = Store(root).refresh().trials.values()
+    assert trials and {t.state for t in trials} == {State.PLANNED}  # nothing claimed, nothing lost

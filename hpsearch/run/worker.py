@@ -35,8 +35,10 @@ _FREE = "; free space, then resume"
 
 
 def _disk_full_why(detail: str) -> str:
-    """The worker's leaving line for a full disk, the advice said once (DiskFull's text ends with it)."""
-    return f"the disk is full ({detail.removesuffix(_FREE)}){_FREE}"
+    """The worker's leaving line for a full disk, the advice said once (DiskFull's text ends with it):
+    "the disk is full: cannot write PATH (No space left on device); free space, then resume"."""
+    said = detail.removesuffix(_FREE).replace(": the disk is full (", " (", 1)
+    return f"the disk is full: {said}{_FREE}"
 
 
 THREAD_VARS = (
@@ -165,7 +167,11 @@ class Worker:
         from hpsearch.trainables.registry import resolve
 
         self.fit = resolve(self.sweep)
-        self._heartbeat()
+        try:
+            self._heartbeat()
+        except DiskFull as e:  # started on a full disk: the same leaving line and code as later on
+            self.say(f"leaving: {_disk_full_why(str(e))} (0 trial(s) recorded here)")
+            return EXIT_DISK_FULL
         beats = threading.Thread(target=self._heartbeat_loop, daemon=True)
         beats.start()
         liveness = Liveness(self.sweep.stale_after)
@@ -296,6 +302,13 @@ class Worker:
         except Exception as e:
             if is_disk_full(e):  # not the trial's fault: it goes back to the queue, the worker stops
                 self.disk_full = str(e)
+            elif len(trials) == 1 and _optuna_pruned(e):  # a ported objective's `raise optuna.TrialPruned()`
+                t = trials[0]
+                done = t.history[-1]["epoch"] if t.history else t.start_epoch
+                t.stop_reason = "pruned"
+                t.prune_reason = (
+                    f"pruned by the trainable after epoch {done} (optuna.TrialPruned{f': {e}' if str(e) else ''})"
+                )
             else:
                 error = failure_record(e)  # traceback to error.txt, the exception's own line to the journal
         finally:
@@ -428,6 +441,11 @@ class Worker:
                 torch.set_num_threads(self.opts.threads)
             if self.device.startswith("cuda") and not torch.cuda.is_available():
                 raise HpsearchError(f"--device {self.device} asked for, but torch sees no CUDA device")
+
+
+def _optuna_pruned(e: BaseException) -> bool:
+    """Whether `e` is Optuna's TrialPruned (matched by name and module: Optuna need not be installed)."""
+    return any(c.__name__ == "TrialPruned" and c.__module__.startswith("optuna") for c in type(e).__mro__)
 
 
 def run_worker(root: str, opts: WorkerOptions) -> int:

@@ -20,7 +20,7 @@ import math
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hpsearch.errors import StopTrial
 from hpsearch.search.earlystop import Decision, EarlyStop, decide
@@ -30,6 +30,18 @@ from hpsearch.store.sweepdir import Store, format_checkpoint
 LOSS_KEYS = ("train_loss", "loss")
 # how a finished run's reason starts when its trainable reported an epoch past the trial's (report)
 PAST_EPOCHS = "stopped after its"
+# Optuna's Trial methods a ported objective may still call, and what to write instead (Trial.__getattr__)
+OPTUNA_HABITS = {
+    "suggest_float": "the sweep file samples parameters: read params['NAME'] (declare NAME under `parameters:`)",
+    "suggest_int": "the sweep file samples parameters: read params['NAME'] (declare NAME under `parameters:`)",
+    "suggest_categorical": "the sweep file samples parameters: read params['NAME'] (`values: [...]` in the file)",
+    "suggest_loguniform": "the sweep file samples parameters: read params['NAME'] (`distribution: log_uniform_values`)",
+    "suggest_uniform": "the sweep file samples parameters: read params['NAME'] (`distribution: uniform`)",
+    "should_prune": "trial.report(epoch, ...) applies the stage's `early_terminate`/`early_stop` rule itself and "
+    "raises StopTrial when the trial is pruned; to stop by your own rule, call trial.prune('why')",
+    "set_user_attr": "pass data to trial.report(epoch, extras={...}) (stored with the epoch, not ranked)",
+    "number": "use trial.id (e.g. 's2-t0007')",
+}
 
 
 class Trial:
@@ -294,6 +306,33 @@ class Trial:
                 break
         value = metrics[self.metric]
         return None if math.isfinite(value) else f"{self.metric} is {value}"
+
+    def prune(self, why: str = "") -> NoReturn:
+        """Stop this trial by the trainable's own rule (Optuna's `raise TrialPruned()`); it is recorded
+        `pruned`, like a trial the stage's early-stopping rule stopped, with the epochs reported so far
+        and their checkpoints. `why` becomes the run's reason ("pruned by the trainable after epoch N: why").
+
+        Raises:
+            StopTrial: always; let it propagate.
+        """
+        done = self.history[-1]["epoch"] if self.history else self.start_epoch
+        self.stop_reason = "pruned"
+        self.prune_reason = f"pruned by the trainable after epoch {done}" + (f": {why}" if why else "")
+        raise StopTrial(self.prune_reason)
+
+    def __getattr__(self, name: str) -> Any:
+        """Only for names this class lacks: an Optuna habit (`trial.suggest_float`, `should_prune`...)
+        is told what to write instead (OPTUNA_HABITS).
+
+        Raises:
+            AttributeError: always, with the replacement for an Optuna method.
+        """
+        if name in OPTUNA_HABITS:
+            raise AttributeError(
+                f"hpsearch's Trial has no {name!r} (an Optuna Trial method): {OPTUNA_HABITS[name]}. "
+                "README: 'Porting an Optuna objective'"
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def mark_diverged(self, why: str) -> None:
         """For trainables that detect divergence inside an epoch (before reporting it); `why` becomes
