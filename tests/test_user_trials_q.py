@@ -375,3 +375,32 @@ def test_a_no_workers_master_keeps_no_workers_in_every_resume_hint_and_its_dry_r
     info = json.loads((tmp_path / "run" / "master.json").read_text())
     (tmp_path / "run" / "master.json").write_text(json.dumps({**info, "pid": 999999, "time": 0}))  # gone
     assert f"resume with: hpsearch master start {f} --dir {root} --no-workers" in status_text(root)
+
+
+def test_a_stage_promoting_fewer_than_it_asks_says_why(tmp_path: Path) -> None:
+    """It promoted fewer in silence: the user could not tell a failed stage 1 from a bug."""
+    doc = noop_sweep(
+        "few",
+        {"fail": {"values": [0, 1]}},
+        [{"trials": 4, "epochs": 1}, {"trials": 1, "epochs": 2, "promote": 6}],
+    )
+    d = tmp_path / "run"
+    p = run_cli("master", "start", str(write_sweep(tmp_path, doc)), "--dir", str(d))
+    report = yaml.safe_load(run_cli("report", str(d), "--format", "json", check=True).stdout)
+    finished = [r for r in report["runs"] if r["stage"] == 1 and r["status"] == "finished"]
+    promoted = [r for r in report["runs"] if r["stage"] == 2 and r.get("parent")]
+    assert len(promoted) == len(finished) < 6
+    note = (
+        f"stage 2: {len(finished)} configuration(s) promoted, not the 6 planned: only {len(finished)} "
+        "configuration(s) of earlier stages can continue (runs that diverged or failed are not promoted"
+    )
+    assert note in p.stdout, p.stdout
+    stage2 = yaml.safe_load((d / "stages" / "stage-2.json").read_text())
+    assert any(n.startswith(note) for n in stage2["notes"])  # the stage file keeps it for `report`
+
+
+def test_a_stage_promoting_what_it_asks_has_no_such_note(tmp_path: Path) -> None:
+    doc = noop_sweep("all", {}, [{"trials": 4, "epochs": 1}, {"trials": 1, "epochs": 2, "promote": 2}])
+    d = tmp_path / "run"
+    p = run_cli("master", "start", str(write_sweep(tmp_path, doc)), "--dir", str(d), check=True)
+    assert "promoted, not the" not in p.stdout

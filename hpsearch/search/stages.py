@@ -589,7 +589,9 @@ def plan_stage(
     # (one candidate per lineage, only when the stage promotes: 100,000 runs would cost ~0.3 s)
     candidates = evidence.incumbents(overall, len(overall), seeds) if stage.promote else []
     promoted = _promoted(stage, candidates, sweep, len(ranked))
+    eligible = len(promoted)  # before the budget's say
     fresh = stage.trials
+    explore = False
     if sweep.budget is not None:
         # a promote-only stage of `stages: auto` (the bracket's last) whose ranges moved also samples where they moved
         moved = sorted({m.param for m in off} | {f.param for f in flags if f.extends})
@@ -618,6 +620,9 @@ def plan_stage(
                 f"resumable state started again from epoch 1); its share pays them: {fresh} fresh trial(s), "
                 f"{len(promoted)} promoted"
             )
+    few = None if explore else _fewer_promoted(stage, k, len(promoted), eligible, len(ranked))
+    if few:
+        notes.append(few)
     trials = _promoted_trials(stage, promoted, by_trial)
     drawn = sampler.sample_stage(space, sweep.seed, k, fresh, sweep.method, exclude=[t["params"] for t in trials])
     if drawn.available is not None:
@@ -692,6 +697,25 @@ def _promoted(
     # an int is a count; a float is a fraction (config accepts floats only in (0, 1]), so 1.0 means all
     n = stage.promote if isinstance(stage.promote, int) else math.ceil(stage.promote * n_prev)
     return ranked if every else ranked[:n]
+
+
+def _fewer_promoted(stage: Stage, k: int, n: int, eligible: int, n_prev: int) -> str | None:
+    """The plan's note when stage k promotes `n` configurations, fewer than its `promote:` asks
+    (None when it promotes what it asks): `eligible` could continue (finished or pruned, with epochs
+    left to train; see `_promoted`), and the budget may have paid for fewer still."""
+    if not stage.promote:
+        return None
+    asked = stage.promote if isinstance(stage.promote, int) else math.ceil(stage.promote * n_prev)
+    if n >= asked:
+        return None
+    if eligible < asked:
+        why = (
+            f"only {eligible} configuration(s) of earlier stages can continue (runs that diverged or failed are "
+            f"not promoted, nor those already trained to {stage.epochs} epoch(s))"
+        )
+    else:
+        why = f"the budget pays for {n} (promoted runs of earlier stages have more epochs to train)"
+    return f"stage {k}: {n} configuration(s) promoted, not the {asked} planned: {why}"
 
 
 def _within_budget(
