@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
-from helpers import claimed_trial
+import yaml
+from helpers import claimed_trial, run_cli, write_sweep
 
 from hpsearch.search import config
+from hpsearch.search.evidence import configuration_key
 from hpsearch.store.retention import protected, prune_outside_top
+from hpsearch.store.standing import configurations
 from hpsearch.store.sweepdir import Store, format_checkpoint
 
 
@@ -56,7 +60,7 @@ def _stage_one(root: Path, bests: list[float | None], running: int | None = None
                     }
                 },
                 "trials": [
-                    {"trial": t, "config": t, "params": {"metric_value": 0.5}, "seed": i, "epochs": 1}
+                    {"trial": t, "config": t, "params": {"metric_value": 0.1 + 0.05 * i}, "seed": i, "epochs": 1}
                     for i, t in enumerate(ids)
                 ],
             }
@@ -106,3 +110,45 @@ def test_keep_top_counts_configurations_not_trials(tmp_path: Path) -> None:
     store = _stage_one(tmp_path, [0.7, 0.9, 0.2])
     sweep = _sweep(keep_top=2, promote=0)
     assert protected(store.refresh(), sweep) == {"s1-t0000", "s1-t0001"}
+
+
+def _run(tmp_path: Path, stages: list[dict], keep_top: int) -> Path:
+    """A noop sweep with `keep_top`, run to the end through the CLI; its directory."""
+    doc = {
+        "name": "top",
+        "seed": 0,
+        "metric": {"name": "val_acc", "goal": "maximize"},
+        "trainable": {"builtin": "noop"},
+        "parameters": {"metric_value": {"min": 0.1, "max": 0.9}},
+        "stages": stages,
+        "keep_top": keep_top,
+        "workers": 1,
+    }
+    d = tmp_path / "run"
+    run_cli("master", "start", str(write_sweep(tmp_path, doc)), "--dir", str(d), check=True)
+    return d
+
+
+def test_keep_top_keeps_k_configurations_when_the_best_was_promoted(tmp_path: Path) -> None:
+    """Ranked by trial, a promoted run and its parent took two of the K places, and the second-best
+    configuration's checkpoints were deleted while `hpsearch best --top 2` still named it."""
+    d = _run(tmp_path, [{"trials": 6, "epochs": 1}, {"trials": 0, "epochs": 2, "promote": 1}], keep_top=2)
+    store = Store(d)
+    st = store.refresh()
+    top = configurations(st, config.parse(yaml.safe_load((tmp_path / "sweep.yaml").read_text())).metric)[:2]
+    assert top[0].stage == 2 and top[1].stage == 1  # the promoted best, then stage 1's second
+    with_files = {c.trial for c in store.checkpoint_names()}
+    for standing in top:
+        key = configuration_key(standing.ranked.params)
+        assert {t.trial for t in st.trials.values() if configuration_key(t.params) == key} <= with_files
+    assert len(with_files) == 3  # the best's parent and child, and the second; the other four are gone
+
+
+def test_the_report_names_only_checkpoint_files_still_on_disk(tmp_path: Path) -> None:
+    """The `checkpoint` column named files keep_top had deleted (a user then tried to load them)."""
+    d = _run(tmp_path, [{"trials": 5, "epochs": 1}], keep_top=1)
+    runs = json.loads(run_cli("report", str(d), "--format", "json", check=True).stdout)["runs"]
+    named = [r["checkpoint"] for r in runs if r["checkpoint"]]
+    assert len(runs) == 5 and len(named) == 1 and (d / "checkpoints" / named[0]).is_file()
+    table = run_cli("report", str(d), check=True).stdout
+    assert table.count(".pt") == 1, table

@@ -10,13 +10,13 @@ import yaml
 
 from hpsearch.errors import HpsearchError
 from hpsearch.report.frames import best_checkpoint, open_sweep
-from hpsearch.report.repeats import configurations
+from hpsearch.store.standing import configurations
 
 FORMATS = ("yaml", "json", "args")
 
 
 def best_configs(root: str, top: int) -> list[dict[str, Any]]:
-    """The `top` best configurations in ranking order (`report.repeats.configurations`, the ranking
+    """The `top` best configurations in ranking order (`store.standing.configurations`, the ranking
     of the master's `Done.` line), one row each for its best run: rank, trial, stage, the metric's
     value at its best epoch, best_epoch, params, checkpoint (absolute path, None when deleted or
     never written); with repeats, also `mean` (what ranked it) and `repeats`; `status: pruned` for

@@ -16,9 +16,9 @@ import torch
 
 from hpsearch.errors import HpsearchError
 from hpsearch.report.frames import best_checkpoint, open_sweep
-from hpsearch.report.repeats import configurations
 from hpsearch.search import ensemble as choose
 from hpsearch.search.evidence import configuration_key
+from hpsearch.store.standing import configurations
 from hpsearch.store.sweepdir import Store, atomic_write_json
 from hpsearch.trainables import predict
 

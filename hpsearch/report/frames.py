@@ -7,6 +7,7 @@ watch and the master's stage summary all read a sweep through this module and `s
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -23,11 +24,18 @@ STATUS_ORDER = {"finished": 0, "pruned": 1, "running": 2, "planned": 3, "diverge
 
 
 @bulk
-def runs_frame(state: SweepState, metric: Metric, stage: int | None = None, checkpoints: bool = True) -> pd.DataFrame:
+def runs_frame(
+    state: SweepState,
+    metric: Metric,
+    stage: int | None = None,
+    checkpoints: bool = True,
+    present: Collection[str] | None = None,
+) -> pd.DataFrame:
     """One row per trial (of `stage`, or all), ranked: finished by best metric, then pruned (by the
     best they reached), running, planned, diverged, failed; ties by trial id. `checkpoints=False`
     leaves out the checkpoint names (add them to the rows you show with `add_checkpoints`: 100,000
-    names cost a tenth of a second)."""
+    names cost a tenth of a second); `present`: the checkpoint files on disk (`Store.checkpoint_files`),
+    so a file retention deleted is not named."""
     trials = [t for t in state.trials.values() if stage is None or t.stage == stage]
     if not trials:
         return pd.DataFrame(columns=["rank", "stage", "trial", "status", metric.name])
@@ -52,7 +60,7 @@ def runs_frame(state: SweepState, metric: Metric, stage: int | None = None, chec
     for k in names:
         cols[f"p.{k}"] = [t.params.get(k) for t in trials]
     if checkpoints:
-        cols["checkpoint"] = checkpoint_names(state, trials, metric.name)
+        cols["checkpoint"] = checkpoint_names(state, trials, metric.name, present)
     order = _ranking_order(
         cols["status"], -best if metric.goal == "maximize" else best, cols["trial"], [t.stage for t in trials]
     )
@@ -68,7 +76,7 @@ def _ints(values: list[Any]) -> Any:
 def _ranking_order(status: list[str], key: np.ndarray, trial: list[str], stage: list[int]) -> np.ndarray:
     """Row order: by status (STATUS_ORDER), then key ascending with NaN last, then the later stage
     first (a promoted run that did not beat its parent's epochs ties with it, and trained longer:
-    `report.repeats.configurations` puts it first too), then trial id. numpy sorts the numbers;
+    `store.standing.configurations` puts it first too), then trial id. numpy sorts the numbers;
     only runs of equal (status, key), such as the planned trials, which all have NaN, are put in
     order in Python (sorting 100,000 ids costs more than the rest)."""
     group = np.array([STATUS_ORDER.get(s, 9) for s in status], dtype=np.int64)
@@ -83,10 +91,13 @@ def _ranking_order(status: list[str], key: np.ndarray, trial: list[str], stage: 
     return order
 
 
-def add_checkpoints(df: pd.DataFrame, state: SweepState, metric: str) -> pd.DataFrame:
-    """`df` with a `checkpoint` column: each row's best checkpoint name (None before a result)."""
+def add_checkpoints(
+    df: pd.DataFrame, state: SweepState, metric: str, present: Collection[str] | None = None
+) -> pd.DataFrame:
+    """`df` with a `checkpoint` column: each row's best checkpoint name (None before a result, or
+    when `present`, the files on disk, lacks it)."""
     trials = state.trials
-    names: list[Any] = checkpoint_names(state, [trials[t] for t in df["trial"].tolist()], metric)
+    names: list[Any] = checkpoint_names(state, [trials[t] for t in df["trial"].tolist()], metric, present)
     return df.assign(checkpoint=names)
 
 
@@ -96,8 +107,11 @@ def best_checkpoint(state: SweepState, t: Any, metric: str) -> str | None:
 
 
 @bulk
-def checkpoint_names(state: SweepState, trials: list[Any], metric: str) -> list[str | None]:
-    """best_checkpoint of each trial, in one loop (a full report names 100,000)."""
+def checkpoint_names(
+    state: SweepState, trials: list[Any], metric: str, present: Collection[str] | None = None
+) -> list[str | None]:
+    """best_checkpoint of each trial, in one loop (a full report names 100,000); with `present` (the
+    file names on disk), None for a file that is gone (`keep_top`, `checkpoints: last`)."""
     out: list[str | None] = []
     append, known = out.append, state.trials
     for t in trials:
@@ -115,7 +129,8 @@ def checkpoint_names(state: SweepState, trials: list[Any], metric: str) -> list[
             parent = known.get(parent.parent) if parent.parent else None
         rec = known.get(owner, t)
         # a trial without resumable state wrote no checkpoint file: name none
-        append(format_checkpoint(owner, t.best_epoch, metric, t.best) if rec.resumable else None)
+        name = format_checkpoint(owner, t.best_epoch, metric, t.best) if rec.resumable else None
+        append(None if name is not None and present is not None and name not in present else name)
     return out
 
 

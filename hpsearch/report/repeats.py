@@ -6,7 +6,6 @@ for `report`. Failed and diverged repeats are counted in `of` but not in the mea
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -15,8 +14,10 @@ from hpsearch.report.frames import best_checkpoint
 from hpsearch.search import space as sp
 from hpsearch.search import stages
 from hpsearch.search.config import Metric
-from hpsearch.search.evidence import configuration_key
 from hpsearch.store.fold import SweepState
+from hpsearch.store.standing import Standing, configurations
+
+__all__ = ["Standing", "best_line", "config_columns", "configs_frame", "configurations", "has_repeats"]
 
 
 def has_repeats(state: SweepState) -> bool:
@@ -59,42 +60,6 @@ def configs_frame(state: SweepState, metric: Metric, stage: int | None = None) -
 def config_columns(df: pd.DataFrame, metric: str) -> list[str]:
     params = [c for c in df.columns if c.startswith("p.") and df[c].nunique(dropna=True) > 1]
     return ["rank", "stage", "config", *params, f"{metric} (mean ± std)", "count", "of", "trials"]
-
-
-@dataclass(frozen=True)
-class Standing:
-    """One configuration in the sweep's final ranking (`configurations`): `ranked` is its standing
-    (mean over repeats) at `stage`, `run` the trial record of its best repeat there."""
-
-    stage: int
-    ranked: stages.Ranked
-    run: Any
-
-
-def configurations(state: SweepState, metric: Metric) -> list[Standing]:
-    """Every configuration with a ranked run, best first: the answer of `hpsearch best`, the
-    master's `Done.` line, `hpsearch ensemble`'s members and `hpsearch.open().best`.
-
-    Each configuration (same parameters, `configuration_key`) is judged at the latest stage where
-    it has a finished or pruned run: a promoted run supersedes its parent (it inherits its parent's
-    epochs, and trained longer), and that stage's repeats are averaged as the master ranks a stage
-    (`stages.rank`: mean over repeats, pruned configurations after the rest). Configurations of
-    different stages are then ordered by that mean, the later stage first on a tie."""
-    runs = [r for r in stages.runs_from(state.trials.values()) if r.status in stages.RANKED_STATUSES]
-    stage_of = {t.trial: t.stage for t in state.trials.values()}
-    latest: dict[str, int] = {}
-    for r in runs:
-        key = configuration_key(r.params)
-        latest[key] = max(latest.get(key, 0), stage_of[r.trial])
-    kept = [r for r in runs if stage_of[r.trial] == latest[configuration_key(r.params)]]
-    sign = -1.0 if metric.goal == "maximize" else 1.0
-    out = []
-    for c in stages.rank(kept, metric):
-        recs = [state.trials[t] for t in c.trials]
-        best = (max if metric.goal == "maximize" else min)(recs, key=lambda t: t.best if t.best is not None else 0.0)
-        out.append(Standing(stage_of[c.trials[0]], c, best))
-    out.sort(key=lambda s: (s.ranked.pruned, sign * s.ranked.mean, -s.stage, s.ranked.config))
-    return out
 
 
 def best_line(state: SweepState, metric: Metric) -> str | None:

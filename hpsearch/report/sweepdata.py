@@ -25,8 +25,8 @@ import pandas as pd
 from hpsearch.errors import HpsearchError
 from hpsearch.report.diagnostics import Finding, checks, diagnose
 from hpsearch.report.frames import best_checkpoint, open_sweep, runs_frame, stage_files
-from hpsearch.report.repeats import configurations
 from hpsearch.search import space as sp
+from hpsearch.store.standing import configurations
 from hpsearch.store.sweepdir import Store
 
 TOP_CURVES = 5  # runs whose curves are drawn and diagnosed
@@ -185,7 +185,7 @@ class SweepData:
     @property
     def best(self) -> dict[str, Any] | None:
         """The best configuration's best run, or None before a run has a result: the first of
-        `report.repeats.configurations` (what `hpsearch best` and the master's `Done.` line name:
+        `store.standing.configurations` (what `hpsearch best` and the master's `Done.` line name:
         mean over repeats, a promoted configuration at its latest stage). {trial, stage, value (the
         sweep's metric at the run's best epoch), metric, epoch, params (dict: name -> value),
         parent, checkpoint (absolute path of its best epoch's checkpoint, or None when retention
@@ -271,6 +271,7 @@ def of_store(
         raise HpsearchError(
             f"stage {stage} does not exist: {sweep.name} has {len(sweep.stages)} stage(s), numbered from 1"
         )
-    runs = runs_frame(store.state, sweep.metric, stage=stage, checkpoints=checkpoints)
+    present = store.checkpoint_files() if checkpoints else None
+    runs = runs_frame(store.state, sweep.metric, stage=stage, checkpoints=checkpoints, present=present)
     stages = [s for s in stage_files(store) if stage is None or s.get("stage") == stage]
     return SweepData(root, store, sweep, runs, stages, top_curves(store, runs, n_curves), stage)

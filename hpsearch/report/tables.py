@@ -232,7 +232,7 @@ def render(
     if top is not None:
         df = df.head(top)
     if fmt == "table" and not df.empty and "checkpoint" not in df:
-        df = add_checkpoints(df, store.state, sweep.metric.name)
+        df = add_checkpoints(df, store.state, sweep.metric.name, store.checkpoint_files())
     empty_note = f"{sweep.name}: no runs yet (the sweep has not planned any trial)" if df.empty else None
     if empty_note and notes is not None:
         notes.append(empty_note)

@@ -761,7 +761,7 @@ def stage_text(store: Store, sweep: Sweep, k: int, flags: list[stages.BorderFlag
 
     ranked = runs_frame(store.state, sweep.metric, stage=k, checkpoints=False)
     df = ranked.head(top)
-    df = add_checkpoints(df, store.state, sweep.metric.name) if len(df) else df
+    df = add_checkpoints(df, store.state, sweep.metric.name, store.checkpoint_files()) if len(df) else df
     df["rank"] = range(1, len(df) + 1)
     counts = counts_of(store.state, k)
     head = f"Stage {k} done: " + ", ".join(f"{v} {s}" for s, v in sorted(counts.items()))

@@ -1,8 +1,10 @@
 """Disk across the sweep: `keep_top: K` deletes the checkpoints of runs outside the top K configurations.
 
-Called by the master once a stage is finished. Metrics and the journal are never touched, so
-`report` still knows every run; only checkpoint files go. Never pruned: trials not finished
-yet (and the parents they will resume from), and the trials the next stage will promote.
+Called by the master once a stage is finished. The top K are `store.standing.configurations`
+(what `hpsearch best` names): every run of those configurations keeps its files. Metrics and the
+journal are never touched, so `report` still knows every run; only checkpoint files go. Never
+pruned: trials not finished yet (and the parents they will resume from), and the trials the next
+stage will promote.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from typing import Any
 
 from hpsearch.search import space as sp
 from hpsearch.search import stages
+from hpsearch.search.evidence import configuration_key
 from hpsearch.store.fold import SweepState
+from hpsearch.store.standing import configurations
 from hpsearch.store.sweepdir import Store
 
 
@@ -21,9 +25,10 @@ def runs(state: SweepState, k: int | None = None) -> list[stages.Run]:
 
 def protected(state: SweepState, sweep: Any, next_plan: stages.StagePlan | None = None) -> set[str]:
     """Trials whose checkpoints must stay: the top configurations, unfinished work, next promotions."""
-    keep: set[str] = set()
-    for r in stages.rank(runs(state), sweep.metric)[: sweep.keep_top]:
-        keep.update(r.trials)
+    # the sweep's own ranking of configurations (`hpsearch best`'s): a promoted run and its parent
+    # are one configuration, so both keep their files and the K-th best configuration keeps its own
+    top = {configuration_key(s.ranked.params) for s in configurations(state, sweep.metric)[: sweep.keep_top]}
+    keep = {t.trial for t in state.trials.values() if configuration_key(t.params) in top}
     for t in state.trials.values():
         if not t.state.is_finished:
             keep.add(t.trial)

@@ -504,6 +504,14 @@ class Store:
     def delete_checkpoint(self, name: str) -> None:
         unlink_missing_ok(self.layout.checkpoint(name))
 
+    def checkpoint_files(self) -> set[str]:
+        """The names of the files in checkpoints/ now (one scandir; empty before the folder exists)."""
+        try:
+            with os.scandir(self.layout.checkpoints) as it:
+                return {entry.name for entry in it}
+        except FileNotFoundError:
+            return set()
+
     def checkpoint_names(self) -> Iterator[CheckpointName]:
         try:
             with os.scandir(self.layout.checkpoints) as it:
