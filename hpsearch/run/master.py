@@ -286,13 +286,51 @@ class Master:
                     self._output_to(self.store.layout.master_log)
             self.interrupts += 1
             if self.interrupts >= 2:
-                if self.launcher is not None and hasattr(self.launcher, "kill"):
-                    self.launcher.kill()
-                os._exit(130)
+                self._killed()
 
         signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGHUP, handler)
+
+    def _killed(self) -> None:
+        """The second Ctrl-C: kill the local workers and exit 130 at once, leaving the directory as
+        honest as a few seconds allow: the `stop` event (a fast second Ctrl-C can come before the
+        main loop wrote the first one's), the killed workers' trials released (not their fault: no
+        retry is spent), master.json `exited`. Done in a thread, on a store of its own, given 5 s:
+        the main thread may hold the journal's lock, and a stuck disk must not keep the exit waiting
+        (a later `master start` requeues whatever is left, as after kill -9)."""
+        killed: set[int] = set()
+        if self.launcher is not None and hasattr(self.launcher, "kill"):
+            procs = list(getattr(self.launcher, "procs", []))
+            self.launcher.kill()
+            deadline = time.monotonic() + 10  # SIGKILL: gone at once, unless the machine is swamped
+            for p in procs:
+                with contextlib.suppress(Exception):
+                    p.wait(timeout=max(0.1, deadline - time.monotonic()))
+                    killed.add(p.pid)
+
+        def leave() -> None:
+            store = Store(self.root)
+            st = store.refresh()
+            if not st.stop and not st.done:
+                store.journal.append([{"ev": "stop", "reason": "master interrupted twice: workers killed"}])
+            pids = {w: hb.get("pid") for w, hb in store.heartbeats().items() if hb.get("host") == HOST}
+            why = "its worker was killed: the master was interrupted twice (Ctrl-C)"
+            for t in store.refresh().trials.values():
+                if t.state is State.RUNNING and pids.get(t.worker or "") in killed:
+                    store.release(t.trial, t.attempt, why, epochs_done=t.epochs_done)
+            if not self._replaced:
+                self._write_master("exited")
+
+        def safely() -> None:
+            with contextlib.suppress(Exception):
+                leave()
+
+        self._beats_end.set()  # no late "running" beat over the "exited" one
+        t = threading.Thread(target=safely, daemon=True)
+        t.start()
+        t.join(timeout=5.0)
+        os._exit(130)
 
     # -- the stages --------------------------------------------------------------------------
     def run(self) -> int:
