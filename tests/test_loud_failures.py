@@ -194,3 +194,19 @@ def test_same_error_early_needs_n_results_all_failed_with_one_error() -> None:
     assert not same_error_early(same[:2] + planned, 3)
     assert not same_error_early([*same, _rec(3, State.FINISHED, None)], 3)
     assert not same_error_early([*same[:2], _rec(3, State.FAILED, "other")], 3)
+
+
+def test_trials_that_fail_at_once_stop_at_max_failures_across_workers(tmp_path: Path) -> None:
+    """Failing in milliseconds, two workers burnt 8 of 8 trials before the master's next look: each
+    worker's count in a row stayed below max_failures. The workers now apply the master's rule."""
+    write(tmp_path / "ut_instant.py", "def fit(params, trial):\n    trial.report(1, accuracy=0.5)\n")
+    sweep = write_sweep(tmp_path, _sweep("{python: 'ut_instant:fit'}", trials=16, extra="max_failures: 3\n"))
+    root = tmp_path / "d"
+    r = start_master(sweep, root, timeout=240)
+    assert r.returncode == 1, r.stdout[-3000:] + r.stderr
+    st = Store(root).refresh()
+    failed = sum(1 for t in st.trials.values() if t.state is State.FAILED)
+    assert 3 <= failed <= 3 + 2  # the limit, plus at most one trial in each worker's hands
+    assert "Stopped early (the first 3 results of stage 1 failed with the same error" in r.stdout
+    logs = "".join(p.read_text() for p in (root / "workers").glob("local-*.out"))
+    assert "leaving: the first 3 results of stage 1 failed with the same error (max_failures: 3)" in logs

@@ -224,6 +224,9 @@ class Worker:
                 if self.disk_full:
                     why, code = _disk_full_why(self.disk_full), EXIT_DISK_FULL
                     break
+                if self.failures_in_a_row and (same := self._same_error_early()):
+                    why, code = same, EXIT_TOO_MANY_FAILURES
+                    break
                 if self.failures_in_a_row >= self.sweep.max_failures:
                     why = (
                         f"{self.failures_in_a_row} trials failed in a row (max_failures); stopping so the queue "
@@ -253,6 +256,23 @@ class Worker:
             )
         self.say(f"leaving: {why} ({self.done} trial(s) recorded here)")
         return code
+
+    def _same_error_early(self) -> str | None:
+        """Why to stop claiming when the first `max_failures` results of the current stage since the
+        last resume (`SweepState.judged`), from every worker, all failed with one error
+        (`report.failures.same_error_early`, the master's rule): fast-failing trials were all burnt
+        before the master's next look, each worker's own count in a row staying below the limit.
+        Looked at only after a failure of this worker's (it reads every trial of the stage)."""
+        from hpsearch.report.failures import same_error_early
+
+        st = self.store.state
+        k, n, judged = st.current_stage, self.sweep.max_failures, st.judged
+        if not k or not same_error_early([t for t in st.stage_trials(k) if t.trial not in judged], n):
+            return None
+        return (
+            f"the first {n} results of stage {k} failed with the same error (max_failures: {n}); stopping so the "
+            f"queue is not burnt. See {self.store.layout.trials}/*/error.txt"
+        )
 
     def _run_batch(self, records: list[TrialRecord], fixed: dict[str, Any]) -> None:
         if len(records) > 1:

@@ -81,6 +81,9 @@ class SweepState:
     stop: bool = False
     stop_reason: str | None = None  # the last `stop` event's reason (cleared with `stop` by `resume`)
     bad_lines: int = 0
+    # trials finished at the last `resume`: judged by an earlier master (a resume after a fix must not
+    # stop again on their failures; the workers' sweep-wide early stop leaves them out)
+    judged: set[str] = field(default_factory=set)
 
     def apply(self, ev: dict[str, Any]) -> None:
         kind = ev.get("ev")
@@ -138,6 +141,7 @@ class SweepState:
         elif kind == "resume":
             self.stop = self.done = False
             self.stop_reason = None
+            self.judged = {tid for tid, rec in self.trials.items() if rec.state in FINISHED}
 
     def next_queued(self) -> Iterator[str]:
         # no copy of the queue (O(trials) per claim): callers stop iterating before they append

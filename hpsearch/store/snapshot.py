@@ -22,7 +22,7 @@ from hpsearch.errors import StoreError
 from hpsearch.store.atomic import atomic_write_bytes
 from hpsearch.store.fold import STATES, SweepState, TrialRecord
 
-VERSION = 2  # 2: the stop reason (stop_reason)
+VERSION = 3  # 2: the stop reason (stop_reason); 3: the trials judged before the last resume (judged)
 CHECK_BYTES = 256  # the journal's first and last bytes before the offset identify it
 FIELDS = [f.name for f in dataclasses.fields(TrialRecord)]
 
@@ -57,6 +57,7 @@ def encode(state: SweepState, offset: int, check: str) -> bytes:
         "stop": state.stop,
         "stop_reason": state.stop_reason,
         "bad_lines": state.bad_lines,
+        "judged": sorted(state.judged),
     }
     return json.dumps(doc, separators=(",", ":")).encode()
 
@@ -85,6 +86,7 @@ def decode(data: bytes) -> tuple[SweepState, int, str] | None:
             stop=bool(doc["stop"]),
             stop_reason=doc.get("stop_reason"),
             bad_lines=int(doc["bad_lines"]),
+            judged=set(doc["judged"]),
         )
         offset, check = int(doc["offset"]), str(doc["check"])
         named = [*state.queue, *state.requeued, *(tid for ev in stages.values() for tid in ev["trials"])]
