@@ -228,3 +228,21 @@ def test_findings_text_says_what_was_checked_when_nothing_fires():
     assert "nothing stands out" in dg.findings_text([])
     text = dg.findings_text(dg.run_findings("s2-t0001", [epoch(1, train_acc=1.0, val_acc=0.5)], 1))
     assert "[s2-t0001]" in text and "overfitting" in text
+
+
+def test_a_sweep_with_no_finished_run_is_not_said_to_have_nothing_standing_out():
+    """`report` of a sweep whose runs were all planned or running said "nothing stands out
+    (checked: border, divergence)": a claim of checks that had nothing to look at."""
+    runs = pd.DataFrame({"trial": ["s1-t0000", "s1-t0001"], "status": ["running", "planned"]})
+    checked = dg.checks(runs, [{"stage": 1}], {})
+    assert dict(checked)["border"] == "no finished run yet"
+    assert dict(checked)["divergence"] == "no run has finished or diverged yet"
+    text = dg.findings_text([], checked)
+    assert text.startswith("Diagnostics: nothing to check yet") and "nothing stands out" not in text
+    # one diverged run is enough to look at divergence; a finished one, at borders too
+    diverged = dg.checks(runs.assign(status=["diverged", "planned"]), [{"stage": 1}], {})
+    assert dict(diverged)["divergence"] is None and dict(diverged)["border"] == "no finished run yet"
+    finished = dg.checks(runs.assign(status=["finished", "planned"]), [{"stage": 1}], {})
+    assert dict(finished)["border"] is None and "nothing stands out (checked: border, divergence)" in (
+        dg.findings_text([], finished)
+    )

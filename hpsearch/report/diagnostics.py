@@ -408,9 +408,12 @@ def checks(
     )
     has_ratio = any(_num(c.get("update_ratio")) is not None for v in curves.values() for c in v)
     has_batches = any(len(c.get("losses") or []) >= 4 for v in curves.values() for c in v if c.get("epoch") == 1)
+    status = runs["status"] if "status" in runs else pd.Series(dtype=object)
+    ranked = bool(status.isin(["finished", "pruned"]).any())  # a best value to place in its range
+    ended = ranked or bool(status.isin(["diverged"]).any())
     return [
-        ("border", None if stages else "no stage planned yet"),
-        ("divergence", None if len(runs) else "no runs yet"),
+        ("border", "no stage planned yet" if not stages else None if ranked else "no finished run yet"),
+        ("divergence", "no runs yet" if not len(runs) else None if ended else "no run has finished or diverged yet"),
         ("train/val gap", acc),
         ("underfitting", acc),
         ("update ratio", no_runs or (None if has_ratio else "no update_ratio metric reported")),
@@ -423,8 +426,10 @@ def findings_text(findings: list[Finding], checked: list[tuple[str, str | None]]
     done = [c for c, why in checked or [] if why is None] if checked is not None else CHECKS.split(", ")
     skipped = [f"{c} ({why})" for c, why in checked or [] if why is not None]
     tail = f"\n  not checked: {'; '.join(skipped)}" if skipped else ""
+    if not findings and not done:  # "nothing stands out" would claim a look that was not taken
+        return f"Diagnostics: nothing to check yet{tail}"
     if not findings:
-        return f"Diagnostics: nothing stands out (checked: {', '.join(done) or 'nothing'}){tail}"
+        return f"Diagnostics: nothing stands out (checked: {', '.join(done)}){tail}"
     lines = ["Diagnostics:"]
     for f in findings:
         lines.append(f"  [{f.scope}] {f.message}\n      -> {f.advice}")
