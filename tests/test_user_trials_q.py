@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from helpers import run_cli, write_sweep
+from helpers import count_events, kill_pids, run_cli, spawn, wait_for, worker_pids, write_sweep
 
 
 def noop_sweep(name: str, parameters: dict, stages: list) -> dict:
@@ -404,3 +404,31 @@ def test_a_stage_promoting_what_it_asks_has_no_such_note(tmp_path: Path) -> None
     d = tmp_path / "run"
     p = run_cli("master", "start", str(write_sweep(tmp_path, doc)), "--dir", str(d), check=True)
     assert "promoted, not the" not in p.stdout
+
+
+def test_next_on_a_running_or_stopped_sweep_says_which_stage_it_starts_from(tmp_path: Path) -> None:
+    """`hpsearch next` on a running sweep wrote a follow-up of stage 1 with no word that stage 2 was
+    still training (the user took it for the sweep's result)."""
+    doc = noop_sweep("live", {}, [{"trials": 2, "epochs": 1}, {"trials": 4, "epochs": 30}])
+    doc["trainable"] = {"builtin": "noop", "sleep": 0.5}
+    sweep = write_sweep(tmp_path, doc)
+    d = tmp_path / "run"
+    m = spawn("master", "start", str(sweep), "--dir", str(d), capture=True)
+    try:
+        wait_for(lambda: count_events(d, "stage_done") >= 1, 120, "stage 1 done", proc=m)
+        p = run_cli("next", str(d), "-o", str(tmp_path / "next.yaml"), check=True)
+        assert "Note: live is still running (stage 2 of 2): this follow-up starts from stage 1" in p.stdout, p.stdout
+        run_cli("master", "stop", str(d), check=True)
+        m.communicate(timeout=120)
+        p = run_cli("next", str(d), "-o", str(tmp_path / "next.yaml"), check=True)
+        assert "Note: live stopped (" in p.stdout and "after stage 1 of 2" in p.stdout, p.stdout
+    finally:
+        kill_pids([m.pid, *worker_pids(d)])
+
+
+def test_next_on_a_finished_sweep_has_no_such_note(tmp_path: Path) -> None:
+    d = tmp_path / "run"
+    sweep = write_sweep(tmp_path, noop_sweep("fin", {}, [{"trials": 2, "epochs": 1}]))
+    run_cli("master", "start", str(sweep), "--dir", str(d), check=True)
+    p = run_cli("next", str(d), "-o", str(tmp_path / "next.yaml"), check=True)
+    assert "Note: fin" not in p.stdout

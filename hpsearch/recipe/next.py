@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -13,6 +14,8 @@ from hpsearch.search import budget, followup, stages
 from hpsearch.search import space as sp
 from hpsearch.store import sweepfile
 from hpsearch.store.atomic import atomic_write_bytes
+from hpsearch.store.liveness import master_alive
+from hpsearch.store.sweepdir import Store, read_json
 
 
 def next_sweep(root: str, warm_start: bool) -> tuple[str, list[str]]:
@@ -55,6 +58,9 @@ def next_sweep(root: str, warm_start: bool) -> tuple[str, list[str]]:
             f"train up to {budget.cost(new.stages)} epochs "
             "(add budget: back to cap them)"
         )
+    unfinished = _unfinished(store, sweep, k)
+    if unfinished:
+        notes.append(unfinished)
     if warm_start:
         notes.append(f"Warm start: stage {k}'s {len(ranked)} ranked run(s) join the first stage's ranking")
     values = [r.best for r in history if r.best is not None]
@@ -86,3 +92,22 @@ def write(text: str, path: str) -> str | None:
     except HpsearchError as e:
         return f"note: {path} does not start as it is (move it beside the finished sweep's file?): {e}"
     return None
+
+
+def _unfinished(store: Store, sweep: Any, k: int) -> str | None:
+    """The note for a follow-up of a sweep that is not finished: still running (its master beats,
+    `master_alive`) or stopped before its last stage; None once it is done. The follow-up then
+    starts from stage k, the last one finished, not from the sweep's final ranking."""
+    st, n = store.state, len(sweep.stages)
+    if st.done:
+        return None
+    if master_alive(read_json(store.layout.master), sweep.stale_after):
+        return (
+            f"Note: {sweep.name} is still running (stage {st.current_stage} of {n}): this follow-up starts from "
+            f"stage {k}, the last one finished; run hpsearch next again once the sweep is done"
+        )
+    why = f" ({st.stop_reason})" if st.stop_reason else ""
+    return (
+        f"Note: {sweep.name} stopped{why} after stage {k} of {n}: this follow-up starts from stage {k}; "
+        "resume the sweep first for one from its last stage"
+    )
