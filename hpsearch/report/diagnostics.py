@@ -417,7 +417,18 @@ def checks(
         ("train/val gap", acc),
         ("underfitting", acc),
         ("update ratio", no_runs or (None if has_ratio else "no update_ratio metric reported")),
-        ("first-epoch loss", no_runs or (None if has_batches else "no per-batch losses reported in epoch 1")),
+        (
+            "first-epoch loss",
+            no_runs
+            or (
+                None
+                if has_batches
+                else (
+                    "no per-batch losses reported in epoch 1: pass them as trial.report(1, ..., "
+                    "extras={'losses': [...]}), or a \"losses\" list in a program's metrics line"
+                )
+            ),
+        ),
     ]
 
 

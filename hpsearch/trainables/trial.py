@@ -408,4 +408,7 @@ def _number(key: str, v: Any) -> float:
     try:
         return float(v)
     except (TypeError, ValueError):
-        raise ValueError(f"report(): metric {key!r} must be a number, got {v!r}") from None
+        data = (
+            f"; pass data that is not a number as extras={{{key!r}: ...}}" if isinstance(v, (list, dict, str)) else ""
+        )
+        raise ValueError(f"report(): metric {key!r} must be a number, got {str(v)[:60]}{data}") from None
