@@ -172,3 +172,20 @@ def test_the_promote_warning_names_every_promoting_stage() -> None:
     )
     (w,) = [w for w in s.warnings if ".promote" in w]
     assert w.startswith("stages[2] and stages[3].promote (stages counted from 1): ") and "can ignore this" in w
+
+
+def test_the_promote_warning_of_stages_auto_names_no_stage_the_file_lacks() -> None:
+    """It said "stages[2] and stages[3].promote" of a file whose stages: is the word auto."""
+    s = parse(
+        {
+            "trainable": {"python": "m:fit"},
+            "parameters": {"x": {"min": 0.0, "max": 1.0}},
+            "stages": "auto",
+            "budget": 200,
+            "epochs": 20,
+        }
+    )
+    (w,) = [w for w in s.warnings if "resumable state" in w]
+    promoting = [i for i, st in enumerate(s.stages, 1) if st.promote]
+    assert promoting and w.startswith(f"stages: auto promotes into its stage(s) {' and '.join(map(str, promoting))}")
+    assert "stages[" not in w

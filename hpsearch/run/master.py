@@ -406,7 +406,7 @@ class Master:
         trainable hands over resumable state (on a resume it said again what the runs had disproved)."""
         st = self.store.state
         resumes = any(t.state.value == "finished" and t.resumable for t in st.trials.values())
-        return [w for w in self.sweep.warnings if not (resumes and ".promote (stages counted from 1)" in w)]
+        return [w for w in self.sweep.warnings if not (resumes and config.PROMOTE_WARNING in w)]
 
     def _finished_already(self) -> bool:
         """A start on this same sweep, finished (its `done` event: every stage done, or metric.target

@@ -30,6 +30,8 @@ from hpsearch.search.sampler import DEFAULT as DEFAULT_METHOD
 from hpsearch.search.sampler import METHODS
 from hpsearch.search.schedules import schedule_problems
 
+# the warning for promoting stages beside a user trainable (the master drops it once a run resumed)
+PROMOTE_WARNING = "a promoted trial continues only from resumable state"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 TOP_KEYS = {
     "name",
@@ -322,9 +324,15 @@ def parse(
     _check_trial_names(trainable, space, warnings)
     promoting = [i for i, s in enumerate(stages, 1) if s.promote]
     if promoting and ("python" in trainable or "command" in trainable):
-        where = " and ".join(f"stages[{i}]" for i in promoting)
+        listed = " and ".join(str(i) for i in promoting)
+        # `stages: auto` has no stages[k] in the file: name the plan's stages instead
+        where = (
+            f"stages: auto promotes into its stage(s) {listed} (see the plan)"
+            if auto
+            else f"{' and '.join(f'stages[{i}]' for i in promoting)}.promote (stages counted from 1)"
+        )
         warnings.append(
-            f"{where}.promote (stages counted from 1): a promoted trial continues only from resumable state "
+            f"{where}: {PROMOTE_WARNING} "
             '(python: pass state= to trial.report; command: hand over "checkpoint" files); '
             "without it, it trains again from epoch 1 (a trainable that hands it over can ignore this)"
         )
