@@ -92,7 +92,9 @@ def test_history_is_metrics_jsonl_and_histories_stack_them(sweep_dir):
             assert h["val_acc"].tolist() == [x["val_acc"] for x in lines]
             assert isinstance(h["losses"].iloc[0], list)  # extra data kept as it is
     promoted = sw.runs[sw.runs["parent"].notna()].iloc[0]
-    assert sw.history(promoted["trial"])["epoch"].tolist() == [1, 2, 3]  # epoch 1 is its parent's
+    h = sw.history(promoted["trial"])
+    assert h["epoch"].tolist() == [1, 2, 3]  # epoch 1 is its parent's, and says so
+    assert h["inherited"].iloc[0] == promoted["parent"] and h["inherited"].iloc[1:].isna().all()
     long = sw.histories()
     assert list(long.columns[:3]) == ["trial", "stage", "epoch"]
     assert len(long) == sum(len(sw.history(t)) for t in sw.runs["trial"])

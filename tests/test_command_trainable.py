@@ -147,7 +147,12 @@ def test_resume_gets_the_last_handed_over_checkpoint(tmp_path: Path) -> None:
     assert env["HPSEARCH_START_EPOCH"] == "2"
     assert env["HPSEARCH_RESUME_FROM"] == str(again.resume_checkpoint.absolute())
     lines = again.store.metrics(again.id)
-    assert [(x["epoch"], x["attempt"]) for x in lines] == [(1, 2), (2, 2), (3, 2), (4, 2)]
+    assert [(x["epoch"], x["attempt"]) for x in lines] == [
+        (1, 1),
+        (2, 1),
+        (3, 2),
+        (4, 2),
+    ]  # each epoch keeps the attempt that trained it
     assert "did epoch 1" not in (again.trial_dir / "worker.log").read_text().split("attempt 2")[1]
 
 

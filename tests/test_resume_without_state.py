@@ -136,3 +136,27 @@ def test_a_promoted_command_without_checkpoints_has_one_history(tmp_path: Path) 
     write(tmp_path / "prog.py", PROGRAM)
     _promoting_sweep(tmp_path, f"{{command: [{sys.executable}, prog.py]}}")
     _check_promoted_child(tmp_path, run_cli("master", "start", "s.yaml", "--dir", "run", cwd=tmp_path))
+
+
+def test_resumed_epochs_keep_the_attempt_that_trained_them_and_inherited_ones_name_their_trainer(
+    tmp_path: Path,
+) -> None:
+    """metrics.jsonl relabelled a resumed trial's earlier epochs with the new attempt, and a
+    promoted trial's parent epochs looked like its own."""
+    parent = claimed_trial(tmp_path, "s1-t0000", epochs=2)
+    parent.report(1, state={"w": torch.ones(1)}, val_acc=0.1)
+    parent.report(2, state={"w": torch.ones(1)}, val_acc=0.2)
+    parent.store.finish(parent.id, parent.attempt, "finished", 0.2, 2, 2, None)
+    child = claimed_trial(tmp_path, "s2-t0000", epochs=4, parent="s1-t0000")
+    child.report(3, state={"w": torch.ones(1)}, val_acc=0.3)
+    release(child)  # its worker was lost after epoch 3
+    again = _again(child.store)
+    assert again.start_epoch == 3 and again.attempt == 2
+    again.report(4, state={"w": torch.ones(1)}, val_acc=0.4)
+    lines = metrics(tmp_path, child.id)
+    assert [(m["epoch"], m["attempt"], m.get("inherited")) for m in lines] == [
+        (1, 1, "s1-t0000"),
+        (2, 1, "s1-t0000"),
+        (3, 1, None),
+        (4, 2, None),
+    ]

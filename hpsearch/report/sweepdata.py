@@ -31,7 +31,7 @@ from hpsearch.store.sweepdir import Store
 
 TOP_CURVES = 5  # runs whose curves are drawn and diagnosed
 # keys of a metrics.jsonl line that are hpsearch's bookkeeping, not metrics
-BOOKKEEPING = ("epoch", "attempt", "checkpoint", "time", "adopted")
+BOOKKEEPING = ("epoch", "attempt", "checkpoint", "time", "adopted", "inherited")
 
 
 @dataclass
@@ -89,12 +89,15 @@ class SweepData:
     def history(self, trial: str) -> pd.DataFrame:
         """One trial's per-epoch record: one row per epoch, in epoch order.
 
-        Columns: `epoch` (int, 1-based), `attempt` (int), every metric it reported (float, e.g.
+        Columns: `epoch` (int, 1-based), `attempt` (int: the attempt that trained the epoch; an
+        inherited epoch's is its trainer's), every metric it reported (float, e.g.
         `val_acc`, `train_loss`, `lr`, `seconds`), `checkpoint` (str or None: the epoch's
         checkpoint file name, deleted by retention unless it is the best or last), `time` (float,
         Unix seconds when the epoch was recorded), and any extra data it kept (e.g. `losses`: the
         per-batch training losses of the built-in classifier, a list). A promoted trial's first
-        rows are its parent's epochs. Empty (no rows) before the first epoch.
+        rows are its parent's epochs, their `inherited` column naming the trial that trained them
+        (NaN on the trial's own rows; their checkpoints are the parent's: see that trial's history).
+        Empty (no rows) before the first epoch.
 
         Raises:
             HpsearchError: no trial of that id in the sweep.
@@ -112,7 +115,9 @@ class SweepData:
 
     def histories(self, trials: list[str] | None = None) -> pd.DataFrame:
         """Per-epoch records of many trials (default every trial with a result) in one long frame:
-        the columns of `history` with `trial` and `stage` in front, rows by ranking then epoch."""
+        the columns of `history` with `trial` and `stage` in front, rows by ranking then epoch. A
+        promoted trial's inherited rows repeat its parent's (drop rows with `inherited` set to count
+        each trained epoch once)."""
         if trials is None:
             trials = self.runs.loc[self.runs["epochs"].fillna(0) > 0, "trial"].tolist() if len(self.runs) else []
         frames = []

@@ -79,7 +79,7 @@ STAGE_KEYS = {"trials", "epochs", "top", "promote", "repeats", "name", "early_st
 SAMPLERS = ("random", "tpe")
 METRIC_KEYS = {"name", "goal", "target"}
 # keys of every metrics line that are hpsearch's own, so never the sweep's metric
-RESERVED_METRICS = ("epoch", "attempt", "time", "checkpoint", "adopted", "state", "extras")
+RESERVED_METRICS = ("epoch", "attempt", "time", "checkpoint", "adopted", "state", "extras", "inherited")
 SLURM_KEYS = {
     "type",
     "partition",

@@ -77,7 +77,7 @@ from hpsearch.search.conditional import is_conditional, public, public_names
 from hpsearch.search.config import TRIAL_NAMES
 
 RUNNER_KEYS = ("command", "grace", "metric_regex")  # trainable settings of the runner, not parameters
-RESERVED = ("attempt", "time", "adopted", "state", "extras")
+RESERVED = ("attempt", "time", "adopted", "state", "extras", "inherited")
 SPECIAL = TRIAL_NAMES  # a parameter of the same name wins (search.config warns at load)
 ARG_LISTS = ("${args}", "${args_no_hyphens}", "${args_no_boolean_flags}", "${args_json}", "${args_json_file}")
 ARGS_FILE = "args.json"  # ${args_json_file}: written in the trial's folder before each attempt

@@ -220,7 +220,7 @@ class Trial:
             saved = None
         # extras first: they may never overwrite the epoch, the attempt or a metric
         line = {
-            **(extras or {}),
+            **{k: v for k, v in (extras or {}).items() if k != "inherited"},  # hpsearch's mark (_resume)
             "epoch": epoch,
             "attempt": self.attempt,
             **metrics,
@@ -369,10 +369,11 @@ class Trial:
             self.resume_checkpoint = self.store.layout.checkpoint(line["checkpoint"])
             self.start_epoch = int(line["epoch"])
         if own or kept:
-            # drop epochs past the checkpoint (they will be redone); a promoted trial inherits history
+            # drop epochs past the checkpoint (they will be redone); each epoch keeps the attempt that
+            # trained it. A promoted trial inherits history marked `inherited` (the parent's id) and
             # without the parent's checkpoint names, so its retention never deletes the parent's files
-            inherited = source is not own
-            kept = [dict(h, attempt=self.attempt, checkpoint=None if inherited else h.get("checkpoint")) for h in kept]
+            if source is not own:
+                kept = [dict(h, checkpoint=None, inherited=h.get("inherited") or self.record.parent) for h in kept]
             self.store.rewrite_metrics(self.id, kept)
         for h in kept:
             self._after_epoch_resume(h)
