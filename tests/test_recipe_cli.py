@@ -315,9 +315,16 @@ def test_python_contract_checks_and_ensembles(tmp_path: Path) -> None:
     assert lines(p.stdout, "PASS")[0].split()[1] == "gradient"
     assert any("initial_loss" in ln for ln in lines(p.stdout, "PASS") + lines(p.stdout, "WARN"))
     run_cli("master", "start", str(f), "--dir", str(tmp_path / "d"), cwd=tmp_path, check=True)
-    run_cli("ensemble", str(tmp_path / "d"), "--top", "3", cwd=tmp_path, check=True)
+    p = run_cli("ensemble", str(tmp_path / "d"), "--top", "3", cwd=tmp_path, check=True)
     doc = json.loads((tmp_path / "d" / "ensemble.json").read_text())
     assert [pt["k"] for pt in doc["curves"][0]["points"]] == [1, 2, 3]
+    # the third curve of README: the best run's checkpoints averaged (state={"model": ...}), or why not
+    _, single, avg = doc["curves"]
+    assert "parameter average" in avg["label"] and "parameter average" in p.stdout
+    if len(single["points"]) > 1:
+        assert len(avg["points"]) == len(single["points"])
+    else:
+        assert avg["note"].startswith("not measured: needs two or more checkpoints") and avg["note"] in p.stdout
 
 
 def test_python_wrong_backward_fails_the_gradient_check(tmp_path: Path) -> None:
@@ -491,3 +498,26 @@ def test_noop_sweep_has_nothing_to_ensemble(tmp_path: Path) -> None:
     run_cli("master", "start", str(f), "--dir", str(tmp_path / "d"), check=True)
     e = run_cli("ensemble", str(tmp_path / "d"))
     assert e.returncode == 2 and "does not support ensembles" in e.stderr
+
+
+def test_a_python_trainables_checkpoints_are_averaged_when_their_state_holds_a_model() -> None:
+    """`ensemble` left the parameter average out for python trainables, with no word."""
+    import torch
+
+    from hpsearch.search import config
+    from hpsearch.trainables.predict import average_states, why_not_averaged
+
+    sweep = config.parse(
+        {"trainable": {"python": "m:fit"}, "parameters": {"x": {"min": 0.0, "max": 1.0}}, "stages": [{"trials": 1}]}
+    )
+
+    def ckpt(w: float, **extra: object) -> dict:
+        return {"params": {}, "state": {"model": {"w": torch.full((2,), w)}, **extra}}
+
+    assert why_not_averaged(sweep, [ckpt(1.0), ckpt(3.0)]) is None
+    assert torch.equal(average_states([ckpt(1.0), ckpt(3.0)])["state"]["model"]["w"], torch.full((2,), 2.0))
+    assert "needs two or more checkpoints" in (why_not_averaged(sweep, [ckpt(1.0)]) or "")
+    no_model = [{"state": {"weights": [1.0]}}, {"state": {"weights": [2.0]}}]
+    assert "no 'model' state_dict" in (why_not_averaged(sweep, no_model) or "")
+    other = {"params": {}, "state": {"model": {"w": torch.ones(3)}}}
+    assert "differ in names or shapes" in (why_not_averaged(sweep, [ckpt(1.0), other]) or "")

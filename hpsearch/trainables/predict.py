@@ -76,6 +76,29 @@ def averages_weights(sweep: Sweep) -> bool:
     return sweep.trainable_kind == "builtin" and sweep.trainable["builtin"] == "classifier"
 
 
+def why_not_averaged(sweep: Sweep, ckpts: list[dict[str, Any]]) -> str | None:
+    """Why the checkpoints `ckpts` of one run cannot be averaged weight by weight (`average_states`),
+    or None when they can: the built-in classifier's always can; a python trainable's when each
+    reported `state` holds a `model` state_dict of tensors with the same names and shapes."""
+    if len(ckpts) < 2:
+        return "needs two or more checkpoints of the best run: set `checkpoints: all` in the sweep"
+    if averages_weights(sweep):
+        return None
+    shapes = []
+    for c in ckpts:
+        state = c.get("state")
+        model = state.get("model") if isinstance(state, dict) else None
+        if not isinstance(model, dict) or not model or not all(isinstance(v, torch.Tensor) for v in model.values()):
+            return (
+                "the reported state has no 'model' state_dict to average: report "
+                "state={'model': model.state_dict(), ...} (predict then receives the average under 'model')"
+            )
+        shapes.append({k: tuple(v.shape) for k, v in model.items()})
+    if any(s != shapes[0] for s in shapes[1:]):
+        return "the checkpoints' 'model' weights differ in names or shapes: they cannot be averaged"
+    return None
+
+
 def average_states(ckpts: list[dict[str, Any]]) -> dict[str, Any]:
     """One checkpoint whose model (and ema_model) weights are the mean of those of `ckpts` (same architecture)."""
     out = dict(ckpts[0])
