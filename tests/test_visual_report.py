@@ -252,6 +252,18 @@ def test_metric_vs_param_draws_bands_best_border_and_log_axis():
     assert any("stage 1: best on upper border" in t.get_text() for t in ax.texts)
 
 
+def test_metric_vs_param_draws_pruned_runs_hollow_at_their_best():
+    """Pruned runs were missing from the plot: the early-stopped half of a sweep looked unsampled."""
+    data = synthetic_data()
+    pruned = {"trial": "s2-t0001", "stage": 2, "status": "pruned", "val_acc": 0.4, "p.metric_value": 5.0}
+    data.runs = pd.concat([data.runs, pd.DataFrame([pruned])], ignore_index=True)
+    _, _, fig = metric_vs_param(data, "metric_value")
+    ax = fig.axes[0]
+    assert "pruned (best before it stopped)" in ax.get_legend_handles_labels()[1]
+    points = [tuple(xy) for c in ax.collections for xy in c.get_offsets().tolist()]
+    assert (5.0, 0.4) in points
+
+
 def test_ranges_per_stage_one_bar_per_stage():
     _, _, fig = ranges_per_stage(synthetic_data(), ["metric_value"])
     ax = fig.axes[0]

@@ -93,8 +93,17 @@ def _finished(data: SweepData) -> pd.DataFrame:
     return df[(df["status"] == "finished") & df[data.metric].notna()]
 
 
+def _pruned(data: SweepData) -> pd.DataFrame:
+    df = data.runs
+    if df.empty:
+        return df
+    return df[(df["status"] == "pruned") & df[data.metric].notna()]
+
+
 def metric_vs_param(data: SweepData, name: str) -> Plot:
-    """Metric against one numeric parameter: stages coloured, ranges as bands, best and borders marked."""
+    """Metric against one numeric parameter: stages coloured (pruned runs hollow, at the best value
+    they reached), ranges as bands, diverged and failed runs as crosses along the bottom, best and
+    borders marked."""
     fig = _figure()
     ax = fig.add_subplot()
     col, m = f"p.{cond.public(name)}", data.metric
@@ -113,6 +122,19 @@ def metric_vs_param(data: SweepData, name: str) -> Plot:
             label=f"stage {stage}",
             edgecolors="none",
         )
+    pruned = _in_branch(_pruned(data), name)
+    if len(pruned) and col in pruned:
+        # stopped early by the stage's rule: the best value they reached, hollow (it is not a full run's)
+        ax.scatter(
+            pruned[col].astype(float),
+            pruned[m].astype(float),
+            s=22,
+            facecolors="none",
+            edgecolors=[_color(int(k)) for k in pruned["stage"]],
+            alpha=0.85,
+        )
+        # the legend's entry in grey: the hollow points take their stage's colour
+        ax.scatter([], [], s=22, facecolors="none", edgecolors="0.35", label="pruned (best before it stopped)")
     bad = data.runs[data.runs["status"].isin(["diverged", "failed"])] if not data.runs.empty else data.runs
     bad = _in_branch(bad, name)
     if len(bad) and col in bad:
@@ -454,8 +476,8 @@ def all_plots(data: SweepData, imp: dict[str, Any] | None = None) -> list[Plot]:
     require_matplotlib()
     num, cat = _searched(data)
     fin = _finished(data)
-    bad = len(data.runs) > 0 and bool(data.runs["status"].isin(["diverged", "failed"]).any())
-    # a parameter plot needs a finished run (or a failed one, drawn as a cross along the bottom)
+    bad = len(data.runs) > 0 and bool(data.runs["status"].isin(["diverged", "failed", "pruned"]).any())
+    # a parameter plot needs a finished run (or a pruned one, or a failed one: a cross along the bottom)
     plots = [metric_vs_param(data, n) for n in num] if len(fin) or bad else []
     plots += [metric_by_value(data, n) for n in cat] if len(fin) else []
     if len(fin) >= 2 and num + cat:
