@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -213,3 +214,26 @@ def test_master_alive_rules() -> None:
     mine = {"host": HOST, "pid": os.getpid(), "pid_start": my_pid_start(), "time": now - 5}
     assert master_alive(mine, 30, now)
     assert not master_alive({**mine, "pid_start": "1"}, 30, now)  # the pid was reused by another process
+
+
+def test_a_copy_of_a_running_sweep_is_its_own_directory(tmp_path: Path) -> None:
+    """`cp -r` of a running sweep looked alive: status named the original's master and workers as
+    its own, and `master start` on the copy was refused while the original ran."""
+    sweep = write_sweep(tmp_path, noop_sweep(trials=12, epochs=3, sleep=0.5, workers=2))
+    root, copy = tmp_path / "d", tmp_path / "copy"
+    m = spawn("master", "start", str(sweep), "--dir", str(root), capture=True)
+    try:
+        wait_for(lambda: count_events(root, "claim") >= 2, 120, "two trials claimed", proc=m)
+        shutil.copytree(root, copy)
+        running = [t for t in Store(copy).refresh().trials.values() if t.state is State.RUNNING]
+        status = run_cli("master", "status", str(copy), check=True).stdout
+        assert f"master: none here: this directory is a copy of {root.resolve()}" in status, status
+        r = run_cli("master", "start", str(sweep), "--dir", str(copy), timeout=300)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr
+        # the original's workers hold the copy's running trials: gone from here, requeued
+        assert r.stdout.count("this directory is a copy; requeued") == len(running)
+        st = Store(copy).refresh()
+        assert st.done and {t.state for t in st.trials.values()} == {State.FINISHED}
+    finally:
+        run_cli("master", "stop", str(root))
+        kill_pids([m.pid, *worker_pids(root)])

@@ -101,7 +101,7 @@ def _unfinished(store: Store, sweep: Any, k: int) -> str | None:
     st, n = store.state, len(sweep.stages)
     if st.done:
         return None
-    if master_alive(read_json(store.layout.master), sweep.stale_after):
+    if master_alive(read_json(store.layout.master), sweep.stale_after, root=store.layout.root):
         return (
             f"Note: {sweep.name} is still running (stage {st.current_stage} of {n}): this follow-up starts from "
             f"stage {k}, the last one finished; run hpsearch next again once the sweep is done"

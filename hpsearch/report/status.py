@@ -10,7 +10,7 @@ from hpsearch.errors import StoreError
 from hpsearch.report.failures import no_usable_run
 from hpsearch.report.frames import open_sweep
 from hpsearch.report.picture import Picture, duration, latest_lines, picture_lines, snapshot
-from hpsearch.store.liveness import describe_master, local_process_alive, master_alive
+from hpsearch.store.liveness import describe_master, elsewhere, local_process_alive, master_alive
 from hpsearch.store.sweepdir import Store, read_json
 
 
@@ -24,6 +24,13 @@ def master_line(store: Store, sweep: Any, now: float | None = None) -> str:
         info = None
     if not isinstance(info, dict):
         return "master: none has run here yet"
+    other = elsewhere(info, store.layout.root)
+    if other is not None:  # `cp -r` of a running sweep: the recorded processes run the original
+        return (
+            f"master: none here: this directory is a copy of {other} (its master.json names that sweep's master, "
+            f"{describe_master(info, now)}); start its own with: hpsearch master start SWEEP.yaml --dir "
+            f"{store.layout.root}"
+        )
     if master_alive(info, sweep.stale_after, now):
         return f"master: alive ({describe_master(info, now)})"
     st = store.state
@@ -63,7 +70,7 @@ def picture_of(store: Store, sweep: Any) -> Picture:
     """The picture of a store whose state was just refreshed."""
     st = store.state
     hbs = store.heartbeats()
-    gone = {w for w, hb in hbs.items() if local_process_alive(hb) is False}
+    gone = {w for w, hb in hbs.items() if local_process_alive(hb) is False or elsewhere(hb, store.layout.root)}
     return snapshot(
         st,
         hbs,

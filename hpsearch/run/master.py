@@ -31,6 +31,7 @@ from hpsearch.store.liveness import (
     HOST,
     Liveness,
     describe_master,
+    elsewhere,
     local_process_alive,
     lost_trials,
     master_alive,
@@ -143,6 +144,7 @@ class Master:
             # absolute: `master status` may run from another folder, or on another host of the share
             "sweep_file": os.path.abspath(self.opts.sweep_path) if self.opts.sweep_path else None,
             "no_workers": self.opts.no_workers,  # its resume hint keeps --no-workers (report/status.py)
+            "root": os.path.realpath(self.root),  # a copy of the directory is not this master's (elsewhere)
         }
         atomic_write_json(self.store.layout.master, doc)
 
@@ -429,7 +431,10 @@ class Master:
         live = [
             (hb["pid"], hb.get("pid_start"))
             for hb in self.store.heartbeats().values()
-            if hb.get("launched_by") and hb.get("state") != "exited" and local_process_alive(hb)
+            if hb.get("launched_by")
+            and hb.get("state") != "exited"
+            and local_process_alive(hb)
+            and elsewhere(hb, self.root) is None
         ]
         adopt(live)
         return len(live)
@@ -526,7 +531,7 @@ class Master:
     def watch(self, k: int) -> str:
         """Until every trial of stage k is finished ("done"), the sweep is stopped ("stopped"), or
         its failures say it cannot succeed ("failed", the reason in self._failed_why)."""
-        liveness = Liveness(self.sweep.stale_after)
+        liveness = Liveness(self.sweep.stale_after, self.root)
         self.out.stage_started()
         total = len(self.store.state.stage_trials(k))
         # failures recorded before this master started were judged by the one before (a resume
@@ -874,7 +879,7 @@ def live_master(store: Store, stale_after: float) -> dict[str, Any] | None:
         info = read_json(store.layout.master)
     except StoreError:
         return None
-    return info if isinstance(info, dict) and master_alive(info, stale_after) else None
+    return info if isinstance(info, dict) and master_alive(info, stale_after, root=store.layout.root) else None
 
 
 def request_stop(root: str) -> str:

@@ -76,6 +76,7 @@ class Worker:
         self.sweep = self.store.load_sweep()
         self.store = Store(root, lock=self.sweep.lock)
         self.opts = opts
+        self._root = os.path.realpath(root)
         self.id = opts.worker_id or f"{HOST}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
         self.stop = threading.Event()
         self._exiting = threading.Event()
@@ -109,6 +110,7 @@ class Worker:
                 "time": time.time(),
                 "trials_done": self.done,
                 "launched_by": os.environ.get(LAUNCHED_BY),
+                "root": self._root,  # a copy of the directory is not this worker's (liveness.elsewhere)
                 **self.status,
             },
         )
@@ -174,7 +176,7 @@ class Worker:
             return EXIT_DISK_FULL
         beats = threading.Thread(target=self._heartbeat_loop, daemon=True)
         beats.start()
-        liveness = Liveness(self.sweep.stale_after)
+        liveness = Liveness(self.sweep.stale_after, self.store.layout.root)
         batch = int(fixed.get("population", 1) or 1) if self.sweep.trainable_kind == "builtin" else 1
         next_lost_check = 0.0
         st = self.store.refresh()

@@ -29,14 +29,28 @@ def process_start_time(pid: int) -> str | None:
     return fields[19]
 
 
+def elsewhere(hb: dict[str, Any] | None, root: str | os.PathLike[str] | None) -> str | None:
+    """The sweep directory a heartbeat or master.json written on this host beats for, when it is not
+    `root` (its `root`, a real path, differs): `root` is a copy (`cp -r` of a running sweep), whose
+    files name the original's processes, alive but working elsewhere. None when it is `root`, when
+    the file comes from another host (mount points differ) or records no root (older versions)."""
+    if not hb or root is None or hb.get("host") != HOST or not isinstance(hb.get("root"), str):
+        return None
+    return hb["root"] if hb["root"] != os.path.realpath(root) else None
+
+
 class Liveness:
-    def __init__(self, stale_after: float) -> None:
+    def __init__(self, stale_after: float, root: str | os.PathLike[str] | None = None) -> None:
         self.stale_after = stale_after
+        self.root = root  # the sweep directory judged: a worker beating for another one is gone from it
         self._seen: dict[str, tuple[Any, float]] = {}  # worker -> (last beat, when it changed)
 
     def gone(self, worker: str, hb: dict[str, Any] | None, now: float | None = None) -> str | None:
         """Why the worker counts as gone, or None while it is alive (or not yet judged)."""
         now = time.monotonic() if now is None else now
+        other = elsewhere(hb, self.root)
+        if other is not None:
+            return f"worker {worker} works for {other}: this directory is a copy"
         if hb and hb.get("host") == HOST and isinstance(hb.get("pid"), int):
             start = process_start_time(hb["pid"])
             if start is None or (hb.get("pid_start") and start != hb.get("pid_start")):
@@ -77,11 +91,17 @@ def local_process_alive(hb: dict[str, Any]) -> bool | None:
     return start is not None and (not hb.get("pid_start") or start == hb.get("pid_start"))
 
 
-def master_alive(info: dict[str, Any] | None, stale_after: float, now: float | None = None) -> bool:
+def master_alive(
+    info: dict[str, Any] | None,
+    stale_after: float,
+    now: float | None = None,
+    root: str | os.PathLike[str] | None = None,
+) -> bool:
     """Whether the master that wrote `info` (master.json) is alive: not exited, its process running
     when it is on this host, and its last beat younger than `stale_after` seconds (by the master's
-    clock against ours: between hosts only as good as the clocks agree, as for `master status`)."""
-    if not info or info.get("state") == "exited":
+    clock against ours: between hosts only as good as the clocks agree, as for `master status`).
+    With `root`, a master that runs another directory (`root` is a copy, `elsewhere`) is not alive here."""
+    if not info or info.get("state") == "exited" or elsewhere(info, root) is not None:
         return False
     if local_process_alive(info) is False:
         return False
